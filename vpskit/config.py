@@ -1,0 +1,174 @@
+"""Typed, validated configuration of one environment (what ``inventory.load`` returns).
+
+Everything on a host is named by the *site*, ``<app>-<env>``: system user, release tree, units,
+sockets, database and role, Nginx server block, certificate and backup directory.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import PurePosixPath
+
+from vpskit.secret import Secret
+
+APP_KINDS = ("django", "flask", "asgi")
+ROLES = ("web", "worker", "db", "lb")
+LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
+LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+
+
+@dataclass(frozen=True)
+class Host:
+    """One server of an environment and how to reach it."""
+
+    address: str
+    user: str = "deploy"  # the deploy user provision creates; later tasks log in as it
+    bootstrap_user: str = "root"  # used by provision until the deploy user exists
+    port: int = 22
+    key: str | None = None  # path to the private key; None = ssh-agent / default keys
+    known_hosts: str | None = None  # pinned keys file; None = ~/.ssh/known_hosts (accept-new)
+    roles: tuple[str, ...] = ("web", "worker", "db")
+
+
+@dataclass(frozen=True)
+class App:
+    """The application: where its code comes from and how it is served."""
+
+    name: str
+    repo: str  # git URL or local path; a release is ``git archive`` of ``ref``
+    ref: str = "main"
+    kind: str = "django"  # django | flask | asgi
+    entry: str = ""  # WSGI/ASGI callable, e.g. "shop.wsgi:application"
+    server: str = "gunicorn"  # gunicorn | uvicorn | daphne
+    workers: int = 2
+    worker_class: str = "sync"  # gunicorn worker class: sync, gthread, gevent, eventlet...
+    timeout: int = 30
+    graceful_timeout: int = 30
+    requirements: str = "requirements.txt"
+    release_commands: tuple[str, ...] = ()  # run before the switch; () = the kind's default
+    django_settings: str = ""  # DJANGO_SETTINGS_MODULE, django/asgi apps only
+
+
+@dataclass(frozen=True)
+class Postgres:
+    enabled: bool = True
+    db: str = ""  # defaults to the site name with '-' -> '_'
+    user: str = ""
+
+
+@dataclass(frozen=True)
+class Redis:
+    enabled: bool = True
+    maxmemory: str = "64mb"
+    policy: str = "allkeys-lru"
+
+
+@dataclass(frozen=True)
+class Health:
+    path: str = "/health/"
+    status: int = 200
+    timeout: int = 5  # seconds per request
+    retries: int = 20  # attempts before the release counts as dead
+
+
+@dataclass(frozen=True)
+class TLS:
+    enabled: bool = True
+    email: str = ""
+    acme_url: str = LETSENCRYPT
+    ca_bundle: str = ""  # server-side CA bundle certbot trusts for a private ACME server (tests)
+    www_redirect: str = "none"  # none | to_bare | to_www
+
+
+@dataclass(frozen=True)
+class Backups:
+    keep_days: int = 30
+    local_dir: str = "backups"  # operator-side directory for the off-site copy
+    timer: str = ""  # systemd OnCalendar for a server-side timer; "" = none
+    media: bool = False
+
+
+@dataclass(frozen=True)
+class Nginx:
+    client_max_body_size: str = "20m"
+    rate_limit: str = "10r/s"
+    rate_burst: int = 20
+
+
+@dataclass(frozen=True)
+class System:
+    swap_mb: int = 1024  # swap file size on machines with < 2 GiB RAM; 0 = never
+    timezone: str = "UTC"
+    min_free_mb: int = 1024
+
+
+@dataclass(frozen=True)
+class Environment:
+    """Everything one ``--env`` deploys: hosts, app, services, secrets."""
+
+    name: str
+    hosts: tuple[Host, ...]
+    domains: tuple[str, ...]
+    app: App
+    postgres: Postgres = field(default_factory=Postgres)
+    redis: Redis = field(default_factory=Redis)
+    health: Health = field(default_factory=Health)
+    tls: TLS = field(default_factory=TLS)
+    backups: Backups = field(default_factory=Backups)
+    nginx: Nginx = field(default_factory=Nginx)
+    system: System = field(default_factory=System)
+    releases_keep: int = 5
+    env: dict[str, str] = field(default_factory=dict)
+    secrets: dict[str, Secret] = field(default_factory=dict)
+
+    # ---- names derived from the site -------------------------------------------------------
+    @property
+    def site(self) -> str:
+        return f"{self.app.name}-{self.name}"
+
+    @property
+    def root(self) -> PurePosixPath:
+        return PurePosixPath("/srv") / self.site
+
+    @property
+    def shared_dir(self) -> PurePosixPath:
+        return self.root / "shared"
+
+    @property
+    def env_file(self) -> PurePosixPath:
+        return self.shared_dir / ".env"
+
+    @property
+    def releases_dir(self) -> PurePosixPath:
+        return self.root / "releases"
+
+    @property
+    def current_link(self) -> PurePosixPath:
+        return self.root / "current"
+
+    @property
+    def run_dir(self) -> PurePosixPath:
+        return PurePosixPath("/run") / self.site
+
+    @property
+    def backup_dir(self) -> PurePosixPath:
+        return PurePosixPath("/var/backups") / self.site
+
+    @property
+    def app_user(self) -> str:
+        return self.site
+
+    @property
+    def db_name(self) -> str:
+        return self.postgres.db or self.site.replace("-", "_")
+
+    @property
+    def db_user(self) -> str:
+        return self.postgres.user or self.site.replace("-", "_")
+
+    @property
+    def primary_domain(self) -> str:
+        return self.domains[0]
+
+    def hosts_with(self, role: str) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if role in h.roles)

@@ -1,0 +1,439 @@
+"""Load ``inventory.yml`` into a validated :class:`vpskit.config.Environment`.
+
+Every problem is an :class:`InventoryError` whose message names the file, the line, the key path
+and the fix, e.g. ``inventory.yml:14: production.app.workers: expected an integer, got 'four'``.
+Nothing here touches a server.
+
+Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
+``backups``, ``nginx``, ``system``, ``releases_keep``, ``env``, ``secrets``, ``optional_secrets``)
+and ``environments``; each environment lists ``hosts`` and ``domains`` and may override any section
+key by key. Secret *values* come from the operator's environment or ``.env.<environment>`` beside
+the inventory, never from the inventory itself.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+import re
+import stat
+import typing
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from vpskit import config, envfile
+from vpskit.errors import InventoryError
+from vpskit.secret import Secret
+
+SECTIONS: dict[str, type] = {
+    "app": config.App,
+    "postgres": config.Postgres,
+    "redis": config.Redis,
+    "health": config.Health,
+    "tls": config.TLS,
+    "backups": config.Backups,
+    "nginx": config.Nginx,
+    "system": config.System,
+}
+SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets")
+TOP_KEYS = (*SHARED_KEYS, "environments")
+ENV_KEYS = (*SHARED_KEYS, "hosts", "domains")
+REQUIRED_APP_KEYS = ("name", "repo", "entry")
+CHOICES = {
+    ("app", "kind"): config.APP_KINDS,
+    ("app", "server"): ("gunicorn", "uvicorn", "daphne"),
+    ("tls", "www_redirect"): ("none", "to_bare", "to_www"),
+}
+NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$")
+ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+DOMAIN_RE = re.compile(
+    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
+ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
+SIZE_RE = re.compile(r"^\d+[kmg]?$")
+RATE_RE = re.compile(r"^\d+r/[sm]$")
+TYPE_WORDS = {int: "an integer", str: "a string", bool: "true or false"}
+
+
+class _Doc:
+    """The parsed YAML plus the line of every key path, for error messages."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines: dict[tuple[str, ...], int] = {}
+        try:
+            node = yaml.compose(text, Loader=yaml.SafeLoader)
+        except yaml.YAMLError as exc:
+            mark = getattr(exc, "problem_mark", None)
+            line = mark.line + 1 if mark else 1
+            problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
+            raise InventoryError(
+                f"{path.name}:{line}: malformed YAML: {problem}; fix the indentation or quoting"
+            ) from None
+        if node is None:
+            self.data: Any = {}
+        else:
+            self.data = self._convert(node, ())
+
+    def _convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        self.lines.setdefault(path, node.start_mark.line + 1)
+        if isinstance(node, yaml.MappingNode):
+            out: dict[str, Any] = {}
+            for key_node, value_node in node.value:
+                key = str(key_node.value)
+                if key in out:
+                    self.fail(path + (key,), "duplicate key; keep one of them",
+                              line=key_node.start_mark.line + 1)
+                self.lines[path + (key,)] = key_node.start_mark.line + 1
+                out[key] = self._convert(value_node, path + (key,))
+            return out
+        if isinstance(node, yaml.SequenceNode):
+            return [self._convert(item, path + (str(i),)) for i, item in enumerate(node.value)]
+        return yaml.SafeLoader(" ").construct_object(node, deep=True)
+
+    def line(self, path: tuple[str, ...]) -> int:
+        while path and path not in self.lines:
+            path = path[:-1]
+        return self.lines.get(path, 1)
+
+    def fail(self, path: tuple[str, ...], message: str, line: int | None = None) -> typing.NoReturn:
+        where = ".".join(path) if path else "(top level)"
+        raise InventoryError(f"{self.path.name}:{line or self.line(path)}: {where}: {message}")
+
+
+def environment_names(path: str | Path) -> list[str]:
+    """The environments an inventory declares (validates only the outline)."""
+    doc = _read(Path(path))
+    return list(_environments(doc))
+
+
+def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = None
+         ) -> config.Environment:
+    """Validate the inventory and build the config of ``env_name``, secrets resolved.
+
+    Example: ``load("inventory.yml", "production")``. Reads ``.env.<env_name>`` beside the
+    inventory when present; the operator's environment (``environ``) wins over that file.
+    """
+    path = Path(path)
+    doc = _read(path)
+    envs = _environments(doc)
+    for name in envs:  # validate every environment, so a typo in staging fails a prod deploy too
+        if name != env_name:
+            _build(doc, name, envs, secrets=None)
+    if env_name not in envs:
+        known = ", ".join(envs) or "none"
+        raise InventoryError(
+            f"{path.name}: unknown environment '{env_name}' (known: {known}); "
+            f"add it under 'environments:' or pass one of those to --env"
+        )
+    environ = os.environ if environ is None else environ
+    return _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+
+
+def _read(path: Path) -> _Doc:
+    try:
+        text = path.read_text()
+    except FileNotFoundError:
+        raise InventoryError(
+            f"{path}: no such inventory file; copy the example inventory.yml or pass --inventory"
+        ) from None
+    doc = _Doc(path, text)
+    if not isinstance(doc.data, dict):
+        doc.fail((), "expected a mapping with 'app' and 'environments' at the top level")
+    _check_keys(doc, (), doc.data, TOP_KEYS)
+    for required in ("app", "environments"):
+        if required not in doc.data:
+            doc.fail((required,), "missing required key; see the example inventory.yml")
+    return doc
+
+
+def _environments(doc: _Doc) -> dict[str, dict[str, Any]]:
+    envs = doc.data["environments"]
+    if not isinstance(envs, dict) or not envs:
+        doc.fail(("environments",), "expected a mapping of environment names, e.g. 'production:'")
+    for name, body in envs.items():
+        if not NAME_RE.match(name):
+            doc.fail(("environments", name),
+                     "environment names are lowercase letters and digits, starting with a letter")
+        if not isinstance(body, dict):
+            doc.fail(("environments", name), "expected a mapping with 'hosts' and 'domains'")
+        _check_keys(doc, ("environments", name), body, ENV_KEYS)
+    _check_domains_unique(doc, envs)
+    return envs
+
+
+def _check_keys(doc: _Doc, path: tuple[str, ...], data: dict, allowed: typing.Iterable[str]
+                ) -> None:
+    allowed = list(allowed)
+    for key in data:
+        if key not in allowed:
+            close = difflib.get_close_matches(key, allowed, n=1)
+            hint = f"did you mean '{close[0]}'?" if close else f"allowed: {', '.join(allowed)}"
+            doc.fail(path + (key,), f"unknown key; {hint}")
+
+
+def _check_domains_unique(doc: _Doc, envs: dict[str, dict[str, Any]]) -> None:
+    owner: dict[str, str] = {}
+    for name, body in envs.items():
+        domains = body.get("domains")
+        for i, domain in enumerate(domains if isinstance(domains, list) else []):
+            if domain in owner and owner[domain] != name:
+                doc.fail(("environments", name, "domains", str(i)),
+                         f"'{domain}' is already claimed by environment '{owner[domain]}'; "
+                         f"each domain belongs to one environment")
+            owner[domain] = name
+
+
+def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
+           secrets: dict[str, str | None] | None) -> config.Environment:
+    body = envs[name]
+    base = ("environments", name)
+    sections = {key: _section(doc, name, key, body) for key in SECTIONS}
+    app = sections["app"]
+    if app.kind == "asgi" and "server" not in _merged_raw(doc, body, "app"):
+        app = sections["app"] = dataclasses.replace(app, server="uvicorn")
+    if app.kind != "asgi" and app.server != "gunicorn":
+        doc.fail(_key_path(doc, body, name, "app", "server"),
+                 f"'{app.server}' serves ASGI apps only; use kind: asgi or server: gunicorn")
+    if sections["tls"].enabled and not sections["tls"].email:
+        doc.fail(_key_path(doc, body, name, "tls", "email"),
+                 "missing required key (the ACME account email); set it or tls.enabled: false")
+    env_vars = _string_map(doc, "env", body, name)
+    required = _names(doc, "secrets", body, name)
+    optional = _names(doc, "optional_secrets", body, name)
+    for key in env_vars:
+        if key in required or key in optional:
+            doc.fail(_key_path(doc, body, name, "env", key),
+                     "also listed as a secret; keep secrets out of 'env'")
+    resolved: dict[str, Secret] = {}
+    if secrets is not None:
+        for key in required + optional:
+            value = secrets.get(key)
+            if value:
+                resolved[key] = Secret(value)
+            elif key in required:
+                raise InventoryError(
+                    f"{doc.path.name}:{doc.line(_key_path(doc, body, name, 'secrets'))}: "
+                    f"secret '{key}' of environment '{name}' is not set; export {key}=... "
+                    f"or add it to {doc.path.parent / ('.env.' + name)} (mode 0600)"
+                )
+    releases_keep = _scalar(doc, base + ("releases_keep",), body.get(
+        "releases_keep", doc.data.get("releases_keep", 5)), int)
+    if releases_keep < 2:
+        doc.fail(base + ("releases_keep",), "keep at least 2 releases, or rollback has nothing")
+    hosts = _hosts(doc, name, body)
+    domains = _domains(doc, name, body)
+    return config.Environment(
+        name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
+        env=env_vars, secrets=resolved, **sections,
+    )
+
+
+def _merged_raw(doc: _Doc, body: dict, key: str) -> dict[str, Any]:
+    merged: dict[str, Any] = {}
+    for source in (doc.data.get(key), body.get(key)):
+        if source is not None:
+            merged.update(source)
+    return merged
+
+
+def _key_path(doc: _Doc, body: dict, env: str, *keys: str) -> tuple[str, ...]:
+    """Where a (possibly inherited) key is written: the environment's override or the default."""
+    local = ("environments", env, *keys)
+    node: Any = body
+    for key in keys:
+        if not isinstance(node, dict) or key not in node:
+            return tuple(keys) if tuple(keys) in doc.lines else local
+        node = node[key]
+    return local
+
+
+def _section(doc: _Doc, env: str, key: str, body: dict) -> Any:
+    cls = SECTIONS[key]
+    hints = typing.get_type_hints(cls)
+    fields = [f.name for f in dataclasses.fields(cls)]
+    values: dict[str, Any] = {}
+    for source_path, source in (((key,), doc.data.get(key)),
+                                (("environments", env, key), body.get(key))):
+        if source is None:
+            continue
+        if not isinstance(source, dict):
+            doc.fail(source_path, f"expected a mapping of {key} settings")
+        _check_keys(doc, source_path, source, fields)
+        for field_name, raw in source.items():
+            values[field_name] = _scalar(doc, source_path + (field_name,), raw,
+                                         hints[field_name])
+            choices = CHOICES.get((key, field_name))
+            if choices and values[field_name] not in choices:
+                doc.fail(source_path + (field_name,),
+                         f"'{raw}' is not one of: {', '.join(choices)}")
+            _check_value(doc, source_path + (field_name,), key, field_name, values[field_name])
+    if key == "app":
+        for required in REQUIRED_APP_KEYS:
+            if required not in values:
+                doc.fail(("app", required), "missing required key; see the example inventory.yml")
+        values["repo"] = _resolve_repo(doc.path, values["repo"])
+    return cls(**values)
+
+
+def _check_value(doc: _Doc, path: tuple[str, ...], section: str, name: str, value: Any) -> None:
+    rules: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
+        ("app", "name"): (lambda v: bool(NAME_RE.match(v)),
+                          "use 1-20 lowercase letters and digits, starting with a letter"),
+        ("app", "entry"): (lambda v: bool(ENTRY_RE.match(v)),
+                           "expected 'module:callable', e.g. 'shop.wsgi:application'"),
+        ("app", "workers"): (lambda v: 1 <= v <= 64, "expected 1 to 64"),
+        ("app", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+        ("app", "graceful_timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+        ("health", "path"): (lambda v: v.startswith("/"), "expected a path starting with '/'"),
+        ("health", "status"): (lambda v: 100 <= v <= 599, "expected an HTTP status code"),
+        ("health", "retries"): (lambda v: v >= 1, "expected at least 1"),
+        ("health", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+        ("tls", "email"): (lambda v: not v or bool(re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", v)),
+                           "expected an email address"),
+        ("tls", "acme_url"): (lambda v: v.startswith("https://"), "expected an https:// URL"),
+        ("backups", "keep_days"): (lambda v: v >= 1, "keep at least 1 day of backups"),
+        ("nginx", "client_max_body_size"): (lambda v: bool(SIZE_RE.match(str(v).lower())),
+                                            "expected a size such as '20m'"),
+        ("nginx", "rate_limit"): (lambda v: bool(RATE_RE.match(v)),
+                                  "expected a rate such as '10r/s'"),
+        ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
+    }
+    rule = rules.get((section, name))
+    if rule and not rule[0](value):
+        doc.fail(path, f"{value!r}: {rule[1]}")
+
+
+def _resolve_repo(inventory: Path, repo: str) -> str:
+    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+        return repo
+    return str((inventory.parent / Path(repo).expanduser()).resolve())
+
+
+def _scalar(doc: _Doc, path: tuple[str, ...], raw: Any, hint: Any) -> Any:
+    if hint is int:
+        if isinstance(raw, bool) or not isinstance(raw, int):
+            doc.fail(path, f"expected {TYPE_WORDS[int]}, got {raw!r}")
+        return raw
+    if hint is bool:
+        if not isinstance(raw, bool):
+            doc.fail(path, f"expected {TYPE_WORDS[bool]}, got {raw!r}")
+        return raw
+    if hint is str or hint == (str | None):
+        if raw is None and hint is not str:
+            return None
+        if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
+            doc.fail(path, f"expected {TYPE_WORDS[str]}, got {raw!r}")
+        return str(raw)
+    if typing.get_origin(hint) is tuple:
+        if not isinstance(raw, list) or not all(isinstance(x, str) for x in raw):
+            doc.fail(path, f"expected a list of strings, got {raw!r}")
+        return tuple(raw)
+    raise AssertionError(f"unsupported type {hint!r} at {path}")
+
+
+def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
+    path = ("environments", env, "hosts")
+    raw = body.get("hosts")
+    if raw is None:
+        doc.fail(path, "missing required key: list at least one host with an 'address'")
+    if not isinstance(raw, list) or not raw:
+        doc.fail(path, "expected a list of hosts, e.g. '- address: 203.0.113.10'")
+    hints = typing.get_type_hints(config.Host)
+    fields = [f.name for f in dataclasses.fields(config.Host)]
+    hosts: list[config.Host] = []
+    seen: dict[tuple[str, int], int] = {}
+    for i, item in enumerate(raw):
+        item_path = path + (str(i),)
+        if isinstance(item, str):
+            item = {"address": item}
+        if not isinstance(item, dict):
+            doc.fail(item_path, "expected a host mapping with 'address'")
+        _check_keys(doc, item_path, item, fields)
+        if "address" not in item:
+            doc.fail(item_path + ("address",), "missing required key: the host's IP or DNS name")
+        values = {k: _scalar(doc, item_path + (k,), v, hints[k]) for k, v in item.items()}
+        for role in values.get("roles", ()):
+            if role not in config.ROLES:
+                doc.fail(item_path + ("roles",),
+                         f"unknown role '{role}'; roles are {', '.join(config.ROLES)}")
+        port = values.get("port", 22)
+        if not 1 <= port <= 65535:
+            doc.fail(item_path + ("port",), f"{port} is not a TCP port (1-65535)")
+        for path_key in ("key", "known_hosts"):
+            if values.get(path_key):
+                values[path_key] = str(Path(values[path_key]).expanduser())
+        host = config.Host(**values)
+        ident = (host.address, host.port)
+        if ident in seen:
+            doc.fail(item_path + ("address",),
+                     f"duplicate host {host.address}:{host.port} (also host #{seen[ident] + 1}); "
+                     f"list each host once with all its roles")
+        seen[ident] = i
+        hosts.append(host)
+    return tuple(hosts)
+
+
+def _domains(doc: _Doc, env: str, body: dict) -> tuple[str, ...]:
+    path = ("environments", env, "domains")
+    raw = body.get("domains")
+    if raw is None:
+        doc.fail(path, "missing required key: list the domain names this environment serves")
+    if not isinstance(raw, list) or not raw:
+        doc.fail(path, "expected a non-empty list of domain names")
+    for i, domain in enumerate(raw):
+        if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
+            doc.fail(path + (str(i),),
+                     f"{domain!r} is not a valid domain name (lowercase, e.g. shop.example.com)")
+    if len(set(raw)) != len(raw):
+        doc.fail(path, "a domain is listed twice")
+    return tuple(raw)
+
+
+def _string_map(doc: _Doc, key: str, body: dict, env: str) -> dict[str, str]:
+    merged: dict[str, str] = {}
+    for path, source in (((key,), doc.data.get(key)), (("environments", env, key), body.get(key))):
+        if source is None:
+            continue
+        if not isinstance(source, dict):
+            doc.fail(path, "expected a mapping of VARIABLE: value")
+        for var, value in source.items():
+            if not ENV_VAR_RE.match(var):
+                doc.fail(path + (var,), "not a valid environment variable name")
+            if isinstance(value, (dict, list)) or value is None:
+                doc.fail(path + (var,), f"expected a string value, got {value!r}")
+            merged[var] = str(value).lower() if isinstance(value, bool) else str(value)
+    return merged
+
+
+def _names(doc: _Doc, key: str, body: dict, env: str) -> list[str]:
+    names: list[str] = []
+    for path, source in (((key,), doc.data.get(key)), (("environments", env, key), body.get(key))):
+        if source is None:
+            continue
+        if not isinstance(source, list):
+            doc.fail(path, "expected a list of secret names, e.g. [SECRET_KEY]")
+        for i, name in enumerate(source):
+            if not isinstance(name, str) or not ENV_VAR_RE.match(name):
+                doc.fail(path + (str(i),), f"{name!r} is not a valid environment variable name")
+            if name not in names:
+                names.append(name)
+    return names
+
+
+def _secret_values(inventory: Path, env_name: str, environ: Mapping[str, str]
+                   ) -> dict[str, str | None]:
+    """Values from ``.env.<env>`` (must be mode 0600), overridden by the operator's environment."""
+    values: dict[str, str | None] = {}
+    env_file = inventory.parent / f".env.{env_name}"
+    if env_file.exists():
+        mode = stat.S_IMODE(env_file.stat().st_mode)
+        if mode & 0o077:
+            raise InventoryError(
+                f"{env_file}: readable by others (mode {mode:04o}); run: chmod 600 {env_file}")
+        values.update(envfile.parse(env_file.read_text(), env_file.name))
+    values.update({k: v for k, v in environ.items() if ENV_VAR_RE.match(k)})
+    return values

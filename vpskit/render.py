@@ -1,0 +1,205 @@
+"""Server files rendered from ``templates/``: pure functions of an :class:`Environment`.
+
+Each ``*_path`` function names where its file lives on the server; the render functions return
+the file's text. Nothing here touches a host.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import jinja2
+
+from vpskit.config import APP_KINDS, Environment
+from vpskit.errors import InventoryError
+
+TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+COMMON_CONF = "/etc/nginx/conf.d/vpskit.conf"
+ACME_WEBROOT = "/var/lib/vpskit/acme"
+SYSTEMD_DIR = "/etc/systemd/system"
+ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
+# What inventory values may contain where they land in a unit file (no quotes, ``$``, newlines).
+_SYSTEMD_WORD = re.compile(r"^[\w.:()-]+$")
+_CALENDAR = re.compile(r"^[\w*,./:~+ -]+$")
+
+_jinja = jinja2.Environment(
+    loader=jinja2.FileSystemLoader(TEMPLATES),
+    undefined=jinja2.StrictUndefined,
+    keep_trailing_newline=True,
+    trim_blocks=True,
+    lstrip_blocks=True,
+    autoescape=False,
+)
+
+
+def _render(template: str, **context: object) -> str:
+    return _jinja.get_template(template).render(**context)
+
+
+# ---- names and paths ----------------------------------------------------------------------------
+def ident(env: Environment) -> str:
+    """The site as an Nginx identifier (upstream and rate-limit zone): ``shop_production``."""
+    return env.site.replace("-", "_")
+
+
+def release_dir(env: Environment, release_id: str) -> str:
+    return f"{env.releases_dir}/{release_id}"
+
+
+def web_socket(env: Environment, release_id: str | None) -> str:
+    """The Unix socket a release's web process listens on; ``None`` = nothing deployed yet."""
+    return f"{env.run_dir}/web-{release_id or 'none'}.sock"
+
+
+def web_unit_name(env: Environment, release_id: str) -> str:
+    """``shop-production-web@<release_id>.service``; ``""`` gives the template's own name."""
+    return f"{env.site}-web@{release_id}.service"
+
+
+def backup_unit_name(env: Environment, suffix: str) -> str:
+    """``shop-production-backup.service`` / ``.timer``."""
+    return f"{env.site}-backup.{suffix}"
+
+
+def backup_script(env: Environment) -> str:
+    return f"/usr/local/lib/vpskit/backup-{env.site}"
+
+
+def site_path(env: Environment) -> str:
+    """Written straight into ``sites-enabled`` so a validated write is also the activation."""
+    return f"/etc/nginx/sites-enabled/{env.site}.conf"
+
+
+def upstream_path(env: Environment) -> str:
+    return f"/etc/nginx/vpskit/{env.site}/upstream.conf"
+
+
+def cert_path(env: Environment) -> str:
+    return f"/etc/letsencrypt/live/{env.site}/fullchain.pem"
+
+
+def key_path(env: Environment) -> str:
+    return f"/etc/letsencrypt/live/{env.site}/privkey.pem"
+
+
+# ---- nginx --------------------------------------------------------------------------------------
+def www_redirects(env: Environment) -> list[tuple[str, str]]:
+    """(from, to) domain pairs that ``tls.www_redirect`` turns into 301s; both must be listed."""
+    pairs = []
+    for domain in env.domains:
+        if env.tls.www_redirect == "to_bare" and domain.startswith("www."):
+            pair = (domain, domain.removeprefix("www."))
+        elif env.tls.www_redirect == "to_www":
+            pair = (domain, f"www.{domain}")
+        else:
+            continue
+        if pair[1] in env.domains:
+            pairs.append(pair)
+    return pairs
+
+
+def nginx_site(env: Environment, tls_ready: bool) -> str:
+    """The site's server blocks: HTTPS when ``tls.enabled`` and the certificate exists
+    (``tls_ready``), else the app over plain HTTP (ACME challenges are answered either way)."""
+    tls_ready = tls_ready and env.tls.enabled
+    redirects = www_redirects(env)
+    sources = {source for source, _ in redirects}
+    return _render(
+        "nginx/site.conf.j2",
+        env=env,
+        ident=ident(env),
+        tls_ready=tls_ready,
+        redirects=redirects,
+        app_domains=[d for d in env.domains if d not in sources],
+        upstream_conf=upstream_path(env),
+        acme_webroot=ACME_WEBROOT,
+        cert=cert_path(env),
+        key=key_path(env),
+        # ASGI apps hold websockets open; WSGI ones get a bit longer than gunicorn's timeout.
+        read_timeout=3600 if env.app.kind == "asgi" else max(60, env.app.timeout + 5),
+    )
+
+
+def nginx_upstream(env: Environment, release_id: str | None) -> str:
+    """The upstream naming the live release's socket: the only file a deploy switch rewrites."""
+    return _render("nginx/upstream.conf.j2", site=env.site, ident=ident(env),
+                   release_id=release_id, socket=web_socket(env, release_id))
+
+
+def nginx_common() -> str:
+    """Http-context settings shared by every vpskit site on a host (installed once)."""
+    return _render("nginx/vpskit.conf.j2")
+
+
+# ---- systemd ------------------------------------------------------------------------------------
+def _checked(value: str, pattern: re.Pattern[str], key: str) -> str:
+    if not pattern.match(value):
+        raise InventoryError(f"{key}: {value!r} is empty or has characters a unit file can't take")
+    return value
+
+
+def exec_start(env: Environment) -> list[str]:
+    """The web server's argv for the unit template (``%i`` = release id).
+
+    django/flask run gunicorn; asgi runs uvicorn, daphne (one process; ``workers`` is unused)
+    or gunicorn with uvicorn's worker class (used when ``worker_class`` is left at ``sync``).
+    """
+    app = env.app
+    if app.kind not in APP_KINDS:
+        raise InventoryError(f"app.kind: unknown kind {app.kind!r}")
+    if app.kind != "asgi" and app.server != "gunicorn":
+        raise InventoryError(f"app.server: {app.kind} apps run on gunicorn, not {app.server!r}")
+    entry = _checked(app.entry, _SYSTEMD_WORD, "app.entry")
+    factory = entry.endswith("()")
+    binary = f"{release_dir(env, '%i')}/.venv/bin/{app.server}"
+    socket = web_socket(env, "%i")
+    if app.server == "gunicorn":
+        worker_class = app.worker_class
+        if app.kind == "asgi" and worker_class == "sync":
+            worker_class = ASGI_GUNICORN_WORKER
+        return [binary, f"--bind=unix:{socket}", f"--workers={app.workers}",
+                f"--worker-class={_checked(worker_class, _SYSTEMD_WORD, 'app.worker_class')}",
+                f"--timeout={app.timeout}", f"--graceful-timeout={app.graceful_timeout}",
+                "--forwarded-allow-ips=*", "--access-logfile=-", entry]
+    if app.server == "uvicorn":
+        return [binary, f"--uds={socket}", f"--workers={app.workers}",
+                "--forwarded-allow-ips=*", f"--timeout-graceful-shutdown={app.graceful_timeout}",
+                *(["--factory"] if factory else []), entry.removesuffix("()")]
+    if app.server == "daphne":
+        if factory:
+            raise InventoryError(f"app.entry: daphne cannot call a factory ({entry!r})")
+        return [binary, f"--unix-socket={socket}", "--proxy-headers",
+                f"--http-timeout={app.timeout}", "--access-log=-", entry]
+    raise InventoryError(f"app.server: unknown server {app.server!r}")
+
+
+def web_unit(env: Environment) -> str:
+    """The ``<site>-web@.service`` template; one instance per release, each on its own socket."""
+    settings = env.app.django_settings
+    return _render(
+        "systemd/web@.service.j2",
+        env=env,
+        exec_start=" ".join(exec_start(env)),
+        working_dir=release_dir(env, "%i"),
+        socket=web_socket(env, "%i"),
+        django_settings=settings and _checked(settings, _SYSTEMD_WORD, "app.django_settings"),
+    )
+
+
+def backup_units(env: Environment) -> dict[str, str]:
+    """Path -> text of the backup service and its timer; empty when ``backups.timer`` is unset."""
+    if not env.backups.timer:
+        return {}
+    return {
+        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": _render(
+            "systemd/backup.service.j2", site=env.site, script=backup_script(env)),
+        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": _render(
+            "systemd/backup.timer.j2", site=env.site,
+            on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),
+    }
+
+
+def unit_files(env: Environment) -> dict[str, str]:
+    """Path -> text of every systemd unit the site installs."""
+    return {f"{SYSTEMD_DIR}/{web_unit_name(env, '')}": web_unit(env), **backup_units(env)}
