@@ -1,0 +1,134 @@
+"""vpskit.ssh.connect against the real test VPS: success, each failure as one fast line, reboot."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import time
+
+import pytest
+
+from vpskit import testvps
+from vpskit.errors import ConnectError
+from vpskit.ssh import connect
+
+pytestmark = pytest.mark.vps
+FAIL_WITHIN = 15  # seconds
+
+
+def run(vps, command: str) -> str:
+    with connect(vps.host()) as conn:
+        return conn.run(command, hide=True, warn=True, in_stream=False).stdout.strip()
+
+
+def test_root_runs_commands_over_ssh(vps):
+    quiet = {"hide": True, "in_stream": False}
+    with connect(vps.host()) as conn:
+        state = conn.run("systemctl is-system-running --wait", warn=True, **quiet)
+        release = conn.run("cat /etc/os-release", **quiet)
+        whoami = conn.run("id -un", **quiet)
+    assert state.stdout.strip() in ("running", "degraded")
+    assert "VERSION_CODENAME=bookworm" in release.stdout
+    assert whoami.stdout.strip() == "root"
+
+
+def test_vps_is_a_fresh_image_trusting_this_machine(vps, pebble):
+    """Only the debootstrap set is installed; CAs, pip and apt caches are the harness's doing."""
+    listing = run(vps, "dpkg-query -W -f='${Package}\\n' nginx postgresql certbot 2>&1")
+    assert "no packages found matching nginx" in listing
+    assert "vpskit-pebble-ca" in run(vps, "ls /usr/local/share/ca-certificates")
+    assert "cache-dir = /var/cache/pip" in run(vps, "cat /etc/pip.conf")
+    assert run(vps, "stat -c %U /var/cache/apt/archives/partial") == "_apt"
+    assert pebble.directory_url == f"https://{vps.host_address}:14000/dir"
+    code = f"import urllib.request; print(urllib.request.urlopen({pebble.directory_url!r}).status)"
+    assert run(vps, f'python3 -c "{code}"') == "200"  # the VPS trusts Pebble's listener
+
+
+def assert_fails_fast(host, expected: str, **kwargs) -> str:
+    started = time.monotonic()
+    with pytest.raises(ConnectError) as caught:  # AuthError is one too
+        connect(host, **kwargs)
+    elapsed = time.monotonic() - started
+    message = str(caught.value)
+    assert elapsed < FAIL_WITHIN, f"took {elapsed:.1f} s: {message}"
+    assert "\n" not in message
+    assert f"{host.address}:{host.port}" in message
+    assert expected in message
+    return message
+
+
+def test_unreachable_host_fails_fast(vps):
+    unused = vps.address.rsplit(".", 1)[0] + ".99"  # inside the VPS's own /24, nobody there
+    host = dataclasses.replace(vps.host(), address=unused)
+    message = assert_fails_fast(host, "check the address")
+    assert "unreachable" in message or "no answer" in message
+
+
+def test_refused_port_fails_fast(vps):
+    host = dataclasses.replace(vps.host(), port=2222)
+    assert_fails_fast(host, "connection refused")
+
+
+def test_wrong_key_fails_fast(vps, tmp_path):
+    key = tmp_path / "stranger"
+    testvps.generate_key(key)
+    host = dataclasses.replace(vps.host(), key=str(key))
+    message = assert_fails_fast(host, "authentication failed")
+    assert str(key) in message
+
+
+def test_unknown_host_key_is_refused(vps, tmp_path):
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    assert_fails_fast(vps.host(), "host key unknown", known_hosts=str(empty))
+
+
+def test_changed_host_key_is_refused(vps, tmp_path):
+    other = tmp_path / "other"
+    public = testvps.generate_key(other).split()
+    forged = tmp_path / "known_hosts"
+    forged.write_text(f"{vps.address} {public[0]} {public[1]}\n")
+    assert_fails_fast(vps.host(), "host key CHANGED", known_hosts=str(forged))
+
+
+def test_first_contact_accepts_and_records_the_key(vps, tmp_path, monkeypatch, caplog):
+    monkeypatch.setenv("HOME", str(tmp_path))
+    host = dataclasses.replace(vps.host(), known_hosts=None)
+    with connect(host) as conn:
+        assert conn.run("hostname", hide=True, in_stream=False).stdout.strip() == vps.name
+    recorded = (tmp_path / ".ssh" / "known_hosts").read_text()
+    assert recorded.startswith(f"{vps.address} ")
+    assert "added" in caplog.text
+    with connect(host):  # known now: no second line
+        pass
+    assert (tmp_path / ".ssh" / "known_hosts").read_text() == recorded
+
+
+def test_reboot_comes_back(vps):
+    """``systemctl reboot`` ends systemd-nspawn with 133; the supervisor starts it again."""
+    boot_id = run(vps, "cat /proc/sys/kernel/random/boot_id")
+    with connect(vps.host()) as conn:
+        conn.run("systemctl reboot", hide=True, warn=True, in_stream=False)
+    started = time.monotonic()
+    while True:
+        try:
+            new_id = run(vps, "cat /proc/sys/kernel/random/boot_id")
+        except ConnectError:
+            new_id = boot_id
+        if new_id != boot_id:
+            break
+        assert time.monotonic() - started < 60, "VPS did not come back within 60 s"
+        time.sleep(0.5)
+    assert testvps.is_running(vps)
+    assert run(vps, "systemctl is-system-running --wait") in ("running", "degraded")
+
+
+@pytest.mark.skipif(
+    os.environ.get("VPSKIT_TEST_TRIXIE") != "1", reason="set VPSKIT_TEST_TRIXIE=1 (Debian 13)"
+)
+def test_trixie_boots():
+    trixie = testvps.up(name="vpskit-deb13", index=11, suite="trixie")
+    try:
+        assert "VERSION_CODENAME=trixie" in run(trixie, "cat /etc/os-release")
+    finally:
+        testvps.down("vpskit-deb13")

@@ -1,0 +1,123 @@
+"""Pure parts of deploy: release bookkeeping, python check, release commands, lock holder."""
+
+import json
+import subprocess
+from datetime import UTC, datetime
+
+import pytest
+
+from vpskit import backups
+from vpskit.config import App, Environment, Host
+from vpskit.deploy import appcmd, lock, releases, source
+from vpskit.deploy.pipeline import check_python
+from vpskit.errors import ToolkitError
+
+
+def env(**app) -> Environment:
+    return Environment("production", (Host("192.0.2.1"),), ("shop.test",),
+                       App(name="shop", repo="/tmp/x", entry="shop.wsgi:application", **app))
+
+
+def probe_output(*rows, current=""):
+    lines = [f"{rid} {json.dumps({'sha': 'a' * 40, 'state': state})}" for rid, state in rows]
+    return "\n".join([*lines, f"current {current}"])
+
+
+def test_releases_parse_prune_and_rollback_target():
+    out = probe_output(("20260101T000000Z-aaaaaaa", "ok"), ("20260102T000000Z-bbbbbbb", "bad"),
+                       ("20260103T000000Z-ccccccc", "ok"), ("20260104T000000Z-ddddddd", "failed"),
+                       ("20260105T000000Z-eeeeeee", "ok"),
+                       current="releases/20260105T000000Z-eeeeeee")
+    found = releases.parse(out)
+    assert found.current == "20260105T000000Z-eeeeeee"
+    assert found.previous_good().id == "20260103T000000Z-ccccccc"
+    assert found.to_prune(3) == ["20260101T000000Z-aaaaaaa", "20260102T000000Z-bbbbbbb"]
+    assert found.to_prune(5) == []
+
+
+def test_prune_never_removes_the_live_release():
+    out = probe_output(("20260101T000000Z-aaaaaaa", "ok"), ("20260102T000000Z-bbbbbbb", "ok"),
+                       ("20260103T000000Z-ccccccc", "failed"),
+                       current="/srv/x/releases/20260101T000000Z-aaaaaaa")
+    assert releases.parse(out).to_prune(2) == []
+
+
+def test_release_without_metadata_is_unknown_and_never_a_rollback_target():
+    found = releases.parse("20260101T000000Z-aaaaaaa \n20260102T000000Z-bbbbbbb {}\n"
+                           "current 20260102T000000Z-bbbbbbb")
+    assert found.items[0].state == "unknown" and found.previous_good() is None
+
+
+def test_release_id_sorts_by_time():
+    src = source.Source(repo=None, sha="0123456789abcdef", ref="main")
+    rid = source.release_id(src, datetime(2026, 11, 26, 18, 45, tzinfo=UTC))
+    assert rid == "20261126T184500Z-0123456"
+
+
+@pytest.fixture
+def repo(tmp_path):
+    def commit(files: dict[str, str]) -> source.Source:
+        for name, text in files.items():
+            (tmp_path / name).write_text(text)
+        subprocess.run(["git", "init", "-q", "-b", "main"], cwd=tmp_path, check=True)
+        subprocess.run(["git", "add", "."], cwd=tmp_path, check=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm",
+                        "c"], cwd=tmp_path, check=True)
+        return source.resolve(str(tmp_path), "main")
+    return commit
+
+
+@pytest.mark.parametrize("files,server,ok", [
+    ({"pyproject.toml": '[project]\nname="x"\nrequires-python=">=3.12"\n'}, (3, 11), False),
+    ({"pyproject.toml": '[project]\nname="x"\nrequires-python=">=3.11"\n'}, (3, 11), True),
+    ({".python-version": "3.13.1\n"}, (3, 11), False),
+    ({"runtime.txt": "python-3.10.4\n"}, (3, 11), True),
+    ({"README": "no constraint"}, (3, 11), True),
+])
+def test_python_requirement_checked_against_the_server(repo, files, server, ok):
+    src = repo(files)
+    if ok:
+        check_python(src, server)
+    else:
+        with pytest.raises(ToolkitError, match=r"needs Python >= 3\.1[23] .* server has 3\.11"):
+            check_python(src, server)
+
+
+def test_unknown_ref_is_a_clear_error(repo):
+    src = repo({"a": "b"})
+    with pytest.raises(ToolkitError, match="ref 'nope' not found"):
+        source.resolve(str(src.repo), "nope")
+
+
+def test_archive_holds_the_committed_tree(repo):
+    src = repo({"VERSION": "1.0\n"})
+    assert src.read("VERSION") == b"1.0\n" and b"VERSION" in src.archive()
+
+
+def test_release_commands_are_data_per_kind():
+    assert appcmd.release_commands(env().app) == [
+        ["python", "manage.py", "migrate", "--noinput"],
+        ["python", "manage.py", "collectstatic", "--noinput"]]
+    assert appcmd.release_commands(env(kind="flask").app) == []
+    custom = env(kind="flask", release_commands=("python migrate.py",))
+    assert appcmd.release_commands(custom.app) == [["python", "migrate.py"]]
+
+
+def test_systemd_run_line_uses_the_env_file_and_app_user():
+    argv = appcmd.systemd_run_argv(env(), "20260101T000000Z-aaaaaaa", ["python", "manage.py"])
+    assert "--property=EnvironmentFile=/srv/shop-production/shared/.env" in argv
+    assert "--property=User=shop-production" in argv
+    assert argv[-2:] == ["/srv/shop-production/releases/20260101T000000Z-aaaaaaa/.venv/bin/python",
+                         "manage.py"]
+
+
+def test_lock_holder_is_described():
+    info = lock.holder_info("deploy abc1234")
+    assert "deploy abc1234" in lock.describe_holder(info)
+    assert lock.describe_holder("garbage") == "another deploy"
+
+
+def test_dump_name_is_timestamped():
+    now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
+    assert backups.dump_name("shop-production", "", now) == "shop-production-20261126T030000Z.dump"
+    assert backups.dump_name("shop-production", "predeploy-x/y", now).endswith("-predeploy-x-y.dump")

@@ -1,0 +1,105 @@
+"""Data tests of the pure halves of remote operations: facts in, plan out."""
+
+import pytest
+
+from vpskit import envfile, facts, files
+from vpskit.errors import ToolkitError
+from vpskit.provision import cache, database, firewall, system
+from vpskit.secret import Secret, looks_secret, mask
+
+UFW_ACTIVE = """Status: active
+Logging: on (low)
+Default: deny (incoming), allow (outgoing), disabled (routed)
+New profiles: skip
+
+To                         Action      From
+--                         ------      ----
+22/tcp                     ALLOW IN    Anywhere
+80/tcp                     ALLOW IN    Anywhere
+443/tcp                    ALLOW IN    Anywhere
+22/tcp (v6)                ALLOW IN    Anywhere (v6)
+"""
+
+
+@pytest.mark.parametrize("status,ports,expected", [
+    ("Status: inactive\n", [22, 80, 443], [
+        ["ufw", "default", "deny", "incoming"], ["ufw", "default", "allow", "outgoing"],
+        ["ufw", "allow", "22/tcp"], ["ufw", "allow", "80/tcp"], ["ufw", "allow", "443/tcp"],
+        ["ufw", "--force", "enable"]]),
+    (UFW_ACTIVE, [22, 80, 443], []),
+    (UFW_ACTIVE, [2222, 80, 443], [["ufw", "allow", "2222/tcp"]]),
+    (UFW_ACTIVE.replace("80/tcp                     ALLOW IN    Anywhere\n", ""), [22, 80, 443],
+     [["ufw", "allow", "80/tcp"]]),
+])
+def test_firewall_plan(status, ports, expected):
+    assert firewall.plan(status, ports) == expected
+
+
+def test_facts_sections_keep_output_and_exit_codes():
+    out = f"{facts.MARK}\nline one\nline two\n{facts.MARK} 0\n{facts.MARK}\n{facts.MARK} 3\n"
+    assert facts.parse_sections(out) == [("line one\nline two", 0), ("", 3)]
+
+
+def test_package_fact_parses_dpkg_status():
+    probe = facts.packages(["nginx", "redis-server"])
+    out = "nginx install ok installed\nredis-server deinstall ok config-files\n"
+    assert probe.parse(out, 1) == {"nginx"}
+
+
+@pytest.mark.parametrize("state,expected", [
+    (None, ["created"]),
+    (files.FileState(files.FileSpec("/x", "a").sha256, "root", "root", 0o644), []),
+    (files.FileState("0" * 64, "root", "root", 0o644), ["content"]),
+    (files.FileState(files.FileSpec("/x", "a").sha256, "www-data", "root", 0o600),
+     ["owner www-data:root -> root:root", "mode 600 -> 644"]),
+])
+def test_file_differences(state, expected):
+    assert files.differences(files.FileSpec("/x", "a"), state) == expected
+
+
+def test_file_diff_masks_secrets_and_hides_secret_files():
+    spec = files.FileSpec("/etc/app.conf", "password=hunter22\n")
+    assert "hunter22" not in files.unified_diff(spec, "password=old\n", ["hunter22"])
+    secret = files.FileSpec("/srv/.env", "K=hunter22\n", secret=True)
+    assert "hunter22" not in files.unified_diff(secret, None, [])
+
+
+def test_envfile_round_trip_with_quotes_and_backslashes():
+    values = {"A": 'he said "hi"', "B": "back\\slash", "C": "plain", "D": "$NOT_EXPANDED"}
+    assert envfile.parse(envfile.render(values)) == values
+    assert envfile.parse("export X='a b'\n# c\nY=1\n") == {"X": "a b", "Y": "1"}
+    with pytest.raises(ToolkitError, match=r"\.env:1: expected KEY=value"):
+        envfile.parse("not a line\n")
+
+
+@pytest.mark.parametrize("os_info,free,ok", [
+    ({"ID": "debian", "VERSION_ID": "12"}, 5000, True),
+    ({"ID": "ubuntu", "VERSION_ID": "24.04"}, 5000, True),
+    ({"ID": "centos", "VERSION_ID": "9", "PRETTY_NAME": "CentOS Stream 9"}, 5000, False),
+    ({"ID": "debian", "VERSION_ID": "12"}, 100, False),
+])
+def test_preflight_refuses_unsupported_os_and_full_disk(os_info, free, ok):
+    res = {"disk_free_mb": free, "mem_mb": 4096, "swap_mb": 0}
+    if ok:
+        system.check_supported(os_info, res, 1024)
+    else:
+        with pytest.raises(ToolkitError):
+            system.check_supported(os_info, res, 1024)
+
+
+def test_redis_password_is_read_back_from_its_conf():
+    conf = cache.redis_conf("pw-123", "64mb", "allkeys-lru")
+    assert cache.current_password(conf) == "pw-123"
+    assert cache.current_password(None) is None
+
+
+def test_database_url_round_trips_the_password():
+    url = database.database_url("shop_production", "a/b:c@d", "shop_production")
+    assert database.url_password(url) == "a/b:c@d"
+
+
+def test_secret_prints_masked():
+    s = Secret("hunter2")
+    assert f"{s} {s!r} {[s]}" == "*** *** [***]"
+    assert mask("x hunter2 y", ["hunter2"]) == "x *** y"
+    assert looks_secret("DATABASE_URL") and looks_secret("SECRET_KEY") and not looks_secret("DEBUG")

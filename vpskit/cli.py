@@ -1,0 +1,58 @@
+"""Shared plumbing of the ``fab`` tasks: inventory lookup and error-to-exit conversion."""
+
+from __future__ import annotations
+
+import functools
+import os
+from collections.abc import Callable
+from typing import Any
+
+from fabric.executor import Executor as FabricExecutor
+from invoke import Exit
+
+from vpskit import inventory
+from vpskit.config import Environment
+from vpskit.errors import ToolkitError
+
+DEFAULT_INVENTORY = "inventory.yml"
+
+
+def load_env(env: str | None, inventory_path: str | None = None) -> Environment:
+    """The validated environment; ``--env`` is required."""
+    path = inventory_path or os.environ.get("VPSKIT_INVENTORY", DEFAULT_INVENTORY)
+    if not env:
+        names = ", ".join(inventory.environment_names(path))
+        raise ToolkitError(f"which environment? pass --env (one of: {names})")
+    return inventory.load(path, env)
+
+
+def exits(func: Callable[..., Any]) -> Callable[..., Any]:
+    """Turn a :class:`ToolkitError` into ``invoke.Exit``: its one line on stderr, exit 1."""
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except ToolkitError as exc:
+            raise Exit(f"error: {exc}", code=1) from None
+    return wrapper
+
+
+def not_built(name: str, issue: str) -> None:
+    raise ToolkitError(f"'fab {name}' is not built yet ({issue}); see the README's roadmap")
+
+
+class Executor(FabricExecutor):
+    """Hand ``fab TASK -- WORDS`` to the task (see :func:`remainder`) rather than running WORDS
+    as a shell command on ``-H`` hosts."""
+
+    def expand_calls(self, calls, apply_hosts=True):
+        if calls and self.core.remainder:
+            self.config.load_overrides({"vpskit_remainder": self.core.remainder})
+            self.core.remainder = ""
+        return super().expand_calls(calls, apply_hosts)
+
+
+def remainder(c: Any) -> list[str]:
+    """The words after ``--`` on the fab command line."""
+    import shlex
+    return shlex.split(c.config.get("vpskit_remainder", ""))

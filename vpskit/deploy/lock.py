@@ -1,0 +1,76 @@
+"""The site's deploy lock: a server-side ``flock`` held by an SSH channel for the whole deploy.
+
+The kernel drops the lock when the holder's SSH session ends (deploy finished, crashed or was
+killed), so a dead deploy never blocks the next one and nothing has to guess whether the holder
+is gone. A holder file says who holds it, since when, and with which pid.
+"""
+
+from __future__ import annotations
+
+import getpass
+import json
+import os
+import socket
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+
+from vpskit.errors import LockHeldError, RemoteError
+from vpskit.remote import Remote
+
+BUSY = 75  # flock -E: exit code when the lock is taken
+HOLD = ('printf "%s\\n" "$2" > "$1.holder"; echo LOCKED; cat >/dev/null; rm -f "$1.holder"')
+
+
+def lock_path(site: str) -> str:
+    return f"/run/lock/vpskit-{site}.lock"
+
+
+def holder_info(what: str) -> str:
+    """Who is deploying: user@machine, pid, start time and what (pure but for the clock)."""
+    return json.dumps({"by": f"{getpass.getuser()}@{socket.gethostname()}", "pid": os.getpid(),
+                       "since": datetime.now(UTC).isoformat(timespec="seconds"), "what": what})
+
+
+def describe_holder(raw: str) -> str:
+    try:
+        info = json.loads(raw)
+    except ValueError:
+        return "another deploy"
+    return f"{info['by']} (pid {info['pid']}, {info['what']}) since {info['since']}"
+
+
+@contextmanager
+def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15) -> Iterator[None]:
+    """Hold the lock for the ``with`` block; raise :class:`LockHeldError` naming the holder."""
+    path = lock_path(site)
+    line = remote.command(["flock", "--nonblock", "--conflict-exit-code", str(BUSY), path,
+                           "bash", "-c", HOLD, "hold", path, holder_info(what)])
+    remote.round_trips += 1
+    channel = remote.conn.client.get_transport().open_session()
+    channel.exec_command(line)
+    channel.settimeout(wait)
+    try:
+        first = b""
+        deadline = time.monotonic() + wait
+        while b"\n" not in first and time.monotonic() < deadline:
+            chunk = channel.recv(64)
+            if not chunk:
+                break
+            first += chunk
+        if first.strip() != b"LOCKED":
+            code = channel.recv_exit_status()
+            if code == BUSY:
+                holder = remote.run(["cat", f"{path}.holder"], check=False).stdout
+                raise LockHeldError(
+                    f"{remote.host}: {site} is locked by {describe_holder(holder)}; wait for it "
+                    f"to finish (a killed deploy releases the lock when its SSH session ends)")
+            raise RemoteError(f"{remote.host}: could not take the deploy lock {path} "
+                              f"(exit {code}): {channel.recv_stderr(4096).decode().strip()}")
+        yield
+    finally:
+        channel.shutdown_write()  # the holder's `cat` ends, flock releases
+        channel.status_event.wait(5)
+        channel.close()
+

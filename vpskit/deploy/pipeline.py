@@ -1,0 +1,224 @@
+"""One deploy on one host: upload → venv → backup → release commands → start beside the live
+release → health → switch → public health → stop old → prune.
+
+Any failure before the switch stops the new release and leaves the old one serving; a failure
+after it switches back to the old release (still running) and marks the new one bad.
+"""
+
+from __future__ import annotations
+
+import getpass
+import hashlib
+import shlex
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from vpskit import backups, facts
+from vpskit.config import Environment
+from vpskit.deploy import appcmd, releases, switch
+from vpskit.deploy.releases import Release, Releases
+from vpskit.deploy.source import Source, required_python
+from vpskit.errors import RemoteError, ToolkitError
+from vpskit.remote import Remote
+from vpskit.steps import Reporter, run_steps
+
+VENV_SCRIPT = r"""
+set -e; umask 022
+venvs="$1" key="$2" release="$3" reqs="$4"
+dir="$venvs/$key"
+if [ ! -f "$dir/.vpskit-complete" ]; then  # built in place: venv scripts embed their path
+  rm -rf "$dir"; mkdir -p "$venvs"
+  python3 -m venv "$dir"
+  if [ -f "$release/$reqs" ]; then
+    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$release/$reqs"
+  fi
+  touch "$dir/.vpskit-complete"
+  echo built
+fi
+ln -sfn "$dir" "$release/.venv"
+"""
+
+UNPACK_SCRIPT = r"""
+set -e; umask 027
+release="$1" site="$2" sha="$3"
+rm -rf "$release"; mkdir -p "$release"
+tar -x --no-same-owner -C "$release"
+printf '%s\n' "$sha" > "$release/REVISION"
+chown -R root:"$site" "$release"; chmod -R g+rX,g-w,o-rwx "$release"
+"""
+
+
+@dataclass
+class Deploy:
+    """State of one deploy on one host; the step methods run in order."""
+
+    env: Environment
+    remote: Remote
+    source: Source
+    release_id: str
+    out: Reporter
+    before: Releases | None = None
+    tls: bool = False
+    started: bool = False
+    switched: bool = False
+
+    @property
+    def release_dir(self) -> str:
+        return f"{self.env.releases_dir}/{self.release_id}"
+
+    @property
+    def live(self) -> str | None:
+        return self.before.current if self.before else None
+
+    def run(self) -> None:
+        try:
+            run_steps(self, [
+                ("inspect", Deploy.inspect), ("upload", Deploy.upload),
+                ("virtualenv", Deploy.virtualenv), ("backup", Deploy.backup),
+                ("release", Deploy.release_commands), ("start", Deploy.start),
+                ("health", Deploy.health), ("switch", Deploy.switch),
+                ("public", Deploy.public_health), ("stop old", Deploy.stop_old),
+                ("prune", Deploy.prune),
+            ], self.out)
+        except ToolkitError as exc:
+            raise type(exc)(f"{exc}; {self.recover()}") from exc
+
+    # ---- steps ---------------------------------------------------------------------------------
+    def inspect(self) -> list[str]:
+        found = facts.gather(self.remote, [
+            releases.probe(self.env),
+            facts.Probe("python", "python3 -c 'import sys; print(*sys.version_info[:2])'",
+                        lambda out, rc: tuple(int(x) for x in out.split()) if rc == 0 else None),
+            facts.Probe("provisioned", f"test -f {shlex.quote(str(self.env.env_file))}",
+                        lambda out, rc: rc == 0),
+            facts.Probe("tls", f"test -s /etc/letsencrypt/live/{self.env.site}/fullchain.pem",
+                        lambda out, rc: rc == 0),
+        ])
+        if not found["provisioned"]:
+            raise ToolkitError(f"{self.remote.host} is not provisioned for {self.env.site} "
+                               f"(no {self.env.env_file}); run: fab provision --env "
+                               f"{self.env.name}")
+        check_python(self.source, found["python"])
+        self.before, self.tls = found["releases"], found["tls"]
+        return []
+
+    def upload(self) -> list[str]:
+        self.remote.run(["bash", "-c", UNPACK_SCRIPT, "unpack", self.release_dir,
+                         self.env.app_user, self.source.sha], stdin=self.source.archive(),
+                        timeout=600)
+        self._meta("new")
+        return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
+
+    def virtualenv(self) -> list[str]:
+        reqs = self.source.read(self.env.app.requirements) or b""
+        key = hashlib.sha256(reqs).hexdigest()[:16]
+        result = self.remote.run(["bash", "-c", VENV_SCRIPT, "venv", f"{self.env.root}/venvs",
+                                  key, self.release_dir, self.env.app.requirements],
+                                 timeout=1800)
+        return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
+
+    def backup(self) -> list[str]:
+        if not self.env.postgres.enabled:
+            return []
+        return [backups.dump(self.remote, self.env, label=f"predeploy-{self.release_id}")]
+
+    def release_commands(self) -> list[str]:
+        done = []
+        for argv in appcmd.release_commands(self.env.app):
+            result = appcmd.run_in_release(self.remote, self.env, self.release_id, argv,
+                                           check=False)
+            if not result.ok:
+                log = self._save_log(" ".join(argv), result.stdout + result.stderr)
+                raise RemoteError(self.remote.error(argv, result).args[0] + f" (full output: "
+                                                                          f"{log})")
+            done.append(" ".join(argv[:3]))
+        return done
+
+    def start(self) -> list[str]:
+        self.started = True
+        switch.start(self.remote, self.env, self.release_id)
+        return [f"{self.env.site}-web@{self.release_id}"]
+
+    def health(self) -> list[str]:
+        switch.check_socket(self.remote, self.env, self.release_id)
+        return [f"{self.env.health.path} answered {self.env.health.status}"]
+
+    def switch(self) -> list[str]:
+        switch.point_nginx(self.remote, self.env, self.release_id, self.live)
+        self.switched = True
+        switch.point_current(self.remote, self.env, self.release_id)
+        return [f"nginx -> {self.release_id}"]
+
+    def public_health(self) -> list[str]:
+        switch.check_public(self.remote, self.env, self.tls)
+        return [f"{'https' if self.tls else 'http'}://{self.env.primary_domain}"
+                f"{self.env.health.path}"]
+
+    def stop_old(self) -> list[str]:
+        self._meta("ok")
+        if not self.live or self.live == self.release_id:
+            return []
+        switch.stop(self.remote, self.env, self.live)
+        return [f"stopped {self.live}"]
+
+    def prune(self) -> list[str]:
+        doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)
+        if doomed:
+            self.remote.run(["bash", "-c", PRUNE_SCRIPT, "prune", str(self.env.root), *doomed])
+        return [f"removed {len(doomed)} old release(s)"] if doomed else []
+
+    # ---- failure -------------------------------------------------------------------------------
+    def recover(self) -> str:
+        """Undo what the failed deploy did; say what is serving now."""
+        notes = []
+        try:
+            if self.switched and self.live:
+                switch.point_nginx(self.remote, self.env, self.live, self.release_id)
+                switch.point_current(self.remote, self.env, self.live)
+                notes.append(f"rolled back to {self.live}")
+            if self.started:
+                switch.stop(self.remote, self.env, self.release_id)
+            self._meta("bad" if self.switched else "failed")
+        except ToolkitError as exc:
+            notes.append(f"cleanup also failed: {exc}")
+        serving = self.live or "nothing (first deploy)"
+        notes.append(f"release {self.release_id} marked {'bad' if self.switched else 'failed'}; "
+                     f"serving: {serving}; app log: journalctl -u "
+                     f"{self.env.site}-web@{self.release_id}")
+        return "; ".join(notes)
+
+    def _meta(self, state: str) -> None:
+        releases.write_meta(self.remote, self.env, Release(
+            self.release_id, self.source.sha, self.source.ref, state,
+            datetime.now(UTC).isoformat(timespec="seconds"), getpass.getuser()))
+
+    def _save_log(self, what: str, output: str) -> str:
+        path = f"{self.release_dir}/.vpskit-release.log"
+        self.remote.run(["bash", "-c", 'cat > "$1"', "log", path],
+                        stdin=f"$ {what}\n{output}", check=False)
+        return path
+
+
+PRUNE_SCRIPT = r"""
+root="$1"; shift
+for id in "$@"; do rm -rf "$root/releases/$id"; done
+keep=$(for d in "$root"/releases/*/.venv; do readlink "$d"; done | sort -u)
+for v in "$root"/venvs/*/; do v=${v%/}; echo "$keep" | grep -qxF "$v" || rm -rf "$v"; done
+"""
+
+
+def check_python(source: Source, server: tuple[int, int] | None) -> None:
+    """Refuse an app that needs a newer Python than the server's (pure)."""
+    need = required_python(source)
+    if need and server and server < need[1]:
+        where, (major, minor) = need
+        raise ToolkitError(
+            f"the app needs Python >= {major}.{minor} ({where}) but the server has "
+            f"{server[0]}.{server[1]}; use a server OS with a newer Python (Debian 13 has "
+            f"3.13) or lower the requirement")
+
+
+def deploy_line(env: Environment, release_id: str, sha: str, seconds: float, tls: bool) -> str:
+    scheme = "https" if tls else "http"
+    return (f"deployed {env.site} {release_id} (sha {sha[:12]}) in {seconds:.1f}s: "
+            f"{scheme}://{env.primary_domain}/")

@@ -1,0 +1,100 @@
+"""Where a release comes from: a commit of the app's git repository, archived on this machine.
+
+The server never needs git or repository credentials: ``git archive`` of the resolved commit is
+streamed to it. A remote URL is mirrored once into ``~/.cache/vpskit/repos`` and fetched after.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import subprocess
+import tomllib
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from vpskit.errors import ToolkitError
+
+CACHE = Path.home() / ".cache" / "vpskit" / "repos"
+
+
+@dataclass(frozen=True)
+class Source:
+    repo: Path  # a local git directory (work tree or bare mirror)
+    sha: str
+    ref: str
+
+    @property
+    def short(self) -> str:
+        return self.sha[:7]
+
+    def read(self, path: str) -> bytes | None:
+        """A file of the commit, or None when it has none."""
+        result = subprocess.run(["git", "-C", str(self.repo), "show", f"{self.sha}:{path}"],
+                                capture_output=True)
+        return result.stdout if result.returncode == 0 else None
+
+    def archive(self) -> bytes:
+        """The commit's tree as an uncompressed tar."""
+        return _git(self.repo, "archive", "--format=tar", self.sha, binary=True)
+
+
+def resolve(repo: str, ref: str) -> Source:
+    """Find ``ref`` (branch, tag or sha) in ``repo``; a clear error when it is not there."""
+    local = _local_repo(repo)
+    try:
+        sha = _git(local, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}").strip()
+    except ToolkitError:
+        raise ToolkitError(f"ref '{ref}' not found in {repo}; push it or pass --ref "
+                           f"with a branch, tag or sha that exists") from None
+    return Source(local, sha, ref)
+
+
+def release_id(source: Source, now: datetime | None = None) -> str:
+    """``<UTC timestamp>-<short sha>``, sortable by time (pure)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{source.short}"
+
+
+def required_python(source: Source) -> tuple[str, tuple[int, int]] | None:
+    """The minimum Python the app declares (pyproject ``requires-python``, ``.python-version``
+    or ``runtime.txt``) as (where, (major, minor)), or None."""
+    pyproject = source.read("pyproject.toml")
+    if pyproject:
+        spec = tomllib.loads(pyproject.decode()).get("project", {}).get("requires-python", "")
+        match = re.search(r">=?\s*(\d+)\.(\d+)", spec)
+        if match:
+            return "pyproject.toml requires-python", (int(match[1]), int(match[2]))
+    for name, pattern in ((".python-version", r"^(\d+)\.(\d+)"),
+                          ("runtime.txt", r"python-(\d+)\.(\d+)")):
+        content = source.read(name)
+        match = re.search(pattern, (content or b"").decode().strip())
+        if match:
+            return name, (int(match[1]), int(match[2]))
+    return None
+
+
+def _local_repo(repo: str) -> Path:
+    path = Path(repo)
+    if path.exists():
+        if not (path / ".git").exists() and not (path / "HEAD").exists():
+            raise ToolkitError(f"app.repo {repo} is not a git repository; run 'git init' and "
+                               f"commit the app, or point app.repo at its git URL")
+        return path
+    mirror = CACHE / hashlib.sha256(repo.encode()).hexdigest()[:16]
+    if mirror.exists():
+        _git(mirror, "remote", "update", "--prune")
+    else:
+        mirror.parent.mkdir(parents=True, exist_ok=True)
+        _git(None, "clone", "--mirror", "--quiet", repo, str(mirror))
+    return mirror
+
+
+def _git(repo: Path | None, *args: str, binary: bool = False) -> bytes | str:
+    cmd = ["git", *(["-C", str(repo)] if repo else []), *args]
+    result = subprocess.run(cmd, capture_output=True)
+    if result.returncode != 0:
+        err = result.stderr.decode(errors="replace").strip().splitlines()
+        raise ToolkitError(f"`{' '.join(cmd)}` failed: {err[-1] if err else result.returncode}")
+    return result.stdout if binary else result.stdout.decode()

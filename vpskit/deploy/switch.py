@@ -1,0 +1,92 @@
+"""Start a release beside the live one, health-check it, move Nginx to it, stop the old one.
+
+Shared by deploy and rollback. The new release listens on its own socket, so it is checked
+before any request reaches it; the old one is stopped only after every Nginx worker that could
+still send it a request has exited.
+"""
+
+from __future__ import annotations
+
+from vpskit import files, render
+from vpskit.config import Environment
+from vpskit.errors import HealthCheckError, RemoteError
+from vpskit.remote import Remote
+
+HEALTH_SCRIPT = r"""
+mode="$1" target="$2" host="$3" path="$4" want="$5" tries="$6" timeout="$7"
+body=$(mktemp); trap 'rm -f "$body"' EXIT
+if [ "$mode" = socket ]; then via=(--unix-socket "$target" "http://$host$path")
+else via=(--resolve "$host:$target:127.0.0.1" -k "$mode://$host$path"); fi
+delay=0.2; start=$(date +%s.%N); code=000
+for i in $(seq "$tries"); do
+  code=$(curl -s -o "$body" -w '%{http_code}' --max-time "$timeout" \
+         -H "Host: $host" -H "X-Forwarded-Proto: https" "${via[@]}") || true
+  [ "$code" = "$want" ] && exit 0
+  sleep "$delay"; delay=$(awk -v d="$delay" 'BEGIN{d*=1.5; print (d>2)?2:d}')
+done
+waited=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
+last=$(head -c 300 "$body" | tr '\n' ' ')
+echo "no $want after $tries attempts in ${waited}s; last status $code: $last"
+exit 1
+"""
+
+SWITCH_NGINX = r"""
+old=$(pgrep -d' ' -f '^nginx: worker process') || true
+nginx -t -q || exit 3
+systemctl reload nginx || exit 4
+for i in $(seq $(( $1 * 10 ))); do
+  alive=0; for p in $old; do kill -0 "$p" 2>/dev/null && alive=1; done
+  [ $alive = 0 ] && exit 0; sleep 0.1
+done
+"""
+
+
+def start(remote: Remote, env: Environment, release_id: str) -> None:
+    remote.run(["systemctl", "start", render.web_unit_name(env, release_id)], timeout=120)
+
+
+def stop(remote: Remote, env: Environment, release_id: str) -> None:
+    """Graceful stop (SIGTERM; in-flight requests get app.graceful_timeout)."""
+    remote.run(["systemctl", "stop", render.web_unit_name(env, release_id)],
+               timeout=env.app.graceful_timeout + 30)
+
+
+def check_socket(remote: Remote, env: Environment, release_id: str) -> None:
+    """Health-check a release on its own socket, before it gets traffic."""
+    _check(remote, env, "socket", render.web_socket(env, release_id),
+           f"release {release_id} on its socket")
+
+
+def check_public(remote: Remote, env: Environment, tls: bool) -> None:
+    """Health-check through Nginx with the real domain (TLS when a certificate exists)."""
+    scheme, port = ("https", "443") if tls else ("http", "80")
+    _check(remote, env, scheme, port, f"{scheme}://{env.primary_domain} through nginx")
+
+
+def _check(remote: Remote, env: Environment, mode: str, target: str, what: str) -> None:
+    h = env.health
+    result = remote.run(["bash", "-c", HEALTH_SCRIPT, "health", mode, target, env.primary_domain,
+                         h.path, str(h.status), str(h.retries), str(h.timeout)],
+                        check=False, timeout=h.retries * (h.timeout + 2) + 30)
+    if not result.ok:
+        raise HealthCheckError(f"health check of {what} failed: {result.stdout.strip()}")
+
+
+def point_nginx(remote: Remote, env: Environment, release_id: str, previous: str | None) -> None:
+    """Rewrite the upstream to ``release_id`` and reload gracefully; on a bad config the
+    previous upstream is put back. Returns once the old Nginx workers have exited."""
+    path = render.upstream_path(env)
+    files.write(remote, files.FileSpec(path, render.nginx_upstream(env, release_id)))
+    result = remote.run(["bash", "-c", SWITCH_NGINX, "switch", str(env.app.graceful_timeout)],
+                        check=False, timeout=env.app.graceful_timeout + 60)
+    if result.exited in (3, 4):
+        files.write(remote, files.FileSpec(path, render.nginx_upstream(env, previous)))
+        remote.run(["systemctl", "reload", "nginx"], check=False)
+        raise RemoteError(f"{remote.host}: nginx refused the new upstream; previous one restored")
+
+
+def point_current(remote: Remote, env: Environment, release_id: str) -> None:
+    """Move the ``current`` symlink atomically (rename over the old link)."""
+    tmp = f"{env.current_link}.vpskit-new"
+    remote.run(["bash", "-c", 'ln -sfn "$1" "$2" && mv -T "$2" "$3"', "link",
+                f"releases/{release_id}", tmp, str(env.current_link)])

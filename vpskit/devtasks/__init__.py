@@ -1,0 +1,1 @@
+"""Local developer tasks for Invoke (``tasks.py``), one module per namespace."""

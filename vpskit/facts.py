@@ -1,0 +1,125 @@
+"""Facts: a shell probe plus a pure parser, many gathered in one SSH round trip.
+
+``gather(remote, [os_release(), packages([...]), ...])`` sends one script that prints a marked
+section per probe, then parses each section locally; parsers never touch the network.
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from vpskit.remote import Remote
+
+MARK = "@@vpskit-fact@@"
+
+
+@dataclass(frozen=True)
+class Probe:
+    name: str
+    command: str  # a shell snippet; quote every value with shlex.quote
+    parse: Callable[[str, int], Any]  # (stdout, exit code) -> fact
+
+
+def gather(remote: Remote, probes: Iterable[Probe]) -> dict[str, Any]:
+    """Run every probe in one round trip and return ``{probe.name: parsed fact}``."""
+    probes = list(probes)
+    script = "\n".join(
+        f"echo {MARK}; ( {p.command} ) 2>/dev/null; echo \"{MARK} $?\"" for p in probes)
+    out = remote.script(script).stdout
+    sections = parse_sections(out)
+    return {p.name: p.parse(*sections[i]) for i, p in enumerate(probes)}
+
+
+def parse_sections(out: str) -> list[tuple[str, int]]:
+    """Split the marked script output into ``(stdout, exit code)`` per probe, in order."""
+    sections: list[tuple[str, int]] = []
+    body: list[str] | None = None
+    for line in out.split("\n"):
+        if line == MARK:
+            body = []
+        elif line.startswith(MARK + " ") and body is not None:
+            sections.append(("\n".join(body), int(line.split()[1])))
+            body = None
+        elif body is not None:
+            body.append(line)
+    return sections
+
+
+# ---- common probes -----------------------------------------------------------------------------
+
+def os_release() -> Probe:
+    def parse(out: str, rc: int) -> dict[str, str]:
+        values = {}
+        for line in out.splitlines():
+            key, _, value = line.partition("=")
+            values[key] = value.strip().strip('"')
+        return values
+    return Probe("os", "cat /etc/os-release", parse)
+
+
+def packages(names: Iterable[str]) -> Probe:
+    """Which of ``names`` dpkg reports as installed."""
+    names = list(names)
+
+    def parse(out: str, rc: int) -> set[str]:
+        return {line.split()[0] for line in out.splitlines()
+                if line.endswith(" install ok installed")}
+    cmd = "dpkg-query -W -f '${Package} ${Status}\\n' " + " ".join(map(shlex.quote, names))
+    return Probe("packages", cmd, parse)
+
+
+def resources() -> Probe:
+    """Free disk on / (MiB), memory and swap (MiB)."""
+    def parse(out: str, rc: int) -> dict[str, int]:
+        lines = out.split()
+        return {"disk_free_mb": int(lines[0]), "mem_mb": int(lines[1]), "swap_mb": int(lines[2])}
+    cmd = ("df -Pm / | awk 'NR==2{print $4}'; "
+           "awk '/^MemTotal/{print int($2/1024)} /^SwapTotal/{s=int($2/1024)} END{print s}' "
+           "/proc/meminfo")
+    return Probe("resources", cmd, parse)
+
+
+def units(names: Iterable[str]) -> Probe:
+    """``{unit: (active state, enabled state, main pid)}`` for each unit."""
+    names = list(names)
+
+    def parse(out: str, rc: int) -> dict[str, tuple[str, str, int]]:
+        states = {}
+        for line in out.splitlines():
+            if line.count(" ") >= 3:
+                unit, active, enabled, pid = line.split(" ", 3)
+                states[unit] = (active, enabled, int(pid or 0))
+        return states
+    cmd = "; ".join(
+        f"echo {shlex.quote(n)} $(systemctl is-active {shlex.quote(n)}) "
+        f"$(systemctl is-enabled {shlex.quote(n)}) "
+        f"$(systemctl show -p MainPID --value {shlex.quote(n)})" for n in names)
+    return Probe("units", cmd or "true", parse)
+
+
+def users(names: Iterable[str]) -> Probe:
+    """``{user: [groups]}`` for the users that exist."""
+    names = list(names)
+
+    def parse(out: str, rc: int) -> dict[str, list[str]]:
+        found = {}
+        for line in out.splitlines():
+            user, _, groups = line.partition(":")
+            found[user.strip()] = groups.split()
+        return found
+    cmd = "; ".join(f"id -nG {shlex.quote(n)} >/dev/null 2>&1 && echo {shlex.quote(n)}: "
+                    f"$(id -nG {shlex.quote(n)})" for n in names)
+    return Probe("users", cmd + "; true", parse)
+
+
+def link(path: str, name: str = "link") -> Probe:
+    """The target of a symlink, or '' when it does not exist."""
+    return Probe(name, f"readlink {shlex.quote(path)}", lambda out, rc: out.strip())
+
+
+def text(path: str, name: str) -> Probe:
+    """A file's content, or None when missing (keep secret-bearing ones out of logs)."""
+    return Probe(name, f"cat {shlex.quote(path)}", lambda out, rc: out if rc == 0 else None)

@@ -1,0 +1,135 @@
+"""Day-to-day operator tasks: status, logs, releases, management commands, app variables."""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Sequence
+
+from vpskit import envfile, facts, files, render, session
+from vpskit.config import Environment
+from vpskit.deploy import appcmd, releases
+from vpskit.errors import ToolkitError
+from vpskit.remote import Remote
+from vpskit.secret import MASK
+from vpskit.steps import Reporter
+
+SERVICES = ("nginx", "postgresql", "redis-server")
+
+
+def _each_host(env: Environment, role: str = "web"):
+    for host in env.hosts_with(role):
+        remote = session.open_remote(env, host)
+        try:
+            yield host, remote
+        finally:
+            remote.conn.close()
+
+
+def status(env: Environment, out: Reporter) -> None:
+    """Live release, its sha and age, service states and free disk, per host."""
+    for host, remote in _each_host(env):
+        found = facts.gather(remote, [releases.probe(env), facts.resources()])
+        rel: releases.Releases = found["releases"]
+        live = rel.get(rel.current) if rel.current else None
+        units = [render.web_unit_name(env, live.id)] if live else []
+        states = facts.gather(remote, [facts.units([*units, *SERVICES])])["units"]
+        out.line(f"{env.site} on {host.address}")
+        if live:
+            out.line(f"  release   {live.id}  sha {live.sha[:12]}  deployed {live.at} by "
+                     f"{live.by}")
+        else:
+            out.line("  release   none deployed yet (fab deploy)")
+        for unit, (active, enabled, pid) in states.items():
+            out.line(f"  {unit:<40} {active:<10} {enabled:<10} pid {pid}")
+        out.line(f"  disk      {found['resources']['disk_free_mb']} MiB free on /")
+
+
+def list_releases(env: Environment, out: Reporter) -> None:
+    for host, remote in _each_host(env):
+        rel = releases.load(remote, env)
+        out.line(f"{env.site} on {host.address}")
+        for r in reversed(rel.items):
+            mark = "*" if r.id == rel.current else " "
+            out.line(f" {mark} {r.id}  sha {r.sha[:12]:<12}  {r.state:<8} {r.at}  {r.by}")
+
+
+def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
+    """The app's journal (every release's web unit), optionally followed."""
+    argv = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
+            "-u", f"{env.site}-web@*", *(["-f"] if follow else [])]
+    for _host, remote in _each_host(env):
+        remote.run(argv, on_stdout=out.line, timeout=None)
+
+
+def manage(env: Environment, args: Sequence[str]) -> int:
+    """A command in the live release with its env, e.g. ``python manage.py createsuperuser``."""
+    if not args:
+        raise ToolkitError("nothing to run; e.g. fab manage --env production -- createsuperuser")
+    argv = list(args)
+    if env.app.kind in ("django", "asgi") and argv[0] not in ("python", "flask", "celery"):
+        argv = ["python", "manage.py", *argv]
+    host = env.hosts_with("web")[0]
+    remote = session.open_remote(env, host)
+    try:
+        live = releases.load(remote, env).current
+        if not live:
+            raise ToolkitError(f"nothing deployed on {host.address}; run fab deploy first")
+        tty = sys.stdin.isatty()
+        line = remote.command(appcmd.systemd_run_argv(env, live, argv, pty=tty))
+        if tty:
+            return remote.conn.run(line, pty=True, warn=True).exited
+        result = remote.run(appcmd.systemd_run_argv(env, live, argv), check=False, timeout=None,
+                            on_stdout=print)
+        sys.stderr.write(result.stderr)
+        return result.exited
+    finally:
+        remote.conn.close()
+
+
+def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], out: Reporter
+             ) -> None:
+    """List the app's variables (values hidden), or set/unset some and restart the app."""
+    for host, remote in _each_host(env):
+        current = _read_env(remote, env)
+        if not settings and not unset:
+            out.line(f"{env.site} on {host.address}: {env.env_file}")
+            for key in sorted(current):
+                out.line(f"  {key}={MASK}")
+            continue
+        wanted = dict(current)
+        for item in settings:
+            key, sep, value = item.partition("=")
+            if not sep or not envfile.KEY_RE.match(key):
+                raise ToolkitError(f"'{item.split('=')[0]}': expected KEY=VALUE (KEY=- reads "
+                                   f"the value from stdin)")
+            wanted[key] = sys.stdin.readline().rstrip("\n") if value == "-" else value
+            remote.add_secret(wanted[key])
+        for key in unset:
+            wanted.pop(key, None)
+        if wanted == current:
+            out.line(f"{host.address}: unchanged")
+            continue
+        files.write(remote, files.FileSpec(str(env.env_file), envfile.render(wanted),
+                                           env.app_user, env.app_user, 0o600))
+        restart(remote, env)
+        changed = sorted(set(wanted) ^ set(current) | {k for k in wanted
+                                                       if current.get(k) != wanted[k]})
+        out.line(f"{host.address}: changed {', '.join(changed)}; app restarted")
+
+
+def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
+    text = remote.run(["cat", str(env.env_file)], check=False)
+    if not text.ok:
+        raise ToolkitError(f"{remote.host}: no {env.env_file}; run fab provision --env "
+                           f"{env.name}")
+    values = envfile.parse(text.stdout, str(env.env_file))
+    for value in values.values():
+        remote.add_secret(value)
+    return values
+
+
+def restart(remote: Remote, env: Environment) -> None:
+    """Graceful restart of the live release: in-flight requests finish, then it starts again
+    with the new environment."""
+    remote.run(["systemctl", "try-restart", f"{env.site}-web@*.service"], timeout=120)
+

@@ -1,0 +1,82 @@
+"""The site's directory tree, its env file and its systemd units."""
+
+from __future__ import annotations
+
+import shlex
+
+from vpskit import envfile, facts, render
+from vpskit.config import Environment
+from vpskit.files import FileSpec, file_probe
+from vpskit.provision.context import Context
+
+
+def directories(env: Environment) -> list[tuple[str, str, str, str]]:
+    """(path, owner, group, mode) of every directory the site needs (pure)."""
+    site = env.app_user
+    return [
+        (str(env.root), "root", site, "750"),
+        (str(env.releases_dir), "root", site, "750"),
+        (str(env.shared_dir), "root", site, "750"),
+        (str(env.shared_dir / "media"), site, site, "750"),
+        (str(env.shared_dir / "static"), site, site, "750"),
+        (str(env.backup_dir), "root", "root", "700"),
+        (f"/etc/nginx/vpskit/{env.site}", "root", "root", "755"),
+        (render.ACME_WEBROOT, "root", "root", "755"),
+    ]
+
+
+def probes(ctx: Context) -> list[facts.Probe]:
+    dirs = directories(ctx.env)
+    cmd = "; ".join(f"stat -c '%n %U %G %a' {shlex.quote(d[0])}" for d in dirs) + "; true"
+    return [
+        facts.Probe("dirs", cmd, lambda out, rc: {
+            line.rsplit(" ", 3)[0]: tuple(line.rsplit(" ", 3)[1:]) for line in out.splitlines()}),
+        facts.text(str(ctx.env.env_file), "env_file"),
+        file_probe([str(ctx.env.env_file), *render.unit_files(ctx.env)], "app_files"),
+    ]
+
+
+def base_env(env: Environment) -> dict[str, str]:
+    """What every app receives before the inventory's own ``env`` and secrets (pure)."""
+    values = {
+        "ALLOWED_HOSTS": ",".join(env.domains),
+        "CSRF_TRUSTED_ORIGINS": ",".join(f"https://{d}" for d in env.domains),
+        "STATIC_ROOT": str(env.shared_dir / "static"),
+        "MEDIA_ROOT": str(env.shared_dir / "media"),
+        "APP_ENV": env.name,
+    }
+    if env.app.django_settings:
+        values["DJANGO_SETTINGS_MODULE"] = env.app.django_settings
+    return values
+
+
+def desired_env(env: Environment, current: dict[str, str], managed: dict[str, str]
+                ) -> dict[str, str]:
+    """The env file: what is there (e.g. ``fab env set``), overridden by our values (pure)."""
+    secrets = {k: v.reveal() for k, v in env.secrets.items()}
+    return {**current, **base_env(env), **managed, **env.env, **secrets}
+
+
+def site_dirs(ctx: Context) -> list[str]:
+    """Create or fix the site's directories; never deletes one."""
+    changes = []
+    for path, owner, group, mode in directories(ctx.env):
+        if ctx.facts["dirs"].get(path) != (owner, group, mode):
+            ctx.act(["install", "-d", "-o", owner, "-g", group, "-m", mode, path])
+            changes.append(path)
+    return [f"directories: {' '.join(changes)}"] if changes else []
+
+
+def app_service(ctx: Context) -> list[str]:
+    """Env file (0600, app user) and units; running app processes restart only on change."""
+    env = ctx.env
+    values = desired_env(env, ctx.app_env, ctx.managed_env)
+    specs = [FileSpec(str(env.env_file), envfile.render(values), env.app_user, env.app_user,
+                      0o600, secret=True)]
+    specs += [FileSpec(path, content) for path, content in render.unit_files(env).items()]
+    changes = ctx.apply_files(specs, ctx.facts["app_files"])
+    if any(path in c for c in changes for path in render.unit_files(env)):
+        ctx.act(["systemctl", "daemon-reload"])
+    if changes:
+        ctx.act(["systemctl", "try-restart", f"{env.site}-web@*.service"])
+    return changes

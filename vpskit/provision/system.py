@@ -1,0 +1,97 @@
+"""Preflight checks and the base system: packages, unattended upgrades, timezone, swap."""
+
+from __future__ import annotations
+
+import shlex
+
+from vpskit import facts
+from vpskit.errors import ToolkitError
+from vpskit.files import FileSpec, file_probe
+from vpskit.provision.context import Context
+
+SUPPORTED = {("debian", "12"), ("debian", "13"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
+PACKAGES = (
+    "ca-certificates", "curl", "sudo", "ufw", "unattended-upgrades", "tzdata", "socat",
+    "python3", "python3-venv", "postgresql", "redis-server", "nginx", "certbot",
+)
+APT_FRESH_SECONDS = 24 * 3600
+AUTO_UPGRADES = FileSpec(
+    "/etc/apt/apt.conf.d/20auto-upgrades",
+    'APT::Periodic::Update-Package-Lists "1";\nAPT::Periodic::Unattended-Upgrade "1";\n',
+)
+APT_ENV = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
+           "-o", "DPkg::Lock::Timeout=300", "-o", "Dpkg::Options::=--force-confdef",
+           "-o", "Dpkg::Options::=--force-confold"]
+
+
+def probes(ctx: Context) -> list[facts.Probe]:
+    """Facts the preflight and system steps need, gathered before anything changes."""
+    return [
+        facts.os_release(), facts.resources(), facts.packages(PACKAGES),
+        facts.Probe("apt_age", "echo $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists "
+                               "/var/cache/apt/pkgcache.bin 2>/dev/null | sort -n | tail -1) ))",
+                    lambda out, rc: int(out.strip() or 10**9)),
+        facts.Probe("timezone_ok", 'test "$(readlink -f /etc/localtime)" = "$(readlink -f '
+                    f'{shlex.quote("/usr/share/zoneinfo/" + ctx.env.system.timezone)})"',
+                    lambda out, rc: rc == 0),
+        file_probe([AUTO_UPGRADES.path], "system_files"),
+        facts.Probe("sudo", "true", lambda out, rc: rc == 0),
+    ]
+
+
+def check_supported(os_info: dict[str, str], resources: dict[str, int], min_free_mb: int) -> None:
+    """Refuse an OS we do not support or a disk too full to provision (pure)."""
+    key = (os_info.get("ID", "?"), os_info.get("VERSION_ID", "?"))
+    if key not in SUPPORTED:
+        name = os_info.get("PRETTY_NAME", " ".join(key))
+        raise ToolkitError(f"unsupported OS '{name}'; vpskit supports Debian 12/13 and "
+                           f"Ubuntu 22.04/24.04 — reinstall the VPS with one of those")
+    if resources["disk_free_mb"] < min_free_mb:
+        raise ToolkitError(f"only {resources['disk_free_mb']} MiB free on /; need "
+                           f"{min_free_mb} MiB — free space or resize the disk "
+                           f"(system.min_free_mb lowers the bar)")
+
+
+def preflight(ctx: Context) -> list[str]:
+    """Always reads, never changes: OS, disk, sudo."""
+    check_supported(ctx.facts["os"], ctx.facts["resources"], ctx.env.system.min_free_mb)
+    return []
+
+
+def packages(ctx: Context) -> list[str]:
+    """Refresh apt lists when older than a day or packages are missing; install the missing."""
+    changes = []
+    missing = [p for p in PACKAGES if p not in ctx.facts["packages"]]
+    if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
+        ctx.act([*APT_ENV, "update"], timeout=600)
+        changes.append("apt lists refreshed")
+    if missing:
+        ctx.act([*APT_ENV, "install", "--no-install-recommends", *missing], timeout=1800)
+        changes.append(f"installed {' '.join(missing)}")
+    changes += ctx.apply_files([AUTO_UPGRADES], ctx.facts["system_files"])
+    return changes
+
+
+def timezone(ctx: Context) -> list[str]:
+    """Set the timezone (UTC by default) by linking /etc/localtime; never restarts anything."""
+    zone = ctx.env.system.timezone
+    if ctx.facts["timezone_ok"]:
+        return []
+    ctx.act(["ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"])
+    ctx.act(["bash", "-c", 'printf "%s\\n" "$1" > /etc/timezone', "tz", zone])
+    return [f"timezone {zone}"]
+
+
+def swap(ctx: Context) -> list[str]:
+    """A swap file on machines with less than 2 GiB RAM and no swap (system.swap_mb)."""
+    res, size = ctx.facts["resources"], ctx.env.system.swap_mb
+    if size == 0 or res["mem_mb"] >= 2048 or res["swap_mb"] > 0:
+        return []
+    ctx.act(["bash", "-c", SWAP_SCRIPT, "swap", str(size)])
+    return [f"/swapfile {size} MiB"]
+
+
+SWAP_SCRIPT = ('set -e; [ -f /swapfile ] || { fallocate -l "$1M" /swapfile; chmod 600 /swapfile; '
+               'mkswap /swapfile >/dev/null; }; swapon /swapfile; '
+               'grep -q "^/swapfile " /etc/fstab || '
+               'echo "/swapfile none swap sw 0 0" >> /etc/fstab')

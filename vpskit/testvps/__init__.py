@@ -1,0 +1,33 @@
+"""A real Debian VPS for tests on this machine (systemd-nspawn, own netns, NAT) and Pebble.
+
+    vps = testvps.up("vps1", index=0, domains=("app.test",))   # root@10.77.0.2, real sshd
+    acme = testvps.pebble_up(vps.host_address)                 # acme.directory_url for certbot
+    ...
+    testvps.pebble_down(); testvps.down("vps1")
+
+Needs root on a Debian host; installs its host packages with apt-get when missing. Test-machine
+facts (this machine's CAs, Pebble's CA, apt/pip caches) live here, never in the toolkit.
+CLI: ``python -m vpskit.testvps up|down|status|pebble-up|pebble-down``.
+"""
+
+from vpskit.testvps.keys import generate_key
+from vpskit.testvps.lifecycle import describe, down, is_running, status, up
+from vpskit.testvps.pebble import Pebble
+from vpskit.testvps.pebble import down as pebble_down
+from vpskit.testvps.pebble import up as pebble_up
+from vpskit.testvps.shell import HarnessError
+from vpskit.testvps.state import Vps
+
+__all__ = [
+    "HarnessError",
+    "Pebble",
+    "Vps",
+    "describe",
+    "down",
+    "generate_key",
+    "is_running",
+    "pebble_down",
+    "pebble_up",
+    "status",
+    "up",
+]
