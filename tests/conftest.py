@@ -1,6 +1,9 @@
 """Shared fixtures. ``vps``/``pebble`` start a real test VPS (root, systemd-nspawn) once per
 session; tests that use them are marked ``vps`` (``pytest -m "not vps"`` runs in seconds).
-``VPSKIT_KEEP_VPS=1`` leaves the VPS (and Pebble) running after the session and reuses it."""
+
+``VPSKIT_KEEP_VPS=1`` leaves the VPS (and Pebble) running after the session and reuses it;
+``VPSKIT_TEST_INDEX=N`` picks another VPS (10.77.N.2) so two sessions can run side by side.
+"""
 
 from __future__ import annotations
 
@@ -9,11 +12,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers.site import Site
 from vpskit import testvps
 from vpskit.config import Host
 
-VPS_NAME = "vpskit-test1"
-VPS_INDEX = 10  # 10.77.10.2; far from the 10.77.0.x a developer's own `inv vps.up` uses
+VPS_INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # far from a developer's 10.77.0.x
+VPS_NAME = f"vpskit-t{VPS_INDEX}"
 VPS_DOMAINS = ("app.test", "www.app.test")
 KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
 
@@ -25,7 +29,8 @@ def vps() -> Iterator[testvps.Vps]:
     if KEEP and kept:
         yield kept[0]
         return
-    started = testvps.up(name=VPS_NAME, index=VPS_INDEX, domains=VPS_DOMAINS)
+    domains = tuple(d if VPS_INDEX == 10 else f"t{VPS_INDEX}.{d}" for d in VPS_DOMAINS)
+    started = testvps.up(name=VPS_NAME, index=VPS_INDEX, domains=domains)
     try:
         yield started
     finally:
@@ -35,12 +40,13 @@ def vps() -> Iterator[testvps.Vps]:
 
 @pytest.fixture(scope="session")
 def pebble(vps) -> Iterator[testvps.Pebble]:
-    """Pebble (ACME test server) on the host, with URLs as the VPS sees them."""
+    """Pebble (ACME test server) on the host; stopped afterwards only if this session started it."""
+    was_running = testvps.pebble_is_up()
     server = testvps.pebble_up(vps.host_address)
     try:
         yield server
     finally:
-        if not KEEP:
+        if not KEEP and not was_running:
             testvps.pebble_down()
 
 
@@ -48,3 +54,25 @@ def pebble(vps) -> Iterator[testvps.Pebble]:
 def vps_host(vps) -> Host:
     """The VPS as an inventory host, logged into as root with the operator key."""
     return vps.host(user="root")
+
+
+@pytest.fixture(scope="session")
+def site(vps, pebble, tmp_path_factory) -> Site:
+    """The example Django app in a git repo plus an inventory for the VPS (not provisioned)."""
+    return Site.create(tmp_path_factory.mktemp("site"), vps, pebble)
+
+
+@pytest.fixture(scope="session")
+def provisioned(site) -> dict:
+    """``fab provision`` run twice on the fresh VPS: both outputs and the service PIDs."""
+    first = site.fab("provision")
+    pids = site.service_pids()
+    second = site.fab("provision")
+    return {"first": first, "second": second, "pids_before": pids,
+            "pids_after": site.service_pids()}
+
+
+@pytest.fixture(scope="session")
+def deployed(site, provisioned) -> dict:
+    """The example app deployed once (version 1.0.0)."""
+    return {"first": site.fab("deploy")}

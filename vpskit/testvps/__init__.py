@@ -14,6 +14,7 @@ from vpskit.testvps.keys import generate_key
 from vpskit.testvps.lifecycle import describe, down, is_running, status, up
 from vpskit.testvps.pebble import Pebble
 from vpskit.testvps.pebble import down as pebble_down
+from vpskit.testvps.pebble import is_up as pebble_is_up
 from vpskit.testvps.pebble import up as pebble_up
 from vpskit.testvps.shell import HarnessError
 from vpskit.testvps.state import Vps
@@ -27,6 +28,7 @@ __all__ = [
     "generate_key",
     "is_running",
     "pebble_down",
+    "pebble_is_up",
     "pebble_up",
     "status",
     "up",

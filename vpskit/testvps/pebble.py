@@ -87,6 +87,11 @@ def _running() -> list[int]:
     return find_pids(str(CONFIG))
 
 
+def is_up() -> bool:
+    """Whether a Pebble started by this harness is running."""
+    return bool(_running())
+
+
 def up(host_address: str = "10.77.0.1") -> Pebble:
     """Start Pebble on 0.0.0.0:14000 (ACME) and :15000 (management) unless it already runs.
 
