@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from vpskit import inventory, session
@@ -33,6 +33,9 @@ health:
 tls:
   email: ops@{domain}
   acme_url: {acme}
+nginx:
+  rate_limit: 5000r/s               # the load tests come from one address
+  rate_burst: 5000
 releases_keep: 3
 secrets: [SECRET_KEY]
 environments:
@@ -51,6 +54,7 @@ class Site:
     domains: tuple[str, ...]
     ca_file: Path  # Pebble's root: verifies the certificates it issued
     env_name: str = "production"
+    outputs: list[str] = field(default_factory=list)  # every fab run's stdout+stderr
 
     @classmethod
     def create(cls, base: Path, vps, pebble) -> Site:
@@ -87,6 +91,7 @@ class Site:
         result = subprocess.run(argv, cwd=self.dir, capture_output=True, text=True,
                                 timeout=timeout, env={**os.environ, **(extra_env or {})},
                                 stdin=subprocess.DEVNULL)
+        self.outputs.append(result.stdout + result.stderr)
         if check and result.returncode != 0:
             raise AssertionError(f"{' '.join(argv[2:])} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")

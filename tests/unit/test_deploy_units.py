@@ -31,15 +31,16 @@ def test_releases_parse_prune_and_rollback_target():
     found = releases.parse(out)
     assert found.current == "20260105T000000Z-eeeeeee"
     assert found.previous_good().id == "20260103T000000Z-ccccccc"
-    assert found.to_prune(3) == ["20260101T000000Z-aaaaaaa", "20260102T000000Z-bbbbbbb"]
-    assert found.to_prune(5) == []
+    failed_or_bad = ["20260102T000000Z-bbbbbbb", "20260104T000000Z-ddddddd"]
+    assert found.to_prune(3) == failed_or_bad
+    assert found.to_prune(2) == ["20260101T000000Z-aaaaaaa", *failed_or_bad]
 
 
 def test_prune_never_removes_the_live_release():
     out = probe_output(("20260101T000000Z-aaaaaaa", "ok"), ("20260102T000000Z-bbbbbbb", "ok"),
                        ("20260103T000000Z-ccccccc", "failed"),
                        current="/srv/x/releases/20260101T000000Z-aaaaaaa")
-    assert releases.parse(out).to_prune(2) == []
+    assert releases.parse(out).to_prune(2) == ["20260103T000000Z-ccccccc"]
 
 
 def test_release_without_metadata_is_unknown_and_never_a_rollback_target():

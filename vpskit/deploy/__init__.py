@@ -53,7 +53,7 @@ def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> s
     target = found.get(to) if to else found.previous_good()
     if target is None:
         known = ", ".join(f"{r.id} ({r.state})" for r in found.items) or "none"
-        wanted = f"release '{to}'" if to else "an earlier release in state ok"
+        wanted = f"release '{to}'" if to else "earlier release in state ok"
         raise ToolkitError(f"no {wanted} to roll back to on {remote.host}; releases: {known}")
     live = found.get(found.current) if found.current else None
     if live and live.id == target.id:
@@ -63,7 +63,11 @@ def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> s
 
     def start(_):
         switch.start(remote, env, target.id)
-        switch.check_socket(remote, env, target.id)
+        try:
+            switch.check_socket(remote, env, target.id)
+        except ToolkitError:
+            switch.stop(remote, env, target.id)
+            raise
         return [f"{target.id} healthy on its socket"]
 
     def flip(_):
@@ -73,10 +77,13 @@ def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> s
         return [f"nginx -> {target.id}"]
 
     def retire(_):
+        releases.set_state(remote, env, target, "ok")
         if not live:
             return []
-        releases.set_state(remote, env, live, "bad")
         switch.stop(remote, env, live.id)
+        if live.id < target.id:  # rolled forward: the release left behind is not to blame
+            return [f"stopped {live.id}"]
+        releases.set_state(remote, env, live, "bad")
         return [f"stopped {live.id}, marked bad"]
 
     run_steps(None, [("start", start), ("switch", flip), ("stop old", retire)], out)

@@ -42,9 +42,17 @@ class Releases:
         return next((r for r in reversed(older) if r.state == "ok"), None)
 
     def to_prune(self, keep: int) -> list[str]:
-        """Oldest releases beyond ``keep``, never the live one."""
-        doomed = [r.id for r in self.items[:-keep]] if keep < len(self.items) else []
-        return [rid for rid in doomed if rid != self.current]
+        """Everything but the live release and the newest good ones, ``keep`` in all.
+
+        Failed, bad and unfinished releases go first: they are never rollback targets.
+        """
+        kept = {self.current} if self.current else set()
+        for release in reversed(self.items):
+            if len(kept) >= keep:
+                break
+            if release.state == "ok":
+                kept.add(release.id)
+        return [r.id for r in self.items if r.id not in kept]
 
 
 def probe(env: Environment) -> facts.Probe:

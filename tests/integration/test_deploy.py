@@ -1,0 +1,240 @@
+"""`fab deploy` / `fab rollback` on the real VPS: health-gated, zero-downtime, never loses the
+serving release. Tests run in file order and build on each other's commits."""
+
+from __future__ import annotations
+
+import json
+import re
+import signal
+import subprocess
+import time
+from urllib.parse import urlsplit
+
+import pytest
+
+from tests.helpers.site import FAB, ROOT, SECRET_KEY, Site
+from vpskit import envfile, pgadmin
+from vpskit.deploy.lock import deploy_lock
+from vpskit.devtasks.load import Load
+
+pytestmark = pytest.mark.vps
+
+VIEWS = "catalog/views.py"
+HEALTHY = '    result = {"status": "ok"}\n    failing = []\n'
+FAILING_MIGRATION = '''from django.db import migrations, models
+
+
+def boom(apps, schema_editor):
+    raise RuntimeError("this migration fails on purpose")
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [
+        migrations.AddField("item", "price", models.IntegerField(default=0)),
+        migrations.RunPython(boom),
+    ]
+'''
+
+
+def live_release(site: Site) -> str:
+    return site.sh("readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
+
+
+def served_version(site: Site) -> str:
+    status, body, _ = site.get("/")
+    assert status == 200, body
+    return re.search(r"VERSION=(\S+)", body).group(1)
+
+
+def views_with(replacement: str) -> dict[str, str]:
+    """The example's pristine views with the health check's start replaced."""
+    text = (ROOT / "examples" / "django" / VIEWS).read_text()
+    assert HEALTHY in text
+    return {VIEWS: text.replace(HEALTHY, replacement)}
+
+
+def release_states(site: Site) -> dict[str, str]:
+    out = site.fab("releases").stdout
+    return {m[1]: m[2] for m in re.finditer(r"^ [ *] (\S+)\s+sha \S+\s+(\S+)", out, re.M)}
+
+
+def test_first_deploy_serves_the_app_through_nginx_on_a_unix_socket(site, deployed):
+    out = deployed["first"].stdout
+    assert re.search(r"deployed shop-production \S+ \(sha [0-9a-f]{12}\) in [\d.]+s: "
+                     rf"https://{re.escape(site.domain)}/", out), out
+    release = live_release(site)
+    assert served_version(site) == "1.0.0"
+    upstream = site.sh("cat /etc/nginx/vpskit/shop-production/upstream.conf")
+    assert f"server unix:/run/shop-production/web-{release}.sock" in upstream
+    status, body, _ = site.get("/health/")
+    assert status == 200 and json.loads(body)["database"] == "ok"
+    status, _, headers = site.get("/static/catalog/style.css")
+    assert status == 200 and "max-age" in headers["Cache-Control"]
+    site.sh(f"systemd-analyze verify shop-production-web@{release}.service")
+
+
+def test_redeploy_under_load_has_zero_failed_requests(site, deployed, vps):
+    site.commit("2.0.0", {"VERSION": "2.0.0\n"})
+    with Load(vps.address, site.domain, str(site.ca_file), clients=20) as load:
+        time.sleep(1)
+        site.fab("deploy")
+        time.sleep(1)
+    result = load.result
+    assert result.failures == 0, result.summary()
+    assert result.requests > 100, result.summary()
+    assert served_version(site) == "2.0.0"
+
+
+def test_failing_migration_aborts_and_old_release_keeps_serving(site, deployed):
+    before = live_release(site)
+    backups_before = set(site.sh("ls /var/backups/shop-production").split())
+    site.commit("bad migration", {"VERSION": "3.0.0\n",
+                                  "catalog/migrations/0002_boom.py": FAILING_MIGRATION})
+    result = site.fab("deploy", check=False)
+    assert result.returncode == 1
+    error = result.stderr.strip()
+    assert len(error.splitlines()) == 1 and "release: " in error and "full output:" in error
+    assert "this migration fails on purpose" in site.sh(
+        "cat " + re.search(r"full output: (\S+)\)", error).group(1))
+    assert f"serving: {before}" in error
+    assert live_release(site) == before and served_version(site) == "2.0.0"
+    remote = site.remote()
+    try:
+        with pgadmin.admin_connection(remote, "shop_production") as conn:
+            columns = {r[0] for r in conn.execute(
+                "select column_name from information_schema.columns "
+                "where table_name = 'catalog_item'")}
+            applied = {r[0] for r in conn.execute(
+                "select name from django_migrations where app = 'catalog'")}
+    finally:
+        remote.conn.close()
+    assert "price" not in columns and applied == {"0001_initial"}
+    new_backups = set(site.sh("ls /var/backups/shop-production").split()) - backups_before
+    assert any("predeploy" in name for name in new_backups), new_backups
+    site.commit("drop bad migration", {"catalog/migrations/0002_boom.py": ""})
+    (site.app / "catalog/migrations/0002_boom.py").unlink()
+    subprocess.run(["git", "commit", "-qam", "rm"], cwd=site.app, check=True)
+
+
+def test_release_unhealthy_on_its_socket_never_gets_traffic(site, deployed):
+    before = live_release(site)
+    site.commit("broken health", views_with(
+        '    result = {"status": "ok"}\n    failing = ["broken on purpose"]\n'))
+    result = site.fab("deploy", check=False)
+    assert result.returncode == 1
+    assert "health: health check of release" in result.stderr
+    assert "last status 503" in result.stderr and "marked failed" in result.stderr
+    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert "failed" in release_states(site).values()
+
+
+def test_release_failing_behind_nginx_is_rolled_back_automatically(site, deployed):
+    before = live_release(site)
+    site.commit("broken behind the proxy", views_with(
+        '    result = {"status": "ok"}\n'
+              '    failing = ["proxy"] if request.META.get("HTTP_X_REAL_IP") else []\n'))
+    result = site.fab("deploy", check=False)
+    assert result.returncode == 1
+    assert "public: health check of https://" in result.stderr
+    assert f"rolled back to {before}" in result.stderr
+    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert "bad" in release_states(site).values()
+    upstream = site.sh("cat /etc/nginx/vpskit/shop-production/upstream.conf")
+    assert f"web-{before}.sock" in upstream
+
+
+def test_rollback_returns_to_the_previous_good_release(site, deployed):
+    site.commit("healthy again", {**views_with(HEALTHY), "VERSION": "4.0.0\n"})
+    site.fab("deploy")
+    assert served_version(site) == "4.0.0"
+    rolled_back = live_release(site)
+    result = site.fab("rollback")
+    assert "rolled back shop-production" in result.stdout
+    assert served_version(site) == "2.0.0"
+    assert release_states(site)[rolled_back] == "bad"
+    site.fab("rollback", "--to", rolled_back)  # an explicit target may be a bad one
+    assert served_version(site) == "4.0.0" and release_states(site)[rolled_back] == "ok"
+    site.fab("rollback")
+    assert served_version(site) == "2.0.0"
+
+
+def test_retention_keeps_exactly_the_configured_number_of_releases(site, deployed):
+    site.commit("5.0.0", {"VERSION": "5.0.0\n"})
+    site.fab("deploy")
+    releases = site.sh("ls /srv/shop-production/releases").split()
+    assert len(releases) == 3, releases
+    assert live_release(site) in releases
+    venvs = site.sh("ls /srv/shop-production/venvs").split()
+    assert len(venvs) >= 1
+
+
+def test_a_second_deploy_is_refused_while_one_holds_the_lock(site, deployed):
+    remote = site.remote()
+    try:
+        with deploy_lock(remote, "shop-production", "deploy by a colleague"):
+            result = site.fab("deploy", check=False)
+    finally:
+        remote.conn.close()
+    assert result.returncode == 1
+    assert re.search(r"shop-production is locked by \S+@\S+ \(pid \d+, deploy by a colleague\) "
+                     r"since 20\d\d-", result.stderr), result.stderr
+
+
+def test_a_killed_deploy_does_not_block_the_next_one(site, deployed):
+    site.commit("6.0.0", {"VERSION": "6.0.0\n"})
+    argv = [str(FAB), "-r", str(ROOT), "deploy", "--env", "production"]
+    proc = subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
+                            stdin=subprocess.DEVNULL)
+    for line in proc.stdout:
+        if line.strip().startswith("upload"):
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    result = site.fab("deploy")
+    assert "deployed shop-production" in result.stdout
+    assert served_version(site) == "6.0.0"
+
+
+def test_operator_tasks_status_logs_env_manage(site, deployed):
+    release = live_release(site)
+    status = site.fab("status").stdout
+    assert release in status and re.search(r"shop-production-web@\S+\s+active", status)
+    assert "MiB free on /" in status
+    logs = site.fab("logs", "--lines", "50").stdout
+    assert "gunicorn" in logs.lower() or "GET /health/" in logs
+    listing = site.fab("env").stdout
+    assert "SECRET_KEY=***" in listing and "DATABASE_URL=***" in listing
+    site.fab("env", "--set", "FEATURE_FLAG=on")
+    values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
+    assert values["FEATURE_FLAG"] == "on" and values["SECRET_KEY"] == SECRET_KEY
+    site.fab("env", "--unset", "FEATURE_FLAG")
+    assert "FEATURE_FLAG" not in site.sh("cat /srv/shop-production/shared/.env")
+    assert served_version(site) == "6.0.0"
+    migrations = site.fab("manage", "--", "showmigrations", "catalog").stdout
+    assert "[X] 0001_initial" in migrations
+
+
+def test_an_app_needing_a_newer_python_gets_a_clear_error(site, deployed):
+    before = live_release(site)
+    site.commit("needs 3.12", {"pyproject.toml": '[project]\nname = "shop"\n'
+                                                 'requires-python = ">=3.12"\n'})
+    result = site.fab("deploy", check=False)
+    assert result.returncode == 1
+    assert "needs Python >= 3.12 (pyproject.toml requires-python) but the server has 3.11" \
+        in result.stderr
+    assert live_release(site) == before
+    (site.app / "pyproject.toml").unlink()
+    subprocess.run(["git", "commit", "-qam", "back to 3.11"], cwd=site.app, check=True)
+
+
+def test_secrets_never_appear_in_any_output(site, deployed):
+    values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
+    secrets = [SECRET_KEY, urlsplit(values["DATABASE_URL"]).password,
+               urlsplit(values["REDIS_URL"]).password]
+    assert len(site.outputs) > 10
+    for output in site.outputs:
+        for secret in secrets:
+            assert secret not in output
+    processes = site.sh("ps -eo args")
+    assert not any(secret in processes for secret in secrets)
