@@ -1,8 +1,7 @@
-"""Local developer tasks: ``inv --list``. Each namespace is a module of ``vpskit.devtasks``;
-add one with ``ns.add_collection(module)``."""
+"""Local developer tasks: ``inv --list``. Each is a module of ``vpskit.devtasks``."""
 
 from invoke import Collection
 
-from vpskit.devtasks import vps
+from vpskit.devtasks import bench, checks, demo, vps
 
-ns = Collection(vps)
+ns = Collection(vps, checks.test, checks.lint, bench.bench, demo.demo)

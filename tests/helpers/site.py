@@ -4,7 +4,6 @@ and ways to drive it the way an operator does (the real ``fab`` command line).""
 from __future__ import annotations
 
 import os
-import shutil
 import ssl
 import subprocess
 import sys
@@ -14,38 +13,12 @@ from pathlib import Path
 
 from vpskit import inventory, session
 from vpskit.config import Environment
+from vpskit.devtasks import sandbox
+from vpskit.devtasks.sandbox import ROOT, git
 from vpskit.remote import Remote
 
-ROOT = Path(__file__).resolve().parents[2]
 FAB = Path(sys.executable).parent / "fab"
 SECRET_KEY = "test-secret-key-that-must-never-be-printed-7f3a9c"
-
-INVENTORY = """\
-app:
-  name: shop
-  repo: app
-  entry: shop.wsgi:application
-  django_settings: shop.settings
-  workers: 2
-  graceful_timeout: 10
-health:
-  retries: 15
-tls:
-  email: ops@{domain}
-  acme_url: {acme}
-nginx:
-  rate_limit: 5000r/s               # the load tests come from one address
-  rate_burst: 5000
-releases_keep: 3
-secrets: [SECRET_KEY]
-environments:
-  production:
-    hosts:
-      - address: {address}
-        key: {key}
-        known_hosts: {known_hosts}
-    domains: [{domains}]
-"""
 
 
 @dataclass
@@ -58,23 +31,8 @@ class Site:
 
     @classmethod
     def create(cls, base: Path, vps, pebble) -> Site:
-        app = base / "app"
-        shutil.copytree(ROOT / "examples" / "django", app,
-                        ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
-        git(app, "init", "-q", "-b", "main")
-        git(app, "add", "-A")
-        git(app, "commit", "-qm", "example app 1.0.0")
-        (base / "inventory.yml").write_text(INVENTORY.format(
-            domain=vps.domains[0], acme=pebble.directory_url, address=vps.address,
-            key=vps.key_path, known_hosts=vps.known_hosts_path, domains=", ".join(vps.domains)))
-        env_file = base / ".env.production"
-        env_file.write_text(f"SECRET_KEY={SECRET_KEY}\n")
-        env_file.chmod(0o600)
-        ca_file = base / "pebble-root.pem"
-        ctx = ssl.create_default_context(cafile=pebble.listener_ca_path)
-        with urllib.request.urlopen(pebble.roots_url, context=ctx, timeout=10) as response:
-            ca_file.write_bytes(response.read())
-        return cls(base, tuple(vps.domains), ca_file)
+        sandbox.create(base, vps, pebble, secret_key=SECRET_KEY)
+        return cls(base, tuple(vps.domains), base / "pebble-root.pem")
 
     @property
     def domain(self) -> str:
@@ -145,8 +103,3 @@ class Site:
 class NoRedirect(urllib.request.HTTPRedirectHandler):
     def redirect_request(self, *args, **kwargs):
         return None
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=repo,
-                          check=True, capture_output=True, text=True).stdout

@@ -1,0 +1,117 @@
+"""``inv bench``: the performance targets, measured on a fresh test VPS, written as a table.
+
+Fresh provision and no-op re-provision (wall time, SSH round trips), deploy of a new commit with
+unchanged dependencies under a bounded load (wall time, failed requests), rollback. Results go
+to ``bench/results.md`` and stdout; the README quotes them.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from invoke import task
+
+from vpskit import testvps
+from vpskit.cli import exits
+from vpskit.devtasks import sandbox
+from vpskit.devtasks.load import Load
+from vpskit.errors import ToolkitError
+
+NAME, INDEX, DOMAIN = "bench", 20, "bench.test"
+RESULTS = sandbox.ROOT / "bench" / "results.md"
+FAB = Path(sys.executable).parent / "fab"
+
+Row = tuple[str, str, str, str]  # measure, result, target, met
+
+
+def fab(workdir: Path, *args: str) -> tuple[float, str]:
+    """Run ``fab`` like an operator; return (seconds, stdout)."""
+    start = time.monotonic()
+    result = subprocess.run([str(FAB), "-r", str(sandbox.ROOT), args[0], "--env", "production",
+                             *args[1:]], cwd=workdir, capture_output=True, text=True)
+    if result.returncode:
+        raise ToolkitError(f"bench: fab {' '.join(args)} failed: {result.stderr.strip()}")
+    return time.monotonic() - start, result.stdout
+
+
+def row(measure: str, value: float, unit: str, target: float | None, fmt: str = "{:.1f}"
+        ) -> Row:
+    shown = fmt.format(value) + unit
+    if target is None:
+        return measure, shown, "-", "-"
+    return measure, shown, f"≤ {fmt.format(target)}{unit}", "yes" if value <= target else "NO"
+
+
+def measure_all(workdir: Path, vps: testvps.Vps, extra: list[Callable[[], list[Row]]]
+                ) -> list[Row]:
+    rows: list[Row] = []
+    seconds, _ = fab(workdir, "provision")
+    rows.append(row("fresh provision (apt install included)", seconds, " s", None))
+    noop = [fab(workdir, "provision") for _ in range(3)]
+    trips = int(re.search(r"\((\d+) round trips\)", noop[-1][1])[1]) + 1  # +1: login check
+    rows.append(row("no-op re-provision (median of 3)",
+                    statistics.median(s for s, _ in noop), " s", 5.0))
+    rows.append(row("no-op re-provision SSH round trips", trips, "", 10, "{:.0f}"))
+    seconds, _ = fab(workdir, "deploy")
+    rows.append(row("first deploy (builds the virtualenv)", seconds, " s", None))
+    deploys, failed, requests = [], 0, 0
+    ca = str(workdir / "pebble-root.pem")
+    for n in range(3):
+        (workdir / "app" / "VERSION").write_text(f"bench-{n}\n")
+        sandbox.git(workdir / "app", "commit", "-qam", f"bench {n}")
+        with Load(vps.address, DOMAIN, ca, clients=20) as load:
+            seconds, _ = fab(workdir, "deploy")
+        deploys.append(seconds)
+        failed += load.result.failures
+        requests += load.result.requests
+    rows.append(row("deploy, new commit, same deps, 20 clients (median of 3)",
+                    statistics.median(deploys), " s", 20.0))
+    rows.append(row(f"failed requests during those deploys (of {requests})", failed, "", 0,
+                    "{:.0f}"))
+    rollbacks = [fab(workdir, "rollback")[0], fab(workdir, "rollback")[0]]
+    rows.append(row("rollback (median of 2)", statistics.median(rollbacks), " s", 5.0))
+    for more in extra:
+        rows += more()
+    return rows
+
+
+def table(rows: list[Row]) -> str:
+    lines = ["| measure | result | target | met |", "|---|---|---|---|"]
+    lines += [f"| {' | '.join(r)} |" for r in rows]
+    return "\n".join(lines) + "\n"
+
+
+def run() -> list[Row]:
+    """Boot a fresh VPS, measure, write ``bench/results.md``, tear down."""
+    testvps.down(NAME)
+    vps = testvps.up(NAME, INDEX, domains=(DOMAIN,))
+    try:
+        pebble = testvps.pebble_up(vps.host_address)
+        with tempfile.TemporaryDirectory(prefix="vpskit-bench-") as tmp:
+            workdir = sandbox.create(Path(tmp), vps, pebble)
+            rows = measure_all(workdir, vps, extra=[])
+    finally:
+        testvps.down(NAME)
+    header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
+              f"test VPS: Debian 12 in systemd-nspawn.\n\n")
+    RESULTS.parent.mkdir(exist_ok=True)
+    RESULTS.write_text(header + table(rows))
+    print(header + table(rows))
+    if any(r[3] == "NO" for r in rows):
+        raise ToolkitError(f"bench: a target was missed; see {RESULTS}")
+    return rows
+
+
+@task
+@exits
+def bench(c):
+    """Measure provision/deploy/rollback against their targets; write bench/results.md."""
+    run()

@@ -1,0 +1,73 @@
+"""A working directory that drives a test VPS like an operator would: the example app in its
+own git repository, an inventory pointing at the VPS and Pebble, and the secrets file.
+
+Used by the demo (``scripts/demo``) and by the integration tests.
+"""
+
+from __future__ import annotations
+
+import secrets
+import shutil
+import ssl
+import subprocess
+import urllib.request
+from pathlib import Path
+
+from vpskit.testvps import Pebble, Vps
+
+ROOT = Path(__file__).resolve().parents[2]
+
+INVENTORY = """\
+# Written by vpskit's sandbox for the local test VPS {name}.
+app:
+  name: shop
+  repo: app
+  entry: shop.wsgi:application
+  django_settings: shop.settings
+  workers: 2
+  graceful_timeout: 10
+health:
+  retries: 15
+tls:
+  email: ops@{domain}
+  acme_url: {acme}                 # Pebble, the ACME test server on this machine
+nginx:
+  rate_limit: 5000r/s               # load tests come from one address
+  rate_burst: 5000
+releases_keep: 3
+secrets: [SECRET_KEY]
+environments:
+  production:
+    hosts:
+      - address: {address}
+        key: {key}
+        known_hosts: {known_hosts}
+    domains: [{domains}]
+"""
+
+
+def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None) -> Path:
+    """Fill ``base`` (app repo, inventory.yml, .env.production, pebble-root.pem); return it."""
+    app = base / "app"
+    if not app.exists():
+        shutil.copytree(ROOT / "examples" / "django", app,
+                        ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
+        git(app, "init", "-q", "-b", "main")
+        git(app, "add", "-A")
+        git(app, "commit", "-qm", "example app 1.0.0")
+    (base / "inventory.yml").write_text(INVENTORY.format(
+        name=vps.name, domain=vps.domains[0], acme=pebble.directory_url, address=vps.address,
+        key=vps.key_path, known_hosts=vps.known_hosts_path, domains=", ".join(vps.domains)))
+    env_file = base / ".env.production"
+    if not env_file.exists():
+        env_file.touch(mode=0o600)
+        env_file.write_text(f"SECRET_KEY={secret_key or secrets.token_urlsafe(40)}\n")
+    ctx = ssl.create_default_context(cafile=pebble.listener_ca_path)
+    with urllib.request.urlopen(pebble.roots_url, context=ctx, timeout=10) as response:
+        (base / "pebble-root.pem").write_bytes(response.read())
+    return base
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(["git", "-c", "user.name=vpskit", "-c", "user.email=vpskit@localhost",
+                           *args], cwd=repo, check=True, capture_output=True, text=True).stdout
