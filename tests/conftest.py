@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import machines
 from tests.helpers.site import Site
 from vpskit import testvps
 from vpskit.config import Host
@@ -19,35 +20,21 @@ from vpskit.config import Host
 VPS_INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # far from a developer's 10.77.0.x
 VPS_NAME = f"vpskit-t{VPS_INDEX}"
 VPS_DOMAINS = ("app.test", "www.app.test")
-KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
 
 
 @pytest.fixture(scope="session")
 def vps() -> Iterator[testvps.Vps]:
     """A fresh Debian 12 VPS, root login with the operator key, domains resolving to it."""
-    kept = [v for v in testvps.status() if v.name == VPS_NAME and testvps.is_running(v)]
-    if KEEP and kept:
-        yield kept[0]
-        return
     domains = tuple(d if VPS_INDEX == 10 else f"t{VPS_INDEX}.{d}" for d in VPS_DOMAINS)
-    started = testvps.up(name=VPS_NAME, index=VPS_INDEX, domains=domains)
-    try:
-        yield started
-    finally:
-        if not KEEP:
-            testvps.down(VPS_NAME)
+    with machines.booted(VPS_NAME, VPS_INDEX, domains) as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
 def pebble(vps) -> Iterator[testvps.Pebble]:
-    """Pebble (ACME test server) on the host; stopped afterwards only if this session started it."""
-    was_running = testvps.pebble_is_up()
-    server = testvps.pebble_up(vps.host_address)
-    try:
+    """Pebble (ACME test server) on the host, with URLs as the VPS sees them."""
+    with machines.pebble_for(vps) as server:
         yield server
-    finally:
-        if not KEEP and not was_running:
-            testvps.pebble_down()
 
 
 @pytest.fixture

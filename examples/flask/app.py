@@ -15,11 +15,10 @@ from pathlib import Path
 
 import redis
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
+from db import BASE_DIR, Database
 from flask import Flask, g, jsonify, request
 from werkzeug.middleware.proxy_fix import ProxyFix
 from werkzeug.utils import secure_filename
-
-from db import BASE_DIR, Database
 
 TRUE = {"1", "true", "yes", "on"}
 FALSE = {"0", "false", "no", "off", ""}
@@ -58,7 +57,8 @@ log = logging.getLogger("depot")
 def _secret(name: str) -> str:
     value = os.environ.get(name, "").strip()
     if not value and not DEBUG:
-        raise ConfigError(f"{name} is not set: put it in the environment (DEBUG=1 allows a dev key)")
+        raise ConfigError(
+            f"{name} is not set: put it in the environment (DEBUG=1 allows a dev key)")
     return value
 
 

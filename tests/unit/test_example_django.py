@@ -7,61 +7,26 @@ requirements (no index reachable, say) these tests skip and say why.
 
 from __future__ import annotations
 
-import fcntl
-import hashlib
 import json
 import os
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.example_venv import CACHE, example_venv, tail
+
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "django"
-VENV = Path(os.environ.get("VPSKIT_EXAMPLE_VENV", "/var/cache/vpskit/example-venv"))
+VENV = Path(os.environ.get("VPSKIT_EXAMPLE_VENV", CACHE / "example-venv"))
 SECRET = "test-only-0c6f9a5e2b7d4f1a8e3c9b0d5a7f2e4c6b8d0a1f3e5c7b9d-long-enough"
 ACCEPTED_DEPLOY_WARNINGS = {"security.W004", "security.W008"}  # HSTS and redirect: Nginx's job
-
-
-def _tail(text: str, lines: int = 15) -> str:
-    return "\n".join(text.strip().splitlines()[-lines:])
 
 
 @pytest.fixture(scope="module")
 def python() -> Path:
     """The venv's python, with requirements.txt installed (built once, then reused)."""
-    stamp_text = hashlib.sha256(
-        (EXAMPLE / "requirements.txt").read_bytes() + sys.version.encode()).hexdigest()
-    lock_path = VENV.parent / f"{VENV.name}.lock"
-    try:
-        VENV.parent.mkdir(parents=True, exist_ok=True)
-        lock_path.touch()
-    except OSError as exc:
-        pytest.skip(f"cannot create the example venv under {VENV.parent}: {exc}")
-    with open(lock_path) as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # parallel runs build it once
-        stamp = VENV / ".vpskit-stamp"
-        venv_python = VENV / "bin" / "python"
-        if venv_python.exists() and stamp.exists() and stamp.read_text() == stamp_text:
-            return venv_python
-        shutil.rmtree(VENV, ignore_errors=True)
-        steps = [
-            [sys.executable, "-m", "venv", str(VENV)],
-            [str(venv_python), "-m", "pip", "install", "--disable-pip-version-check",
-             "--no-input", "-q", "-r", str(EXAMPLE / "requirements.txt")],
-        ]
-        for step in steps:
-            try:
-                done = subprocess.run(step, capture_output=True, text=True, timeout=240)
-            except subprocess.TimeoutExpired:
-                done = None
-            if done is None or done.returncode != 0:
-                shutil.rmtree(VENV, ignore_errors=True)
-                why = "timed out" if done is None else _tail(done.stderr or done.stdout)
-                pytest.skip(f"cannot build the example venv ({' '.join(step[:4])} ...): {why}")
-        stamp.write_text(stamp_text)
-        return venv_python
+    return example_venv(EXAMPLE / "requirements.txt", VENV)
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +53,7 @@ def manage(python: Path, app: Path, *args: str, env: dict[str, str] | None = Non
                           capture_output=True, text=True, timeout=60)
     if check and done.returncode != 0:
         pytest.fail(f"manage.py {' '.join(args)} exited {done.returncode}:\n"
-                    f"{_tail(done.stdout)}\n{_tail(done.stderr, 30)}")
+                    f"{tail(done.stdout)}\n{tail(done.stderr, 30)}")
     return done
 
 

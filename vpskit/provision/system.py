@@ -35,7 +35,7 @@ def probes(ctx: Context) -> list[facts.Probe]:
                     f'{shlex.quote("/usr/share/zoneinfo/" + ctx.env.system.timezone)})"',
                     lambda out, rc: rc == 0),
         file_probe([AUTO_UPGRADES.path], "system_files"),
-        facts.Probe("sudo", "true", lambda out, rc: rc == 0),
+        facts.Probe("dpkg_interrupted", "dpkg --audit", lambda out, rc: bool(out.strip())),
     ]
 
 
@@ -61,6 +61,10 @@ def preflight(ctx: Context) -> list[str]:
 def packages(ctx: Context) -> list[str]:
     """Refresh apt lists when older than a day or packages are missing; install the missing."""
     changes = []
+    if ctx.facts["dpkg_interrupted"]:  # an earlier run was cut off mid-install
+        ctx.act(["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--configure", "-a",
+                 "--force-confdef", "--force-confold"], timeout=1800)
+        changes.append("finished an interrupted dpkg run")
     missing = [p for p in PACKAGES if p not in ctx.facts["packages"]]
     if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
         ctx.act([*APT_ENV, "update"], timeout=600)

@@ -1,0 +1,39 @@
+"""Boot test VPSes (and Pebble) for a test session, honouring ``VPSKIT_KEEP_VPS``."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from vpskit import testvps
+
+KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
+
+
+@contextmanager
+def booted(name: str, index: int, domains: tuple[str, ...], suite: str = "bookworm"
+           ) -> Iterator[testvps.Vps]:
+    """A fresh VPS for the block, torn down after it (kept and reused with KEEP)."""
+    kept = [v for v in testvps.status() if v.name == name and testvps.is_running(v)]
+    if KEEP and kept:
+        yield kept[0]
+        return
+    vps = testvps.up(name=name, index=index, suite=suite, domains=domains)
+    try:
+        yield vps
+    finally:
+        if not KEEP:
+            testvps.down(name)
+
+
+@contextmanager
+def pebble_for(vps: testvps.Vps) -> Iterator[testvps.Pebble]:
+    """Pebble with URLs as ``vps`` sees them; stopped afterwards only if started here."""
+    was_running = testvps.pebble_is_up()
+    server = testvps.pebble_up(vps.host_address)
+    try:
+        yield server
+    finally:
+        if not KEEP and not was_running:
+            testvps.pebble_down()
