@@ -7,7 +7,6 @@ session; tests that use them are marked ``vps`` (``pytest -m "not vps"`` runs in
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 
 import pytest
@@ -17,9 +16,9 @@ from tests.helpers.site import Site
 from vpskit import testvps
 from vpskit.config import Host
 
-VPS_INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # far from a developer's 10.77.0.x
+VPS_INDEX = machines.INDEX
 VPS_NAME = f"vpskit-t{VPS_INDEX}"
-VPS_DOMAINS = ("app.test", "www.app.test")
+VPS_DOMAINS = ("app.test", "www.app.test", "staging.app.test")
 
 
 @pytest.fixture(scope="session")
@@ -46,7 +45,7 @@ def vps_host(vps) -> Host:
 @pytest.fixture(scope="session")
 def site(vps, pebble, tmp_path_factory) -> Site:
     """The example Django app in a git repo plus an inventory for the VPS (not provisioned)."""
-    return Site.create(tmp_path_factory.mktemp("site"), vps, pebble)
+    return Site.create(tmp_path_factory.mktemp("site"), vps, pebble, staging_domain=vps.domains[2])
 
 
 @pytest.fixture(scope="session")

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from vpskit import testvps
 
 KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
+INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # 10.77.INDEX.2; far from 10.77.0.x
 
 
 @contextmanager

@@ -30,9 +30,10 @@ class Site:
     outputs: list[str] = field(default_factory=list)  # every fab run's stdout+stderr
 
     @classmethod
-    def create(cls, base: Path, vps, pebble) -> Site:
-        sandbox.create(base, vps, pebble, secret_key=SECRET_KEY)
-        return cls(base, tuple(vps.domains), base / "pebble-root.pem")
+    def create(cls, base: Path, vps, pebble, staging_domain: str | None = None) -> Site:
+        sandbox.create(base, vps, pebble, secret_key=SECRET_KEY, staging_domain=staging_domain)
+        domains = tuple(d for d in vps.domains if d != staging_domain)
+        return cls(base, domains, base / "pebble-root.pem")
 
     @property
     def domain(self) -> str:
@@ -87,14 +88,15 @@ class Site:
         git(self.app, "commit", "-qm", message)
         return git(self.app, "rev-parse", "HEAD").strip()
 
-    def get(self, path: str = "/", scheme: str = "https", timeout: float = 10
-            ) -> tuple[int, str, dict[str, str]]:
+    def get(self, path: str = "/", scheme: str = "https", timeout: float = 10,
+            domain: str | None = None) -> tuple[int, str, dict[str, str]]:
         """GET through the domain, verifying TLS against Pebble's root; (status, body, headers)."""
         ctx = ssl.create_default_context(cafile=str(self.ca_file))
         opener = urllib.request.build_opener(urllib.request.HTTPSHandler(context=ctx),
                                              urllib.request.ProxyHandler({}), NoRedirect())
         try:
-            with opener.open(f"{scheme}://{self.domain}{path}", timeout=timeout) as response:
+            url = f"{scheme}://{domain or self.domain}{path}"
+            with opener.open(url, timeout=timeout) as response:
                 return response.status, response.read().decode(), dict(response.headers)
         except urllib.error.HTTPError as exc:
             return exc.code, exc.read().decode(errors="replace"), dict(exc.headers)

@@ -228,6 +228,27 @@ def test_an_app_needing_a_newer_python_gets_a_clear_error(site, deployed):
     subprocess.run(["git", "commit", "-qam", "back to 3.11"], cwd=site.app, check=True)
 
 
+def test_staging_shares_the_vps_without_touching_production(site, deployed, vps):
+    production_files = ("/srv/shop-production/shared/.env /etc/nginx/sites-enabled/shop-"
+                        "production.conf /etc/nginx/vpskit/shop-production/upstream.conf")
+    before = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    staging = vps.domains[2]
+    site.fab("provision", env="staging")
+    site.fab("deploy", env="staging")
+    status, body, _ = site.get("/", domain=staging)
+    assert status == 200 and "VERSION=" in body
+    assert site.sh("readlink /srv/shop-staging/current").startswith("releases/")
+    site.commit("broken for staging", views_with(
+        '    result = {"status": "ok"}\n    failing = ["broken on purpose"]\n'))
+    assert site.fab("deploy", env="staging", check=False).returncode == 1
+    site.commit("fixed", views_with(HEALTHY))
+    after = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    assert after == before
+    assert site.get("/", domain=staging)[0] == 200
+    databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1")
+    assert {"shop_production", "shop_staging"} <= set(databases.split())
+
+
 def test_secrets_never_appear_in_any_output(site, deployed):
     values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
     secrets = [SECRET_KEY, urlsplit(values["DATABASE_URL"]).password,

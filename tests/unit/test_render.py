@@ -302,7 +302,12 @@ def test_upstream_names_the_release_socket():
 def test_common_conf_defines_the_websocket_map_once():
     text = render.nginx_common()
     assert text.count("map $http_upgrade $connection_upgrade") == 1
-    assert "server_tokens off;" in text
+    assert "server_tokens" not in text  # Debian 13's nginx.conf sets it in http context
+
+
+def test_every_server_block_hides_the_nginx_version():
+    text = render.nginx_site(make_env(), tls_ready=True)
+    assert text.count("server_tokens off;") == text.count("server {")
 
 
 # ---- systemd ------------------------------------------------------------------------------------

@@ -44,10 +44,23 @@ environments:
         known_hosts: {known_hosts}
     domains: [{domains}]
 """
+STAGING = """\
+  staging:                          # a second site on the same VPS
+    hosts:
+      - address: {address}
+        key: {key}
+        known_hosts: {known_hosts}
+    domains: [{domain}]
+"""
 
 
-def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None) -> Path:
-    """Fill ``base`` (app repo, inventory.yml, .env.production, pebble-root.pem); return it."""
+def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
+           staging_domain: str | None = None) -> Path:
+    """Fill ``base`` (app repo, inventory.yml, .env.<env>, pebble-root.pem); return it.
+
+    Production serves the VPS's domains; with ``staging_domain`` a staging environment on the
+    same VPS serves that one instead.
+    """
     app = base / "app"
     if not app.exists():
         shutil.copytree(ROOT / "examples" / "django", app,
@@ -55,13 +68,18 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None) 
         git(app, "init", "-q", "-b", "main")
         git(app, "add", "-A")
         git(app, "commit", "-qm", "example app 1.0.0")
-    (base / "inventory.yml").write_text(INVENTORY.format(
-        name=vps.name, domain=vps.domains[0], acme=pebble.directory_url, address=vps.address,
-        key=vps.key_path, known_hosts=vps.known_hosts_path, domains=", ".join(vps.domains)))
-    env_file = base / ".env.production"
-    if not env_file.exists():
-        env_file.touch(mode=0o600)
-        env_file.write_text(f"SECRET_KEY={secret_key or secrets.token_urlsafe(40)}\n")
+    host = {"address": vps.address, "key": vps.key_path, "known_hosts": vps.known_hosts_path}
+    production = [d for d in vps.domains if d != staging_domain]
+    text = INVENTORY.format(name=vps.name, domain=production[0], acme=pebble.directory_url,
+                            domains=", ".join(production), **host)
+    if staging_domain:
+        text += STAGING.format(domain=staging_domain, **host)
+    (base / "inventory.yml").write_text(text)
+    for env_name in ("production", "staging"):
+        env_file = base / f".env.{env_name}"
+        if not env_file.exists():
+            env_file.touch(mode=0o600)
+            env_file.write_text(f"SECRET_KEY={secret_key or secrets.token_urlsafe(40)}\n")
     ctx = ssl.create_default_context(cafile=pebble.listener_ca_path)
     with urllib.request.urlopen(pebble.roots_url, context=ctx, timeout=10) as response:
         (base / "pebble-root.pem").write_bytes(response.read())

@@ -35,7 +35,8 @@ def probes(ctx: Context) -> list[facts.Probe]:
                     f'{shlex.quote("/usr/share/zoneinfo/" + ctx.env.system.timezone)})"',
                     lambda out, rc: rc == 0),
         file_probe([AUTO_UPGRADES.path], "system_files"),
-        facts.Probe("dpkg_interrupted", "dpkg --audit", lambda out, rc: bool(out.strip())),
+        facts.Probe("dpkg_unsettled", "pgrep -x 'apt|apt-get|dpkg' || "
+                    "dpkg --audit", lambda out, rc: bool(out.strip())),
     ]
 
 
@@ -61,10 +62,9 @@ def preflight(ctx: Context) -> list[str]:
 def packages(ctx: Context) -> list[str]:
     """Refresh apt lists when older than a day or packages are missing; install the missing."""
     changes = []
-    if ctx.facts["dpkg_interrupted"]:  # an earlier run was cut off mid-install
-        ctx.act(["env", "DEBIAN_FRONTEND=noninteractive", "dpkg", "--configure", "-a",
-                 "--force-confdef", "--force-confold"], timeout=1800)
-        changes.append("finished an interrupted dpkg run")
+    if ctx.facts["dpkg_unsettled"]:  # apt still busy, or an earlier run was cut off mid-install
+        ctx.act(["bash", "-c", SETTLE_DPKG], timeout=1800)
+        changes.append("waited for apt/dpkg and finished any interrupted install")
     missing = [p for p in PACKAGES if p not in ctx.facts["packages"]]
     if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
         ctx.act([*APT_ENV, "update"], timeout=600)
@@ -99,3 +99,11 @@ SWAP_SCRIPT = ('set -e; [ -f /swapfile ] || { fallocate -l "$1M" /swapfile; chmo
                'mkswap /swapfile >/dev/null; }; swapon /swapfile; '
                'grep -q "^/swapfile " /etc/fstab || '
                'echo "/swapfile none swap sw 0 0" >> /etc/fstab')
+
+
+SETTLE_DPKG = (
+    "for i in $(seq 900); do pgrep -x 'apt|apt-get|dpkg' >/dev/null || break; "
+    "sleep 1; done; "
+    "if [ -n \"$(dpkg --audit)\" ]; then DEBIAN_FRONTEND=noninteractive dpkg --configure -a "
+    "--force-confdef --force-confold; fi"
+)

@@ -1,0 +1,66 @@
+"""Debian 13 (trixie, Python 3.13): a provision cut off in the middle of installing packages
+converges on the next run, a third run changes nothing, and the example app deploys."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import time
+
+import pytest
+
+from tests.helpers import machines
+from tests.helpers.site import FAB, ROOT, Site
+from vpskit import ssh
+
+pytestmark = pytest.mark.vps
+
+INDEX = machines.INDEX + 3
+
+
+@pytest.fixture(scope="module")
+def trixie(tmp_path_factory):
+    domains = (f"trixie{INDEX}.test",)
+    with machines.booted(f"vpskit-d{INDEX}", INDEX, domains, suite="trixie") as vps, \
+            machines.pebble_for(vps) as pebble:
+        yield vps, Site.create(tmp_path_factory.mktemp("trixie"), vps, pebble)
+
+
+def wait_for_dpkg(vps, timeout: float = 120) -> None:
+    """Return once dpkg is unpacking packages on the VPS (the worst moment to be cut off)."""
+    conn = ssh.connect(vps.host(user="root"))
+    try:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if conn.run("pgrep -x dpkg", hide=True, warn=True, in_stream=False).ok:
+                return
+            time.sleep(0.2)
+        raise AssertionError("dpkg never started")
+    finally:
+        conn.close()
+
+
+def test_provision_cut_off_mid_install_converges(trixie):
+    vps, site = trixie
+    proc = subprocess.Popen([str(FAB), "-r", str(ROOT), "provision", "--env", "production"],
+                            cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL, text=True)
+    try:
+        wait_for_dpkg(vps)
+    finally:
+        proc.kill()  # the SSH connection dies with it
+        proc.wait()
+    second = site.fab("provision")
+    assert re.search(r"^  packages\s+changed", second.stdout, re.M), second.stdout
+    third = site.fab("provision")
+    assert re.search(r": 0 changed, \d+ unchanged", third.stdout), third.stdout
+    assert "Debian GNU/Linux 13" in site.sh("cat /etc/os-release")
+
+
+def test_example_app_deploys_on_python_313(trixie):
+    _, site = trixie
+    site.fab("deploy")
+    status, body, _ = site.get("/health/")
+    assert status == 200, body
+    python = site.sh("readlink -f /srv/shop-production/current/.venv/bin/python")
+    assert "python3.13" in python
