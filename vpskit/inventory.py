@@ -193,7 +193,8 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     base = ("environments", name)
     sections = {key: _section(doc, name, key, body) for key in SECTIONS}
     app = sections["app"]
-    if app.kind == "asgi" and "server" not in _merged_raw(doc, body, "app"):
+    if app.kind == "asgi" and not any("server" in src for _, src in _sources(doc, "app", body,
+                                                                             name)):
         app = sections["app"] = dataclasses.replace(app, server="uvicorn")
     if app.kind != "asgi" and app.server != "gunicorn":
         doc.fail(_key_path(doc, body, name, "app", "server"),
@@ -232,14 +233,6 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     )
 
 
-def _merged_raw(doc: _Doc, body: dict, key: str) -> dict[str, Any]:
-    merged: dict[str, Any] = {}
-    for source in (doc.data.get(key), body.get(key)):
-        if source is not None:
-            merged.update(source)
-    return merged
-
-
 def _key_path(doc: _Doc, body: dict, env: str, *keys: str) -> tuple[str, ...]:
     """Where a (possibly inherited) key is written: the environment's override or the default."""
     local = ("environments", env, *keys)
@@ -256,10 +249,7 @@ def _section(doc: _Doc, env: str, key: str, body: dict) -> Any:
     hints = typing.get_type_hints(cls)
     fields = [f.name for f in dataclasses.fields(cls)]
     values: dict[str, Any] = {}
-    for source_path, source in (((key,), doc.data.get(key)),
-                                (("environments", env, key), body.get(key))):
-        if source is None:
-            continue
+    for source_path, source in _sources(doc, key, body, env):
         if not isinstance(source, dict):
             doc.fail(source_path, f"expected a mapping of {key} settings")
         _check_keys(doc, source_path, source, fields)
@@ -335,13 +325,28 @@ def _scalar(doc: _Doc, path: tuple[str, ...], raw: Any, hint: Any) -> Any:
     raise AssertionError(f"unsupported type {hint!r} at {path}")
 
 
+def _required_list(doc: _Doc, path: tuple[str, ...], raw: Any, missing: str, wrong: str
+                   ) -> list:
+    if raw is None:
+        doc.fail(path, f"missing required key: {missing}")
+    if not isinstance(raw, list) or not raw:
+        doc.fail(path, wrong)
+    return raw
+
+
+def _sources(doc: _Doc, key: str, body: dict, env: str
+             ) -> typing.Iterator[tuple[tuple[str, ...], Any]]:
+    """Where ``key`` is set, defaults first: (path, value) for the top level and the env."""
+    for path, source in (((key,), doc.data.get(key)), (("environments", env, key), body.get(key))):
+        if source is not None:
+            yield path, source
+
+
 def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
     path = ("environments", env, "hosts")
-    raw = body.get("hosts")
-    if raw is None:
-        doc.fail(path, "missing required key: list at least one host with an 'address'")
-    if not isinstance(raw, list) or not raw:
-        doc.fail(path, "expected a list of hosts, e.g. '- address: 203.0.113.10'")
+    raw = _required_list(doc, path, body.get("hosts"),
+                         "list at least one host with an 'address'",
+                         "expected a list of hosts, e.g. '- address: 203.0.113.10'")
     hints = typing.get_type_hints(config.Host)
     fields = [f.name for f in dataclasses.fields(config.Host)]
     hosts: list[config.Host] = []
@@ -379,11 +384,9 @@ def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
 
 def _domains(doc: _Doc, env: str, body: dict) -> tuple[str, ...]:
     path = ("environments", env, "domains")
-    raw = body.get("domains")
-    if raw is None:
-        doc.fail(path, "missing required key: list the domain names this environment serves")
-    if not isinstance(raw, list) or not raw:
-        doc.fail(path, "expected a non-empty list of domain names")
+    raw = _required_list(doc, path, body.get("domains"),
+                         "list the domain names this environment serves",
+                         "expected a non-empty list of domain names")
     for i, domain in enumerate(raw):
         if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
             doc.fail(path + (str(i),),
@@ -395,9 +398,7 @@ def _domains(doc: _Doc, env: str, body: dict) -> tuple[str, ...]:
 
 def _string_map(doc: _Doc, key: str, body: dict, env: str) -> dict[str, str]:
     merged: dict[str, str] = {}
-    for path, source in (((key,), doc.data.get(key)), (("environments", env, key), body.get(key))):
-        if source is None:
-            continue
+    for path, source in _sources(doc, key, body, env):
         if not isinstance(source, dict):
             doc.fail(path, "expected a mapping of VARIABLE: value")
         for var, value in source.items():
@@ -411,9 +412,7 @@ def _string_map(doc: _Doc, key: str, body: dict, env: str) -> dict[str, str]:
 
 def _names(doc: _Doc, key: str, body: dict, env: str) -> list[str]:
     names: list[str] = []
-    for path, source in (((key,), doc.data.get(key)), (("environments", env, key), body.get(key))):
-        if source is None:
-            continue
+    for path, source in _sources(doc, key, body, env):
         if not isinstance(source, list):
             doc.fail(path, "expected a list of secret names, e.g. [SECRET_KEY]")
         for i, name in enumerate(source):
