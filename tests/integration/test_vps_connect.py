@@ -3,17 +3,25 @@
 from __future__ import annotations
 
 import dataclasses
-import os
 import time
 
 import pytest
 
+from tests.helpers import machines
 from vpskit import testvps
 from vpskit.errors import ConnectError
 from vpskit.ssh import connect
 
 pytestmark = pytest.mark.vps
 FAIL_WITHIN = 15  # seconds
+INDEX = machines.INDEX + 5
+
+
+@pytest.fixture(scope="module")
+def vps():
+    """A VPS of its own: the session's gets provisioned (root login off, firewall on)."""
+    with machines.booted(f"vpskit-c{INDEX}", INDEX, ()) as server:
+        yield server
 
 
 def run(vps, command: str) -> str:
@@ -32,16 +40,18 @@ def test_root_runs_commands_over_ssh(vps):
     assert whoami.stdout.strip() == "root"
 
 
-def test_vps_is_a_fresh_image_trusting_this_machine(vps, pebble):
+def test_vps_is_a_fresh_image_trusting_this_machine(vps):
     """Only the debootstrap set is installed; CAs, pip and apt caches are the harness's doing."""
     listing = run(vps, "dpkg-query -W -f='${Package}\\n' nginx postgresql certbot 2>&1")
     assert "no packages found matching nginx" in listing
     assert "vpskit-pebble-ca" in run(vps, "ls /usr/local/share/ca-certificates")
     assert "cache-dir = /var/cache/pip" in run(vps, "cat /etc/pip.conf")
     assert run(vps, "stat -c %U /var/cache/apt/archives/partial") == "_apt"
-    assert pebble.directory_url == f"https://{vps.host_address}:14000/dir"
-    code = f"import urllib.request; print(urllib.request.urlopen({pebble.directory_url!r}).status)"
-    assert run(vps, f'python3 -c "{code}"') == "200"  # the VPS trusts Pebble's listener
+    with machines.pebble_for(vps) as pebble:
+        assert pebble.directory_url == f"https://{vps.host_address}:14000/dir"
+        url = pebble.directory_url
+        code = f"import urllib.request; print(urllib.request.urlopen({url!r}).status)"
+        assert run(vps, f'python3 -c "{code}"') == "200"  # the VPS trusts Pebble's listener
 
 
 def assert_fails_fast(host, expected: str, **kwargs) -> str:
@@ -121,14 +131,3 @@ def test_reboot_comes_back(vps):
         time.sleep(0.5)
     assert testvps.is_running(vps)
     assert run(vps, "systemctl is-system-running --wait") in ("running", "degraded")
-
-
-@pytest.mark.skipif(
-    os.environ.get("VPSKIT_TEST_TRIXIE") != "1", reason="set VPSKIT_TEST_TRIXIE=1 (Debian 13)"
-)
-def test_trixie_boots():
-    trixie = testvps.up(name="vpskit-deb13", index=11, suite="trixie")
-    try:
-        assert "VERSION_CODENAME=trixie" in run(trixie, "cat /etc/os-release")
-    finally:
-        testvps.down("vpskit-deb13")
