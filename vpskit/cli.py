@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import functools
 import os
+import shlex
+import sys
 from collections.abc import Callable
 from typing import Any
 
@@ -47,12 +49,14 @@ class Executor(FabricExecutor):
 
     def expand_calls(self, calls, apply_hosts=True):
         if calls and self.core.remainder:
-            self.config.load_overrides({"vpskit_remainder": self.core.remainder})
+            # The words as the shell gave them: Invoke's remainder is one re-joined string.
+            words = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else \
+                shlex.split(self.core.remainder)
+            self.config.load_overrides({"vpskit_remainder": words})
             self.core.remainder = ""
         return super().expand_calls(calls, apply_hosts)
 
 
 def remainder(c: Any) -> list[str]:
     """The words after ``--`` on the fab command line."""
-    import shlex
-    return shlex.split(c.config.get("vpskit_remainder", ""))
+    return list(c.config.get("vpskit_remainder", []))

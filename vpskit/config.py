@@ -103,6 +103,16 @@ class System:
 
 
 @dataclass(frozen=True)
+class Process:
+    """A background process type beside ``web`` (Procfile style), e.g. a Celery worker."""
+
+    name: str
+    command: str  # run in the live release; a bare program name comes from its virtualenv
+    count: int = 1  # instances of the template unit <site>-<name>@1..count
+    stop_timeout: int = 60  # seconds a stopping process gets to finish its job (SIGTERM first)
+
+
+@dataclass(frozen=True)
 class Environment:
     """Everything one ``--env`` deploys: hosts, app, services, secrets."""
 
@@ -120,6 +130,7 @@ class Environment:
     releases_keep: int = 5
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
+    processes: tuple[Process, ...] = ()
 
     # ---- names derived from the site -------------------------------------------------------
     @property

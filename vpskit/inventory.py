@@ -39,7 +39,7 @@ SECTIONS: dict[str, type] = {
     "nginx": config.Nginx,
     "system": config.System,
 }
-SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets")
+SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets", "processes")
 TOP_KEYS = (*SHARED_KEYS, "environments")
 ENV_KEYS = (*SHARED_KEYS, "hosts", "domains")
 REQUIRED_APP_KEYS = ("name", "repo", "entry")
@@ -229,7 +229,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     domains = _domains(doc, name, body)
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
-        env=env_vars, secrets=resolved, **sections,
+        env=env_vars, secrets=resolved, processes=_processes(doc, body, name), **sections,
     )
 
 
@@ -408,6 +408,32 @@ def _string_map(doc: _Doc, key: str, body: dict, env: str) -> dict[str, str]:
                 doc.fail(path + (var,), f"expected a string value, got {value!r}")
             merged[var] = str(value).lower() if isinstance(value, bool) else str(value)
     return merged
+
+
+def _processes(doc: _Doc, body: dict, env: str) -> tuple[config.Process, ...]:
+    """``processes: {worker: "celery -A proj worker"}`` or ``{worker: {command, count, ...}}``;
+    an environment's entry replaces the default of the same name."""
+    hints = typing.get_type_hints(config.Process)
+    found: dict[str, config.Process] = {}
+    for path, source in _sources(doc, "processes", body, env):
+        if not isinstance(source, dict):
+            doc.fail(path, "expected a mapping of process names, e.g. 'worker: celery -A app "
+                           "worker'")
+        for name, spec in source.items():
+            where = path + (name,)
+            if not NAME_RE.match(name) or name == "web":
+                doc.fail(where, "process names are lowercase letters and digits, not 'web'")
+            spec = {"command": spec} if isinstance(spec, str) else spec
+            if not isinstance(spec, dict) or not spec.get("command"):
+                doc.fail(where, "expected a command, or a mapping with 'command'")
+            _check_keys(doc, where, spec, [f for f in hints if f != "name"])
+            values = {k: _scalar(doc, where + (k,), v, hints[k]) for k, v in spec.items()}
+            if not 0 <= values.get("count", 1) <= 32:
+                doc.fail(where + ("count",), "expected 0 to 32 instances")
+            if values.get("stop_timeout", 60) < 1:
+                doc.fail(where + ("stop_timeout",), "expected a positive number of seconds")
+            found[name] = config.Process(name=name, **values)
+    return tuple(found.values())
 
 
 def _names(doc: _Doc, key: str, body: dict, env: str) -> list[str]:

@@ -32,6 +32,8 @@ def status(env: Environment, out: Reporter) -> None:
         rel: releases.Releases = found["releases"]
         live = rel.get(rel.current) if rel.current else None
         units = [render.web_unit_name(env, live.id)] if live else []
+        units += [render.process_unit_name(env, p.name, i) for p in env.processes
+                  for i in range(1, p.count + 1)]
         states = facts.gather(remote, [facts.units([*units, *SERVICES])])["units"]
         out.line(f"{env.site} on {host.address}")
         if live:
@@ -131,5 +133,5 @@ def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
 def restart(remote: Remote, env: Environment) -> None:
     """Graceful restart of the live release: in-flight requests finish, then it starts again
     with the new environment."""
-    remote.run(["systemctl", "try-restart", f"{env.site}-web@*.service"], timeout=120)
+    remote.run(["systemctl", "try-restart", f"{env.site}-*@*.service"], timeout=600)
 

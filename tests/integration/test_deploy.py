@@ -228,6 +228,24 @@ def test_an_app_needing_a_newer_python_gets_a_clear_error(site, deployed):
     subprocess.run(["git", "commit", "-qam", "back to 3.11"], cwd=site.app, check=True)
 
 
+def test_a_job_queued_before_a_deploy_completes_after_it(site, deployed):
+    unit = "shop-production-worker@1.service"
+    worker_before = site.sh(f"systemctl show -p MainPID --value {unit}").strip()
+    assert worker_before != "0"
+    site.fab("manage", "--", "shell", "-c", "from catalog.tasks import create_item_later; "
+             "create_item_later.delay('queued-before-deploy', 6)")
+    site.commit("7.0.0", {"VERSION": "7.0.0\n"})
+    out = site.fab("deploy").stdout
+    assert re.search(r"^  processes\s+changed .*worker x1", out, re.M), out
+    deadline = time.monotonic() + 60
+    while "queued-before-deploy" not in site.get("/items/")[1]:
+        assert time.monotonic() < deadline, "the job never completed"
+        time.sleep(1)
+    assert site.sh(f"systemctl show -p MainPID --value {unit}").strip() not in ("0", worker_before)
+    journal = site.sh(f"journalctl -u {unit} --no-pager -o cat")
+    assert "create_item_later" in journal and "succeeded" in journal
+
+
 def test_staging_shares_the_vps_without_touching_production(site, deployed, vps):
     production_files = ("/srv/shop-production/shared/.env /etc/nginx/sites-enabled/shop-"
                         "production.conf /etc/nginx/vpskit/shop-production/upstream.conf")

@@ -69,6 +69,16 @@ def test_secret_from_env_file_and_environ_wins(tmp_path):
     assert env.secrets["SECRET_KEY"].reveal() == "from-env"
 
 
+def test_processes_default_and_override(tmp_path):
+    text = GOOD + ("processes:\n  worker: celery -A shop worker\n"
+                   "  beat: {command: celery -A shop beat, stop_timeout: 10}\n")
+    text = text.replace("      workers: 4\n", "      workers: 4\n    processes:\n"
+                        "      worker: {command: celery -A shop worker, count: 3}\n")
+    env = inventory.load(write(tmp_path, text), "production", environ={"SECRET_KEY": "k"})
+    assert [(p.name, p.count, p.stop_timeout) for p in env.processes] == [
+        ("worker", 3, 60), ("beat", 1, 10)]
+
+
 def test_asgi_defaults_to_uvicorn(tmp_path):
     text = GOOD.replace("entry: shop.wsgi:application", "entry: shop.asgi:application\n  kind: asgi")
     env = inventory.load(write(tmp_path, text), "staging", environ={"SECRET_KEY": "k"})
@@ -107,6 +117,9 @@ BAD = {
     "gunicorn-only kind with uvicorn": (GOOD.replace("  name: shop\n", "  name: shop\n  server: uvicorn\n"),
                                         "serves ASGI apps only"),
     "releases_keep too low": (GOOD + "releases_keep: 1\n", "keep at least 2 releases"),
+    "process named web": (GOOD + "processes:\n  web: gunicorn x\n", "processes.web: process names"),
+    "process without command": (GOOD + "processes:\n  worker: {count: 2}\n", "expected a command"),
+    "process count": (GOOD + "processes:\n  worker: {command: x, count: 99}\n", "0 to 32"),
     "hosts not a list": (GOOD.replace("    hosts:\n      - address: 198.51.100.7\n",
                                       "    hosts: 198.51.100.7\n"), "expected a list of hosts"),
 }

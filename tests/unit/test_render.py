@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from vpskit import render
-from vpskit.config import TLS, App, Backups, Environment, Host, Nginx
+from vpskit.config import TLS, App, Backups, Environment, Host, Nginx, Process
 from vpskit.errors import InventoryError
 
 RELEASE = "20261126T184500Z-abc1234"
@@ -330,6 +330,24 @@ def test_backup_units_pass_systemd_analyze_verify(tmp_path):
     service = files["/etc/systemd/system/shop-production-backup.service"]
     assert "ExecStart=/usr/local/lib/vpskit/backup-shop-production\n" in service
     assert render.backup_units(make_env()) == {}
+
+
+def test_process_units_pass_systemd_analyze_verify(tmp_path):
+    env = dataclasses.replace(make_env(), processes=(
+        Process("worker", "celery -A shop worker --concurrency 2", count=2, stop_timeout=90),))
+    files = render.process_units(env)
+    systemd_verify(tmp_path, files, ["shop-production-worker@1.service"])
+    unit = files["/etc/systemd/system/shop-production-worker@.service"]
+    assert ("ExecStart=/srv/shop-production/current/.venv/bin/celery -A shop worker "
+            "--concurrency 2\n") in unit
+    assert "TimeoutStopSec=90s\n" in unit and "KillSignal=SIGTERM\n" in unit
+    assert "WorkingDirectory=/srv/shop-production/current\n" in unit
+
+
+def test_process_command_cannot_inject_unit_lines():
+    env = dataclasses.replace(make_env(), processes=(Process("worker", "celery '-A x\nUser=root'"),))
+    with pytest.raises(InventoryError, match="processes.worker.command"):
+        render.process_units(env)
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:

@@ -86,5 +86,6 @@ def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> s
         releases.set_state(remote, env, live, "bad")
         return [f"stopped {live.id}, marked bad"]
 
-    run_steps(None, [("start", start), ("switch", flip), ("stop old", retire)], out)
+    run_steps(None, [("start", start), ("switch", flip), ("stop old", retire),
+                     ("processes", lambda _: switch.restart_processes(remote, env))], out)
     return target.id

@@ -78,7 +78,7 @@ class Deploy:
                 ("release", Deploy.release_commands), ("start", Deploy.start),
                 ("health", Deploy.health), ("switch", Deploy.switch),
                 ("public", Deploy.public_health), ("stop old", Deploy.stop_old),
-                ("prune", Deploy.prune),
+                ("processes", Deploy.processes), ("prune", Deploy.prune),
             ], self.out)
         except ToolkitError as exc:
             raise type(exc)(f"{exc}; {self.recover()}") from exc
@@ -160,6 +160,9 @@ class Deploy:
             return []
         switch.stop(self.remote, self.env, self.live)
         return [f"stopped {self.live}"]
+
+    def processes(self) -> list[str]:
+        return switch.restart_processes(self.remote, self.env)
 
     def prune(self) -> list[str]:
         doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)

@@ -90,3 +90,30 @@ def point_current(remote: Remote, env: Environment, release_id: str) -> None:
     tmp = f"{env.current_link}.vpskit-new"
     remote.run(["bash", "-c", 'ln -sfn "$1" "$2" && mv -T "$2" "$3"', "link",
                 f"releases/{release_id}", tmp, str(env.current_link)])
+
+
+PROCESSES_SCRIPT = r"""
+site="$1"; shift
+while [ $# -gt 0 ]; do
+  name="$1" count="$2"; shift 2
+  want=(); for i in $(seq 1 "$count"); do want+=("$site-$name@$i.service"); done
+  for unit in $(systemctl list-units --all --plain --no-legend "$site-$name@*.service" \
+                | awk '{print $1}'); do
+    case " ${want[*]} " in *" $unit "*) ;; *) systemctl disable --now --quiet "$unit";; esac
+  done
+  if [ "$count" -gt 0 ]; then
+    systemctl enable --quiet "${want[@]}" && systemctl restart "${want[@]}"
+  fi
+done
+"""
+
+
+def restart_processes(remote: Remote, env: Environment) -> list[str]:
+    """Restart every process type on the live release, gracefully (SIGTERM, then its
+    stop_timeout); stop instances beyond the configured count."""
+    if not env.processes:
+        return []
+    args = [str(x) for p in env.processes for x in (p.name, p.count)]
+    wait = max(p.stop_timeout for p in env.processes) + 60
+    remote.run(["bash", "-c", PROCESSES_SCRIPT, "processes", env.site, *args], timeout=wait)
+    return [f"{p.name} x{p.count}" for p in env.processes]

@@ -35,6 +35,10 @@ nginx:
   rate_limit: 5000r/s               # load tests come from one address
   rate_burst: 5000
 releases_keep: 3
+processes:
+  worker:
+    command: celery -A shop worker --concurrency 2 --loglevel INFO
+    stop_timeout: 60
 secrets: [SECRET_KEY]
 environments:
   production:

@@ -78,5 +78,5 @@ def app_service(ctx: Context) -> list[str]:
     if any(path in c for c in changes for path in render.unit_files(env)):
         ctx.act(["systemctl", "daemon-reload"])
     if changes:
-        ctx.act(["systemctl", "try-restart", f"{env.site}-web@*.service"])
+        ctx.act(["systemctl", "try-restart", f"{env.site}-*@*.service"])
     return changes

@@ -162,6 +162,13 @@ if REDIS_URL:
 else:
     CACHES = {"default": {"BACKEND": "django.core.cache.backends.locmem.LocMemCache"}}
 
+# Celery jobs go through the same Redis; without it they run inline (local runs, tests).
+CELERY_BROKER_URL = REDIS_URL or "memory://"
+CELERY_TASK_ALWAYS_EAGER = not REDIS_URL
+# Staging and production may share one Redis: each environment gets its own queue.
+CELERY_TASK_DEFAULT_QUEUE = f"shop-{os.environ.get('APP_ENV', 'dev')}"
+CELERY_WORKER_HIJACK_ROOT_LOGGER = False
+
 # --- static and media (served by Nginx in production) ---------------------------------------
 
 STATIC_URL = "/static/"
