@@ -4,16 +4,30 @@ Each task loads the inventory, calls one function of the ``vpskit`` package, and
 ``ToolkitError`` into a one-line message on stderr with exit code 1.
 """
 
+import os
+from pathlib import Path
+
 from fabric import task
 
-from vpskit import operate
-from vpskit.cli import exits, load_env, not_built, remainder
+from vpskit import backups, operate
+from vpskit import init as app_init
+from vpskit.cli import DEFAULT_INVENTORY, exits, load_env, remainder
 from vpskit.deploy import deploy_environment, rollback_environment
 from vpskit.provision import provision_environment
 from vpskit.steps import Reporter
 
 ENV = {"env": "environment from the inventory (e.g. production)",
        "inventory": "inventory file (default inventory.yml or $VPSKIT_INVENTORY)"}
+
+
+@task(help={"path": "the app's repository (default: here)", "force": "overwrite inventory.yml",
+            "name": "app name (default: from the directory)"})
+@exits
+def init(c, path=".", force=False, name=None):
+    """Detect the app (Django/Flask/ASGI, Procfile, railway.toml) and write inventory.yml."""
+    written = app_init.write_inventory(Path(path), force=force, app_name=name)
+    print(f"wrote {written}: fill in the host address and domains marked FILL ME, then run "
+          f"fab provision --env production")
 
 
 @task(help={**ENV, "dry_run": "show what would change (diffs, secrets masked), change nothing"})
@@ -75,15 +89,24 @@ def env_(c, env=None, set=None, unset=None, inventory=None):  # noqa: A002 - CLI
     operate.env_vars(load_env(env, inventory), set or [], unset or [], Reporter())
 
 
-@task
+@task(help={**ENV, "list": "show the backups on the server and here, with sizes and ages",
+            "verbose": "print each step (default: silent unless it fails, for cron)"})
 @exits
-def backup(c, env=None, inventory=None):
-    """Dump the database on the server and copy it here."""
-    not_built("backup", "issue 7")
+def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A002 - CLI flag
+    """Dump the database on the server, verify it, copy it here, prune old backups."""
+    environment = load_env(env, inventory)
+    local = backups.local_dir(environment, inventory or os.environ.get("VPSKIT_INVENTORY",
+                                                                       DEFAULT_INVENTORY))
+    if list:
+        backups.list_backups(environment, local, Reporter())
+    else:
+        backups.backup(environment, local, Reporter(quiet=not verbose))
 
 
-@task
+@task(help={**ENV, "file": "latest (default: the server's newest dump, safety dumps aside), a "
+                           "backup's name on the server, or a local file to upload",
+            "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
 @exits
-def restore(c, env=None, file=None, yes=False, inventory=None):
-    """Restore the database from a backup (after a safety dump)."""
-    not_built("restore", "issue 7")
+def restore(c, env=None, file="latest", yes=False, inventory=None):
+    """Restore the database from a backup (after a safety dump), restart the app, check it."""
+    backups.restore(load_env(env, inventory), file, yes, Reporter())

@@ -1,43 +1,552 @@
-"""Database dumps on the server: ``pg_dump -Fc`` to a temporary name, verified, then renamed.
+"""Backups: verified dumps on the server, an off-site copy here, retention, restore.
 
-A partial file is never a backup: the dump is written under ``.<name>.partial``, checked with
-``pg_restore --list``, fsynced and only then renamed to ``<site>-<UTC>[-label].dump`` (0600 in a
-0700 directory).
+A partial file is never a backup. Dumps (``pg_dump -Fc``) and media archives are written under
+``.<name>.partial``, checked (``pg_restore --list`` / ``tar -t``), fsynced and only then renamed
+to ``<site>-<UTC>[-label].dump`` / ``<site>-<UTC>-media.tar.gz`` (0600 in a 0700 directory).
+The copy streams over SSH (``sudo cat``: the deploy user cannot read root's files) into a
+temporary name here and is renamed once its sha256 matches the server's. Retention keeps
+``backups.keep_days`` days by the UTC time in the names, never the newest dump or media archive,
+and runs only after a backup succeeded. The server-side timer runs the same commands.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import inspect
+import os
 import re
+import shlex
+import sys
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
+from typing import BinaryIO
 
-from vpskit.config import Environment
-from vpskit.remote import Remote
+import paramiko
 
-DUMP_SCRIPT = r"""
+from vpskit import facts, session
+from vpskit.config import Environment, Host
+from vpskit.deploy import releases, switch
+from vpskit.deploy.lock import deploy_lock
+from vpskit.errors import RemoteError, ToolkitError
+from vpskit.remote import Remote, Result
+from vpskit.steps import Reporter, run_steps
+
+STAMP = "%Y%m%dT%H%M%SZ"  # UTC; strftime and `date +` read it alike; sorts as time does
+DUMP, MEDIA = ".dump", "-media.tar.gz"
+SAFETY_LABEL = "prerestore"
+CHUNK = 1 << 20
+IDLE_TIMEOUT = 300  # seconds without a byte before a transfer counts as dead
+
+ARCHIVE_SCRIPT = r"""
 set -eo pipefail; umask 077
-dir="$1" name="$2" db="$3"
+dir="$1" name="$2" kind="$3" source="$4"
 tmp="$dir/.$name.partial"
 trap 'rm -f "$tmp"' EXIT
 mkdir -p "$dir"; chmod 700 "$dir"
-runuser -u postgres -- pg_dump --format=custom "$db" > "$tmp"
-pg_restore --list "$tmp" > /dev/null
+if [ "$kind" = dump ]; then
+  runuser -u postgres -- pg_dump --format=custom "$source" > "$tmp"
+  pg_restore --list "$tmp" > /dev/null
+else
+  tar -C "$(dirname "$source")" -czf "$tmp" "$(basename "$source")"
+  tar -tzf "$tmp" > /dev/null
+fi
+sum=$(sha256sum < "$tmp")
 sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
 trap - EXIT
-stat -c %s "$dir/$name"
+echo "$(stat -c %s "$dir/$name") ${sum%% *}"
 """
+
+UPLOAD_SCRIPT = r"""
+set -eo pipefail; umask 077
+dir="$1" name="$2" want="$3"
+tmp="$dir/.$name.partial"
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+sum=$(sha256sum < "$tmp")
+if [ "${sum%% *}" != "$want" ]; then
+  echo "sha256 after upload differs from the local file's" >&2; exit 1
+fi
+pg_restore --file=/dev/null "$tmp"  # reads every block: a damaged copy never stops the app
+if [ -e "$dir/$name" ] && ! cmp -s "$tmp" "$dir/$name"; then
+  echo "a different $name is already on the server; rename the local file" >&2; exit 1
+fi
+sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
+trap - EXIT
+"""
+
+# One transaction: drop everything the app role owns (tables made after the backup included),
+# then the dump. pg_restore's COMMIT comes last in its output, so a dump that breaks off leaves
+# the transaction open and psql's exit rolls it back: the database is then as it was.
+RESTORE_SCRIPT = r"""
+set -eo pipefail
+file="$1" db="$2" role="$3"
+{ printf 'SET client_min_messages = error;\nBEGIN;\nDROP OWNED BY :"role";\n'
+  pg_restore --single-transaction --clean --if-exists --no-owner --no-privileges \
+    --role="$role" --file=- "$file"
+} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v role="$role" --dbname="$db" -f -
+"""
+
+
+# ---- names and retention (pure, standard library only: shipped to the server as is) --------------
+def parse_name(site: str, name: str) -> tuple[str, str, str] | None:
+    """``(stamp, label, suffix)`` of a backup of ``site``, or None for any other file (pure)."""
+    match = re.fullmatch(re.escape(site) + r"-(\d{8}T\d{6}Z)(?:-([A-Za-z0-9.-]+?))?"
+                                           r"(\.dump|-media\.tar\.gz)", name)
+    return match.groups("") if match else None
+
+
+def prune_plan(site: str, names: Iterable[str], cutoff: str) -> list[str]:
+    """Backups of ``site`` stamped before ``cutoff``, oldest first; the newest dump and the
+    newest media archive stay whatever their age (pure)."""
+    found = sorted((parsed[0], name, parsed[2]) for name in names
+                   if (parsed := parse_name(site, name)))
+    newest = {suffix: name for _, name, suffix in found}
+    return [name for stamp, name, _ in found if stamp < cutoff and name not in newest.values()]
+
+
+def prune_dir(directory: str, site: str, keep_days: int, now: float | None = None) -> list[str]:
+    """Delete what :func:`prune_plan` names in ``directory``; return those names."""
+    since = (time.time() if now is None else now) - keep_days * 86400
+    doomed = prune_plan(site, os.listdir(directory), time.strftime(STAMP, time.gmtime(since)))
+    for name in doomed:
+        os.remove(os.path.join(directory, name))
+    return doomed
+
+
+PRUNE_PROGRAM = "\n".join([
+    "from __future__ import annotations",
+    "import os, re, sys, time",
+    f"STAMP = {STAMP!r}",
+    *(inspect.getsource(f) for f in (parse_name, prune_plan, prune_dir)),
+    "for gone in prune_dir(sys.argv[1], sys.argv[2], int(sys.argv[3])):",
+    "    print(gone)",
+])
+
+
+def backup_name(site: str, stamp: str, label: str = "", suffix: str = DUMP) -> str:
+    """``<site>-<stamp>[-label]<suffix>`` (pure)."""
+    clean = re.sub(r"[^A-Za-z0-9.-]", "-", label)
+    return f"{site}-{stamp}{f'-{clean}' if clean else ''}{suffix}"
 
 
 def dump_name(site: str, label: str = "", now: datetime | None = None) -> str:
     """``<site>-<UTC timestamp>[-label].dump`` (pure)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    suffix = f"-{re.sub(r'[^A-Za-z0-9T.-]', '-', label)}" if label else ""
-    return f"{site}-{stamp}{suffix}.dump"
+    return backup_name(site, (now or datetime.now(UTC)).strftime(STAMP), label)
+
+
+def latest(site: str, names: Iterable[str]) -> str | None:
+    """The newest dump that is not a restore's safety dump (pure)."""
+    dumps = [(p[0], name) for name in names if (p := parse_name(site, name))
+             and p[2] == DUMP and p[1] != SAFETY_LABEL]
+    return max(dumps)[1] if dumps else None
+
+
+def age(name: str, now: float) -> str:
+    """How long before ``now`` the stamp in a backup's name is: '42s', '17m', '5h 03m',
+    '12d 4h' (pure)."""
+    stamp = re.search(r"\d{8}T\d{6}Z", name)[0]
+    seconds = max(0, int(now - datetime.strptime(stamp, STAMP).replace(tzinfo=UTC).timestamp()))
+    days, hours, minutes = seconds // 86400, seconds // 3600 % 24, seconds // 60 % 60
+    if days:
+        return f"{days}d {hours}h"
+    if hours:
+        return f"{hours}h {minutes:02d}m"
+    return f"{minutes}m" if minutes else f"{seconds}s"
+
+
+def local_dir(env: Environment, inventory_file: str | Path) -> Path:
+    """``backups.local_dir``: relative to the inventory's directory unless absolute."""
+    return Path(inventory_file).resolve().parent / Path(env.backups.local_dir).expanduser()
+
+
+def local_backups(env: Environment, directory: Path) -> dict[str, int]:
+    """``{name: size}`` of the site's backups in ``directory`` (none when it does not exist)."""
+    if not directory.is_dir():
+        return {}
+    return {p.name: p.stat().st_size for p in directory.iterdir()
+            if p.is_file() and parse_name(env.site, p.name)}
+
+
+def server_backups(env: Environment) -> facts.Probe:
+    """``{name: size}`` of the site's backups on the server."""
+    d = shlex.quote(str(env.backup_dir))
+
+    def parse(out: str, rc: int) -> dict[str, int]:
+        pairs = (line.split(" ", 1) for line in out.splitlines() if " " in line)
+        return {name: int(size) for size, name in pairs if parse_name(env.site, name)}
+    return facts.Probe("backups", f"[ ! -d {d} ] || find {d} -maxdepth 1 -type f "
+                                  f"-printf '%s %f\\n'", parse)
+
+
+def server_script(env: Environment) -> str:
+    """What the backup timer runs: the commands ``fab backup`` runs on the server, named by the
+    run's own UTC stamp, then the server's retention."""
+    stamp = "${stamp}"
+    steps = [archive_argv(env, backup_name(env.site, stamp), "dump")]
+    if env.backups.media:
+        steps.append(archive_argv(env, backup_name(env.site, stamp, suffix=MEDIA), "media"))
+    steps.append(prune_argv(env))
+    programs = {ARCHIVE_SCRIPT: "archive", PRUNE_PROGRAM: "prune"}
+
+    def word(arg: str) -> str:
+        if arg in programs:
+            return f'"${programs[arg]}"'
+        return f'"{arg}"' if stamp in arg else shlex.quote(arg)
+    return "\n".join([
+        "#!/bin/bash",
+        f"# Managed by vpskit: {env.site} backup (dump, media archive, retention); its timer "
+        f"runs it.",
+        "set -euo pipefail",
+        *(f"{var}={shlex.quote(text)}" for text, var in programs.items()),
+        f"stamp=$(date -u +{STAMP})",
+        *(" ".join(map(word, argv)) for argv in steps), "",
+    ])
+
+
+# ---- server commands -----------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Artifact:
+    """A verified backup file on the server."""
+
+    path: str
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.size / 1e6:.1f} MB)"
+
+
+def archive_argv(env: Environment, name: str, kind: str) -> list[str]:
+    """Make ``name`` in the backup directory: the database (``dump``) or shared/media."""
+    source = env.db_name if kind == "dump" else str(env.shared_dir / "media")
+    return ["bash", "-c", ARCHIVE_SCRIPT, "archive", str(env.backup_dir), name, kind, source]
+
+
+def prune_argv(env: Environment) -> list[str]:
+    return ["python3", "-c", PRUNE_PROGRAM, str(env.backup_dir), env.site,
+            str(env.backups.keep_days)]
+
+
+def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:
+    """Write, verify and rename one backup file on the server (always acts)."""
+    result = remote.run(archive_argv(env, name, kind), check=False, timeout=3600)
+    if not result.ok:
+        what = ["pg_dump", env.db_name] if kind == "dump" else ["tar", str(env.shared_dir)]
+        raise remote.error(what, result)
+    size, sha256 = result.stdout.split()[-2:]
+    return Artifact(f"{env.backup_dir}/{name}", int(size), sha256)
 
 
 def dump(remote: Remote, env: Environment, label: str = "") -> str:
-    """Dump the app's database on the server; return its path. Always acts."""
-    name = dump_name(env.site, label)
-    result = remote.run(["bash", "-c", DUMP_SCRIPT, "dump", str(env.backup_dir), name,
-                         env.db_name], timeout=3600)
-    size = int(result.stdout.strip().splitlines()[-1])
-    return f"{env.backup_dir}/{name} ({size / 1e6:.1f} MB)"
+    """Dump the app's database on the server; return its path and size. Always acts."""
+    return str(archive(remote, env, dump_name(env.site, label)))
+
+
+def stream(remote: Remote, argv: Sequence[str], what: Sequence[str],
+           source: BinaryIO | None = None, sink: Callable[[bytes], object] | None = None) -> None:
+    """Run ``argv`` on its own channel with ``source`` as stdin and stdout into ``sink``: files
+    too big for :meth:`Remote.run`. Raises a one-line :class:`RemoteError` naming ``what``."""
+    def recv(read: Callable[[int], bytes]) -> bytes:
+        try:
+            return read(CHUNK)
+        except (OSError, paramiko.SSHException) as exc:
+            raise RemoteError(f"{remote.host}: `{shlex.join(what)}` broke off: "
+                              f"{exc or type(exc).__name__}") from None
+
+    remote.round_trips += 1
+    channel = remote.conn.client.get_transport().open_session()
+    try:
+        channel.settimeout(IDLE_TIMEOUT)
+        channel.exec_command(remote.command(argv))
+        while source and (chunk := source.read(CHUNK)):
+            try:
+                channel.sendall(chunk)
+            except OSError:
+                break  # the command stopped reading; its exit status says why
+        channel.shutdown_write()
+        while data := recv(channel.recv):
+            if sink:
+                sink(data)
+        err = b"".join(iter(lambda: recv(channel.recv_stderr), b""))
+        code = channel.recv_exit_status()
+    finally:
+        channel.close()
+    if code:
+        raise remote.error(what, Result("", err.decode(errors="replace"), code))
+
+
+def fetch(remote: Remote, made: Artifact, dest: Path) -> None:
+    """Copy ``made`` to ``dest`` (0600, directory 0700) under a temporary name; rename only
+    when the sha256 of what arrived matches the server's."""
+    tmp = dest.with_name(f".{dest.name}.partial")
+    digest = hashlib.sha256()
+    try:
+        dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
+            stream(remote, ["cat", "--", made.path], ["cat", made.path],
+                   sink=lambda data: (digest.update(data), out.write(data)))
+            out.flush()
+            os.fsync(out.fileno())
+        if digest.hexdigest() != made.sha256:
+            raise RemoteError(f"{remote.host}: the copy of {made.path} arrived damaged (sha256 "
+                              f"{digest.hexdigest()[:12]}, server {made.sha256[:12]})")
+        os.replace(tmp, dest)
+        _fsync_dir(dest.parent)
+    except OSError as exc:
+        raise ToolkitError(f"cannot write {dest}: {exc.strerror or exc}") from None
+    finally:
+        with contextlib.suppress(OSError):  # absent, or its directory could not be made
+            tmp.unlink()
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# ---- fab backup ----------------------------------------------------------------------------------
+def db_host(env: Environment) -> Host:
+    """The host whose database is backed up and restored (the first with the db role)."""
+    if not env.postgres.enabled:
+        raise ToolkitError(f"postgres is disabled for {env.site}: there is no database to back "
+                           f"up or restore")
+    hosts = env.hosts_with("db")
+    if not hosts:
+        raise ToolkitError(f"no host of {env.site} has the db role")
+    return hosts[0]
+
+
+@dataclass
+class Backup:
+    """One backup run on one host; the step methods run in order."""
+
+    env: Environment
+    remote: Remote
+    local: Path
+    stamp: str
+    made: list[Artifact] = field(default_factory=list)
+
+    def run(self, out: Reporter) -> None:
+        steps = [("dump", Backup.dump)]
+        if self.env.backups.media:
+            steps.append(("media", Backup.media))
+        run_steps(self, [*steps, ("copy", Backup.copy), ("prune", Backup.prune)], out)
+
+    def dump(self) -> list[str]:
+        self.made.append(archive(self.remote, self.env, backup_name(self.env.site, self.stamp)))
+        return [str(self.made[-1])]
+
+    def media(self) -> list[str]:
+        name = backup_name(self.env.site, self.stamp, suffix=MEDIA)
+        self.made.append(archive(self.remote, self.env, name, "media"))
+        return [str(self.made[-1])]
+
+    def copy(self) -> list[str]:
+        for made in self.made:
+            fetch(self.remote, made, self.local / made.name)
+        return [f"{self.local}: {', '.join(m.name for m in self.made)} (sha256 verified)"]
+
+    def prune(self) -> list[str]:
+        """Only ever reached after a good dump and copy: nothing is pruned after a failure."""
+        result = self.remote.run(prune_argv(self.env), check=False)
+        if not result.ok:
+            raise self.remote.error(["prune", str(self.env.backup_dir)], result)
+        server = result.stdout.split()
+        try:
+            here = prune_dir(str(self.local), self.env.site, self.env.backups.keep_days)
+        except OSError as exc:
+            raise ToolkitError(f"cannot prune {self.local}: {exc.strerror or exc}") from None
+        return [f"{where}: removed {', '.join(gone)}"
+                for where, gone in (("server", server), ("local", here)) if gone]
+
+
+def backup(env: Environment, local: Path, out: Reporter) -> None:
+    """``fab backup``: dump (and media) on the server, copy here verified, prune both sides."""
+    host = db_host(env)
+    start = time.monotonic()
+    remote = session.open_remote(env, host)
+    try:
+        out.line(f"backup {env.site} on {host.address}")
+        Backup(env, remote, local, datetime.now(UTC).strftime(STAMP)).run(out)
+    finally:
+        remote.conn.close()
+    out.line(f"backed up {env.site} in {time.monotonic() - start:.1f}s")
+
+
+def list_backups(env: Environment, local: Path, out: Reporter) -> None:
+    """``fab backup --list``: the site's backups on the server and here, sizes and ages."""
+    host = db_host(env)
+    remote = session.open_remote(env, host)
+    try:
+        server = facts.gather(remote, [server_backups(env)])["backups"]
+    finally:
+        remote.conn.close()
+    now = time.time()
+    for where, found in ((f"{host.address}:{env.backup_dir}", server),
+                         (str(local), local_backups(env, local))):
+        total = sum(found.values()) / 1e6
+        out.line(f"{where}: {len(found)} backup(s), {total:.1f} MB "
+                 f"(keep {env.backups.keep_days} days)")
+        for name in sorted(found, key=lambda n: parse_name(env.site, n)[0], reverse=True):
+            out.line(f"  {name:<72} {found[name] / 1e6:9.1f} MB  {age(name, now):>8}")
+
+
+# ---- fab restore ---------------------------------------------------------------------------------
+@dataclass
+class Restore:
+    """One restore on the db host: safety dump, app stopped, one-transaction restore, app
+    started and health-checked. A failed restore leaves the database as it was."""
+
+    env: Environment
+    remote: Remote
+    name: str  # the backup's name in the server's backup directory
+    upload_from: Path | None  # a local file to upload first
+    live: str | None
+    tls: bool
+    safety: Artifact | None = None
+    stopped: bool = False
+    restored: bool = False
+
+    def run(self, out: Reporter) -> None:
+        steps = [("upload", Restore.upload)] if self.upload_from else []
+        steps += [("safety dump", Restore.safety_dump), ("stop app", Restore.stop_app),
+                  ("restore", Restore.restore), ("start app", Restore.start_app)]
+        try:
+            run_steps(self, steps, out)
+        except ToolkitError as exc:
+            raise type(exc)(f"{exc}; {self.recover()}") from exc
+
+    def upload(self) -> list[str]:
+        source = self.upload_from
+        try:
+            with source.open("rb") as f:
+                sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+                f.seek(0)
+                stream(self.remote, ["bash", "-c", UPLOAD_SCRIPT, "upload",
+                                     str(self.env.backup_dir), self.name, sha256],
+                       ["upload", self.name], source=f)
+        except OSError as exc:
+            raise ToolkitError(f"cannot read {source}: {exc.strerror or exc}") from None
+        return [f"{source} -> {self.env.backup_dir}/{self.name} (sha256 verified)"]
+
+    def safety_dump(self) -> list[str]:
+        self.safety = archive(self.remote, self.env, dump_name(self.env.site, SAFETY_LABEL))
+        return [str(self.safety)]
+
+    def stop_app(self) -> list[str]:
+        """Web and process units: nothing writes while the data is replaced."""
+        env = self.env
+        wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
+        self.remote.run(["systemctl", "stop", f"{env.site}-*@*.service"], timeout=wait)
+        self.stopped = True
+        return [f"{env.site}-*@*"]
+
+    def restore(self) -> list[str]:
+        result = self.remote.run(["bash", "-c", RESTORE_SCRIPT, "restore",
+                                  f"{self.env.backup_dir}/{self.name}", self.env.db_name,
+                                  self.env.db_user], check=False, timeout=3600)
+        if not result.ok:
+            raise self.remote.error(["pg_restore", self.name], result)
+        self.restored = True
+        return [f"{self.env.db_name} from {self.name}"]
+
+    def start_app(self) -> list[str]:
+        if not self.live:
+            return []
+        self._start()
+        switch.check_socket(self.remote, self.env, self.live)
+        switch.check_public(self.remote, self.env, self.tls)
+        return [f"{self.live} healthy"]
+
+    def _start(self) -> None:
+        switch.start(self.remote, self.env, self.live)
+        switch.restart_processes(self.remote, self.env)
+        self.stopped = False
+
+    def recover(self) -> str:
+        """Bring the app back after a failure; say what state the data is in."""
+        notes = []
+        if self.stopped and self.live:
+            try:
+                self._start()
+                notes.append(f"app {self.live} started again")
+            except ToolkitError as exc:
+                notes.append(f"starting the app also failed: {exc}")
+        if self.safety and self.restored:
+            notes.append(f"data before the restore: fab restore --env {self.env.name} --file "
+                         f"{self.safety.name}")
+        elif self.safety:
+            notes.append("database unchanged")
+        return "; ".join(notes) or "nothing changed"
+
+
+def resolve(env: Environment, file: str, on_server: Iterable[str]) -> tuple[str, Path | None]:
+    """``(name on the server, local file to upload or None)`` for ``--file``: 'latest', a
+    local file, or a backup's name on the server."""
+    on_server = list(on_server)
+    if file == "latest":
+        name = latest(env.site, on_server)
+        if not name:
+            raise ToolkitError(f"no backup of {env.site} on the server; pass --file with a "
+                               f"local copy (fab backup --list shows them)")
+        return name, None
+    path = Path(file).expanduser()
+    if path.is_file():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", path.name):
+            raise ToolkitError(f"{path.name!r}: rename the file to letters, digits, '.', '_' "
+                               f"and '-' only")
+        return path.name, path
+    if file in on_server:
+        return file, None
+    raise ToolkitError(f"no backup '{file}': not a local file, not on the server (fab backup "
+                       f"--list shows them)")
+
+
+def restore(env: Environment, file: str, yes: bool, out: Reporter,
+            ask: Callable[[str], str] = input) -> None:
+    """``fab restore``: confirm, then :class:`Restore` under the deploy lock."""
+    if not yes and not sys.stdin.isatty():
+        raise ToolkitError(f"restore replaces the {env.site} database: confirm it on a "
+                           f"terminal, or pass --yes (stdin is not a terminal)")
+    host = db_host(env)
+    remote = session.open_remote(env, host)
+    try:
+        found = facts.gather(remote, [server_backups(env), releases.probe(env), facts.Probe(
+            "tls", f"test -s /etc/letsencrypt/live/{env.site}/fullchain.pem",
+            lambda o, rc: rc == 0)])
+        name, upload_from = resolve(env, file, found["backups"])
+        if not yes:
+            confirm(env, host, name, upload_from, ask, out)
+        with deploy_lock(remote, env.site, f"restore {name}"):
+            out.line(f"restore {env.site} on {host.address} from {name}")
+            Restore(env, remote, name, upload_from, found["releases"].current, found["tls"]
+                    ).run(out)
+    finally:
+        remote.conn.close()
+    out.line(f"restored {env.site} from {name}")
+
+
+def confirm(env: Environment, host: Host, name: str, upload_from: Path | None,
+            ask: Callable[[str], str], out: Reporter) -> None:
+    """Ask for the environment's name; anything else cancels."""
+    where = f"local file {upload_from}" if upload_from else f"{env.backup_dir}/{name}"
+    stamped = f", made {age(name, time.time())} ago" if parse_name(env.site, name) else ""
+    out.line(f"restore database {env.db_name} on {host.address} from {where}{stamped}.")
+    out.line("The current data is dumped first; the app is stopped during the restore.")
+    try:
+        answer = ask(f"Type the environment name ({env.name}) to go on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != env.name:
+        raise ToolkitError("restore cancelled; nothing changed")

@@ -39,10 +39,6 @@ def exits(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-def not_built(name: str, issue: str) -> None:
-    raise ToolkitError(f"'fab {name}' is not built yet ({issue}); see the README's roadmap")
-
-
 class Executor(FabricExecutor):
     """Hand ``fab TASK -- WORDS`` to the task (see :func:`remainder`) rather than running WORDS
     as a shell command on ``-H`` hosts."""

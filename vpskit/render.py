@@ -7,6 +7,7 @@ the file's text. Nothing here touches a host.
 from __future__ import annotations
 
 import re
+import shlex
 from pathlib import Path
 
 import jinja2
@@ -21,6 +22,7 @@ SYSTEMD_DIR = "/etc/systemd/system"
 ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
 # What inventory values may contain where they land in a unit file (no quotes, ``$``, newlines).
 _SYSTEMD_WORD = re.compile(r"^[\w.:()-]+$")
+_COMMAND_WORD = re.compile(r"^[\w.:=/@+,-]+$")  # no quotes, $, % or spaces inside a word
 _CALENDAR = re.compile(r"^[\w*,./:~+ -]+$")
 
 _jinja = jinja2.Environment(
@@ -200,6 +202,26 @@ def backup_units(env: Environment) -> dict[str, str]:
     }
 
 
+def process_unit_name(env: Environment, name: str, instance: int | str = "") -> str:
+    """``shop-production-worker@2.service``; ``""`` gives the template's own name."""
+    return f"{env.site}-{name}@{instance}.service"
+
+
+def process_units(env: Environment) -> dict[str, str]:
+    """Path -> text of each process type's template unit (instances 1..count)."""
+    units = {}
+    for process in env.processes:
+        words = shlex.split(process.command)
+        for word in words:
+            _checked(word, _COMMAND_WORD, f"processes.{process.name}.command")
+        program = words[0] if "/" in words[0] else f"{env.current_link}/.venv/bin/{words[0]}"
+        units[f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}"] = _render(
+            "systemd/process@.service.j2", env=env, process=process,
+            exec_start=" ".join([program, *words[1:]]))
+    return units
+
+
 def unit_files(env: Environment) -> dict[str, str]:
     """Path -> text of every systemd unit the site installs."""
-    return {f"{SYSTEMD_DIR}/{web_unit_name(env, '')}": web_unit(env), **backup_units(env)}
+    return {f"{SYSTEMD_DIR}/{web_unit_name(env, '')}": web_unit(env), **process_units(env),
+            **backup_units(env)}

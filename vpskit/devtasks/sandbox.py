@@ -1,24 +1,28 @@
-"""A working directory that drives a test VPS like an operator would: the example app in its
-own git repository, an inventory pointing at the VPS and Pebble, and the secrets file.
+"""A working directory that drives a test VPS like an operator would: an example app (Django by
+default, or Flask, or Channels) in its own git repository, an inventory pointing at the VPS and
+Pebble, and the secrets file.
 
 Used by the demo (``scripts/demo``) and by the integration tests.
 """
 
 from __future__ import annotations
 
+import base64
 import secrets
 import shutil
 import ssl
 import subprocess
 import urllib.request
+from collections.abc import Sequence
 from pathlib import Path
 
 from vpskit.testvps import Pebble, Vps
 
 ROOT = Path(__file__).resolve().parents[2]
 
-INVENTORY = """\
-# Written by vpskit's sandbox for the local test VPS {name}.
+# The app section and secrets of each example under examples/; the rest of the inventory is common.
+APPS = {
+    "django": ("""\
 app:
   name: shop
   repo: app
@@ -26,6 +30,42 @@ app:
   django_settings: shop.settings
   workers: 2
   graceful_timeout: 10
+processes:
+  worker:
+    command: celery -A shop worker --concurrency 2 --loglevel INFO
+    stop_timeout: 60
+""", ("SECRET_KEY",)),
+    "flask": ("""\
+app:
+  name: depot
+  repo: app
+  kind: flask
+  entry: app:app
+  workers: 2
+  worker_class: gevent
+  timeout: 300
+  graceful_timeout: 30
+  release_commands: ["python migrate.py"]
+optional_secrets: [SENTRY_DSN]
+""", ("SECRET_KEY", "FERNET_KEY")),
+    "channels": ("""\
+app:
+  name: chat
+  repo: app
+  kind: asgi
+  server: daphne
+  entry: chat.asgi:application
+  django_settings: chat.settings
+  graceful_timeout: 10
+""", ("SECRET_KEY",)),
+}
+NEW_SECRET = {
+    "SECRET_KEY": lambda: secrets.token_urlsafe(40),
+    "FERNET_KEY": lambda: base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
+}
+INVENTORY = """\
+# Written by vpskit's sandbox for the local test VPS {name}.
+{app}secrets: [{secrets}]
 health:
   retries: 15
 tls:
@@ -35,11 +75,6 @@ nginx:
   rate_limit: 5000r/s               # load tests come from one address
   rate_burst: 5000
 releases_keep: 3
-processes:
-  worker:
-    command: celery -A shop worker --concurrency 2 --loglevel INFO
-    stop_timeout: 60
-secrets: [SECRET_KEY]
 environments:
   production:
     hosts:
@@ -59,22 +94,25 @@ STAGING = """\
 
 
 def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
-           staging_domain: str | None = None) -> Path:
+           staging_domain: str | None = None, example: str = "django",
+           domains: Sequence[str] | None = None) -> Path:
     """Fill ``base`` (app repo, inventory.yml, .env.<env>, pebble-root.pem); return it.
 
-    Production serves the VPS's domains; with ``staging_domain`` a staging environment on the
-    same VPS serves that one instead.
+    ``example`` names the app under examples/. Production serves ``domains`` (default: the
+    VPS's); with ``staging_domain`` a staging environment on the same VPS serves that one.
     """
+    app_text, secret_names = APPS[example]
     app = base / "app"
     if not app.exists():
-        shutil.copytree(ROOT / "examples" / "django", app,
+        shutil.copytree(ROOT / "examples" / example, app,
                         ignore=shutil.ignore_patterns("__pycache__", "*.sqlite3"))
         git(app, "init", "-q", "-b", "main")
         git(app, "add", "-A")
         git(app, "commit", "-qm", "example app 1.0.0")
     host = {"address": vps.address, "key": vps.key_path, "known_hosts": vps.known_hosts_path}
-    production = [d for d in vps.domains if d != staging_domain]
-    text = INVENTORY.format(name=vps.name, domain=production[0], acme=pebble.directory_url,
+    production = list(domains or [d for d in vps.domains if d != staging_domain])
+    text = INVENTORY.format(name=vps.name, app=app_text, secrets=", ".join(secret_names),
+                            domain=production[0], acme=pebble.directory_url,
                             domains=", ".join(production), **host)
     if staging_domain:
         text += STAGING.format(domain=staging_domain, **host)
@@ -82,8 +120,10 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
     for env_name in ("production", "staging"):
         env_file = base / f".env.{env_name}"
         if not env_file.exists():
+            values = {name: NEW_SECRET[name]() for name in secret_names}
+            values["SECRET_KEY"] = secret_key or values["SECRET_KEY"]
             env_file.touch(mode=0o600)
-            env_file.write_text(f"SECRET_KEY={secret_key or secrets.token_urlsafe(40)}\n")
+            env_file.write_text("".join(f"{k}={v}\n" for k, v in values.items()))
     ctx = ssl.create_default_context(cafile=pebble.listener_ca_path)
     with urllib.request.urlopen(pebble.roots_url, context=ctx, timeout=10) as response:
         (base / "pebble-root.pem").write_bytes(response.read())

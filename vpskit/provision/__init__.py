@@ -12,7 +12,7 @@ from collections.abc import Callable
 from vpskit import envfile, session
 from vpskit.config import Environment, Host
 from vpskit.facts import gather
-from vpskit.provision import access, app, cache, database, firewall, system, tls, web
+from vpskit.provision import access, app, backup_timer, cache, database, firewall, system, tls, web
 from vpskit.provision.context import Context
 from vpskit.remote import Remote
 from vpskit.secret import looks_secret
@@ -32,7 +32,8 @@ def provision(env: Environment, host: Host, remote: Remote, out: Reporter, *,
         ("swap", system.swap),
     ], out, dry_run)
     probes = [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
-              *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx)]
+              *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
+              *backup_timer.probes(ctx)]
     ctx.facts.update(gather(remote, probes))
     ctx.app_env = envfile.parse(ctx.facts["env_file"] or "", str(env.env_file))
     for key, value in ctx.app_env.items():
@@ -46,6 +47,7 @@ def provision(env: Environment, host: Host, remote: Remote, out: Reporter, *,
         ("redis", cache.redis),
         ("directories", app.site_dirs),
         ("app", app.app_service),
+        ("backups", backup_timer.backup_timer),
         ("nginx", web.nginx),
         ("tls", tls.tls),
     ], out, dry_run)

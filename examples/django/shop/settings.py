@@ -154,7 +154,9 @@ if REDIS_URL:
         "default": {
             "BACKEND": "django.core.cache.backends.redis.RedisCache",
             "LOCATION": REDIS_URL,
-            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX", "shop"),
+            # Staging and production may share one Redis database: keys never meet.
+            "KEY_PREFIX": os.environ.get("CACHE_KEY_PREFIX") or "-".join(
+                filter(None, ["shop", APP_ENV])),
             # Fail fast (health check answers 503) instead of hanging a worker.
             "OPTIONS": {"socket_connect_timeout": 2, "socket_timeout": 2},
         }

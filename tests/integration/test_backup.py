@@ -1,0 +1,328 @@
+"""`fab backup` / `fab restore` on the real VPS: verified dumps, byte-identical off-site copies,
+retention, failures that change nothing, cron without a terminal, the server-side timer."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import pty
+import re
+import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from tests.helpers.site import FAB, ROOT, Site
+from vpskit import backups, pgadmin
+
+pytestmark = pytest.mark.vps
+
+SERVER_DIR = "/var/backups/shop-production"
+MEDIA_DIR = "/srv/shop-production/shared/media"
+SETTINGS = "\nbackups:\n  keep_days: 7\n  media: true\n"
+TIMER = "*-*-* 03:00:00"
+REGULAR = re.compile(r"^shop-production-(\d{8}T\d{6}Z)\.dump$")
+CHECKSUM = ("select count(*), md5(coalesce(string_agg(t::text, ',' order by t.id), '')) "
+            "from catalog_item t")
+FAKE_PG_DUMP = "/usr/local/bin/pg_dump"
+
+
+@pytest.fixture(scope="module", autouse=True)
+def settings(site, deployed) -> Iterator[None]:
+    """Keep 7 days, archive media; the inventory is put back afterwards."""
+    with inventory_plus(site, SETTINGS):
+        yield
+
+
+@contextmanager
+def inventory_plus(site: Site, text: str) -> Iterator[None]:
+    inventory = site.dir / "inventory.yml"
+    original = inventory.read_text()
+    inventory.write_text(original + text)
+    try:
+        yield
+    finally:
+        inventory.write_text(original)
+
+
+def sql(site: Site, *statements: str) -> list[tuple]:
+    """Run statements in the app database as the superuser; the last one's rows."""
+    remote = site.remote()
+    try:
+        with pgadmin.admin_connection(remote, "shop_production") as conn:
+            for statement in statements[:-1]:
+                conn.execute(statement)
+            cursor = conn.execute(statements[-1])
+            return cursor.fetchall() if cursor.description else []
+    finally:
+        remote.conn.close()
+
+
+def checksum(site: Site) -> tuple:
+    return sql(site, CHECKSUM)[0]
+
+
+def server_files(site: Site) -> dict[str, tuple[str, str, int]]:
+    """``{name: (mode, owner, size)}`` of everything in the backup directory, hidden included."""
+    out = site.sh(f"find {SERVER_DIR} -mindepth 1 -maxdepth 1 -printf '%f %m %u %s\\n'")
+    return {n: (m, u, int(s)) for n, m, u, s in (line.split() for line in out.splitlines())}
+
+
+def local_dir(site: Site) -> Path:
+    return site.dir / "backups"
+
+
+def local_files(site: Site) -> dict[str, int]:
+    folder = local_dir(site)
+    return {p.name: p.stat().st_size for p in folder.iterdir()} if folder.exists() else {}
+
+
+def old_name(days: float, suffix: str = backups.DUMP, site_name: str = "shop-production") -> str:
+    stamp = (datetime.now(UTC) - timedelta(days=days)).strftime(backups.STAMP)
+    return backups.backup_name(site_name, stamp, suffix=suffix)
+
+
+def plant(site: Site, names: list[str]) -> None:
+    """Put small files with these names on both sides."""
+    site.sh(f"cd {SERVER_DIR} && for n in {' '.join(names)}; do head -c 64 /dev/urandom > $n; "
+            f"chmod 600 $n; done")
+    local_dir(site).mkdir(mode=0o700, exist_ok=True)
+    for name in names:
+        (local_dir(site) / name).write_bytes(os.urandom(64))
+
+
+def new_regular_dump(before: dict, after: dict) -> str:
+    (name,) = [n for n in set(after) - set(before) if REGULAR.match(n)]
+    return name
+
+
+def one_error_line(result: subprocess.CompletedProcess) -> str:
+    assert result.returncode == 1, result.stdout + result.stderr
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: "), result.stderr
+    return lines[0]
+
+
+def test_backup_is_quiet_verified_private_and_copied_byte_for_byte(site):
+    site.sh(f"echo 'an upload' > {MEDIA_DIR}/hello.txt; chown shop-production: "
+            f"{MEDIA_DIR}/hello.txt")
+    before = server_files(site)
+    result = site.fab("backup")
+    assert (result.stdout, result.stderr) == ("", "")
+    after = server_files(site)
+    dump = new_regular_dump(before, after)
+    media = dump.replace(".dump", "-media.tar.gz")
+    assert set(after) - set(before) == {dump, media}
+    assert site.sh(f"stat -c '%a %U' {SERVER_DIR}").split() == ["700", "root"]
+    for name in (dump, media):
+        assert after[name][:2] == ("600", "root")
+        server_sha = site.sh(f"sha256sum {SERVER_DIR}/{name}").split()[0]
+        local = local_dir(site) / name
+        assert hashlib.sha256(local.read_bytes()).hexdigest() == server_sha
+        assert oct(local.stat().st_mode & 0o777) == "0o600"
+    assert oct(local_dir(site).stat().st_mode & 0o777) == "0o700"
+    assert "catalog_item" in site.sh(f"pg_restore --list {SERVER_DIR}/{dump}")
+    assert "media/hello.txt" in site.sh(f"tar -tzf {SERVER_DIR}/{media}").split()
+    assert not [n for n in {*after, *local_files(site)} if n.startswith(".")]
+
+
+def test_verbose_backup_reports_each_step(site):
+    out = site.fab("backup", "--verbose").stdout
+    for step in ("dump", "media", "copy", "prune"):
+        assert re.search(rf"^  {step}\s+(changed|unchanged)\s+[\d.]+s", out, re.M), out
+    assert "sha256 verified" in out and re.search(r"backed up shop-production in [\d.]+s", out)
+
+
+def test_restore_brings_back_exactly_the_backed_up_data(site):
+    sql(site, "insert into catalog_item (name, created, image) select 'known ' || g, "
+              "now() - g * interval '1 minute', '' from generate_series(1, 500) g")
+    expected = checksum(site)
+    before = server_files(site)
+    site.fab("backup")
+    dump = new_regular_dump(before, server_files(site))
+    sql(site, "delete from catalog_item where id % 3 = 0",
+        "update catalog_item set name = upper(name)",
+        "set role shop_production", "create table catalog_later (x int)", "select 1")
+    assert checksum(site) != expected
+    before = server_files(site)
+    result = site.fab("restore", "--yes")
+    assert checksum(site) == expected
+    assert sql(site, "select to_regclass('public.catalog_later')") == [(None,)]
+    assert sql(site, "select tableowner from pg_tables where tablename = 'catalog_item'") == [
+        ("shop_production",)]
+    (safety,) = set(server_files(site)) - set(before)
+    assert safety.endswith("-prerestore.dump") and f"{SERVER_DIR}/{safety}" in result.stdout
+    assert f"restored shop-production from {dump}" in result.stdout
+    assert re.search(r"^  start app\s+changed .* healthy", result.stdout, re.M), result.stdout
+    assert site.sh("systemctl is-active shop-production-worker@1.service").strip() == "active"
+    status, body, _ = site.get("/health/")
+    assert status == 200 and json.loads(body)["database"] == "ok"
+
+
+def test_restore_from_a_local_copy_uploads_it(site):
+    before = server_files(site)
+    site.fab("backup")
+    dump = new_regular_dump(before, server_files(site))
+    expected = checksum(site)
+    site.sh(f"rm {SERVER_DIR}/{dump}")
+    sql(site, "delete from catalog_item")
+    result = site.fab("restore", "--yes", "--file", f"backups/{dump}")
+    assert re.search(rf"^  upload\s+changed .*backups/{dump} -> {SERVER_DIR}/{dump}",
+                     result.stdout, re.M), result.stdout
+    assert checksum(site) == expected
+    server_sha = site.sh(f"sha256sum {SERVER_DIR}/{dump}").split()[0]
+    assert server_sha == hashlib.sha256((local_dir(site) / dump).read_bytes()).hexdigest()
+
+
+def test_damaged_local_copy_is_refused_before_the_app_stops(site, tmp_path):
+    good = next(p for p in sorted(local_dir(site).iterdir()) if REGULAR.match(p.name))
+    damaged = tmp_path / good.name.replace("Z.dump", "Z-damaged.dump")
+    damaged.write_bytes(good.read_bytes()[:-200])
+    before, data = server_files(site), checksum(site)
+    pids = site.sh("systemctl show -p MainPID --value 'shop-production-*@*.service'")
+    line = one_error_line(site.fab("restore", "--yes", "--file", str(damaged), check=False))
+    assert line.startswith("error: upload: ") and line.endswith("; nothing changed"), line
+    assert server_files(site) == before and checksum(site) == data
+    assert site.sh("systemctl show -p MainPID --value 'shop-production-*@*.service'") == pids
+
+
+def test_restore_without_a_terminal_needs_yes_and_changes_nothing(site):
+    before = server_files(site)
+    line = one_error_line(site.fab("restore", check=False))
+    assert "confirm it on a terminal, or pass --yes" in line
+    assert server_files(site) == before
+
+
+def test_restore_on_a_terminal_asks_and_a_wrong_answer_changes_nothing(site):
+    before, data = server_files(site), checksum(site)
+    master, terminal = pty.openpty()
+    try:
+        os.write(master, b"staging\n")
+        result = subprocess.run([str(FAB), "-r", str(ROOT), "restore", "--env", "production"],
+                                cwd=site.dir, stdin=terminal, capture_output=True, text=True,
+                                timeout=120)
+    finally:
+        os.close(master)
+        os.close(terminal)
+    assert "Type the environment name (production) to go on:" in result.stdout
+    assert "restore cancelled; nothing changed" in one_error_line(result)
+    assert server_files(site) == before and checksum(site) == data
+
+
+def test_list_shows_both_sides_with_sizes_and_ages(site):
+    out = site.fab("backup", "--list").stdout
+    server_name = next(n for n in server_files(site) if REGULAR.match(n))
+    local_name = next(n for n in local_files(site) if REGULAR.match(n))
+    assert re.search(rf"^10\.77\.\d+\.2:{SERVER_DIR}: \d+ backup\(s\), [\d.]+ MB \(keep 7 "
+                     rf"days\)$", out, re.M), out
+    assert re.search(rf"^{re.escape(str(local_dir(site)))}: \d+ backup\(s\)", out, re.M), out
+    for name in (server_name, local_name):
+        assert re.search(rf"^  {name}\s+[\d.]+ MB\s+\d+[smhd]", out, re.M), out
+
+
+def test_retention_removes_only_what_is_older_than_keep_days(site):
+    doomed = [old_name(30), old_name(10), old_name(10, backups.MEDIA)]
+    kept = [old_name(3), old_name(3, backups.MEDIA), old_name(40, site_name="shop-staging")]
+    plant(site, doomed + kept)
+    site.sh(f"touch {SERVER_DIR}/notes.txt")
+    site.fab("backup")
+    server, local = server_files(site), local_files(site)
+    for name in doomed:
+        assert name not in server and name not in local
+    for name in kept:
+        assert name in server and name in local
+    assert "notes.txt" in server
+
+
+def test_retention_keeps_the_newest_backup_whatever_its_age(site):
+    """The program the server runs, on the server's own Python, over only old backups."""
+    names = [old_name(400), old_name(300), old_name(200), old_name(250, backups.MEDIA)]
+    scratch = "/var/tmp/vpskit-prune-test"
+    site.sh(f"rm -rf {scratch}; mkdir {scratch}; cd {scratch}; touch {' '.join(names)}")
+    remote = site.remote()
+    try:
+        gone = remote.run(["python3", "-c", backups.PRUNE_PROGRAM, scratch, "shop-production",
+                           "7"]).stdout.split()
+    finally:
+        remote.conn.close()
+    left = site.sh(f"ls {scratch}; rm -rf {scratch}").split()
+    assert gone == names[:2] and sorted(left) == sorted(names[2:])
+
+
+@pytest.mark.parametrize("breakage", ["postgres stopped", "pg_dump dies midway"])
+def test_failed_dump_exits_nonzero_leaves_no_partial_and_prunes_nothing(site, breakage):
+    old = [old_name(30), old_name(30, backups.MEDIA)]
+    plant(site, old)
+    if breakage == "postgres stopped":
+        break_it, fix_it = "systemctl stop postgresql", "systemctl start postgresql"
+    else:  # real output first, then a failure, like a dump cut off by a full disk
+        break_it = (f"printf '#!/bin/sh\\n/usr/bin/pg_dump \"$@\" | head -c 3000\\nexit 1\\n' "
+                    f"> {FAKE_PG_DUMP}; chmod 755 {FAKE_PG_DUMP}")
+        fix_it = f"rm -f {FAKE_PG_DUMP}"
+    before_server, before_local = server_files(site), local_files(site)
+    site.sh(break_it)
+    try:
+        result = site.fab("backup", check=False)
+    finally:
+        site.sh(fix_it)
+    line = one_error_line(result)
+    assert line.startswith("error: dump: ") and "`pg_dump shop_production` exited 1" in line
+    assert result.stdout == ""
+    assert server_files(site) == before_server and local_files(site) == before_local
+    assert all(name in before_server and name in before_local for name in old)
+
+
+def test_failed_copy_prunes_nothing(site):
+    old = [old_name(30)]
+    plant(site, old)
+    folder = local_dir(site)
+    aside = folder.with_name("backups.aside")
+    folder.rename(aside)
+    folder.write_text("a file where the backup directory should be\n")
+    try:
+        result = site.fab("backup", check=False)
+    finally:
+        folder.unlink()
+        aside.rename(folder)
+    line = one_error_line(result)
+    assert line.startswith(f"error: copy: cannot write {folder}/shop-production-"), line
+    assert old[0] in server_files(site) and old[0] in local_files(site)
+
+
+def test_cron_like_run_without_terminal_or_environment(site, tmp_path):
+    before = local_files(site)
+    result = subprocess.run(
+        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}", str(FAB), "-r", str(ROOT),
+         "backup", "--env", "production", "--inventory", str(site.dir / "inventory.yml")],
+        cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
+    assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
+    assert new_regular_dump(before, local_files(site))
+    assert not (tmp_path / "backups").exists()
+
+
+def test_timer_is_installed_runs_a_backup_and_is_removed(site):
+    timer, service = "shop-production-backup.timer", "shop-production-backup.service"
+    with inventory_plus(site, f'  timer: "{TIMER}"\n'):
+        out = site.fab("provision").stdout
+        assert re.search(r"^  backups\s+changed .*timer enabled", out, re.M), out
+        assert site.sh(f"systemctl is-enabled {timer}; systemctl is-active {timer}").split() == [
+            "enabled", "active"]
+        site.sh(f"systemd-analyze verify {service} {timer}")
+        plant(site, [old_name(30)])
+        before = server_files(site)
+        site.sh(f"systemctl start {service}")
+        after = server_files(site)
+        dump = new_regular_dump(before, after)
+        assert dump.replace(".dump", "-media.tar.gz") in after
+        assert old_name(30) not in after
+        assert "catalog_item" in site.sh(f"pg_restore --list {SERVER_DIR}/{dump}")
+        assert re.search(r"^  backups\s+unchanged", site.fab("provision").stdout, re.M)
+    out = site.fab("provision").stdout
+    assert re.search(r"^  backups\s+changed .*removed", out, re.M), out
+    assert site.sh("ls /usr/local/lib/vpskit/ /etc/systemd/system/ | grep -c backup || true"
+                   ).strip() == "0"
+    assert site.sh(f"systemctl is-active {timer} || true").strip() == "inactive"

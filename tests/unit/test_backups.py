@@ -1,0 +1,211 @@
+"""Pure parts of backups: names, the retention plan (also as the program shipped to the server),
+restore's choice of file, the timer script and the timer's provision step."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from vpskit import backups, render
+from vpskit.config import App, Backups, Environment, Host
+from vpskit.errors import ToolkitError
+from vpskit.files import FileState
+from vpskit.provision import backup_timer
+from vpskit.provision.context import Context
+from vpskit.remote import Result
+from vpskit.steps import Reporter
+
+SITE = "shop-production"
+NOW = datetime(2026, 3, 31, 12, 0, 0, tzinfo=UTC)
+
+
+def env(**settings) -> Environment:
+    return Environment("production", (Host("192.0.2.1"),), ("shop.test",),
+                       App(name="shop", repo="/tmp/x", entry="shop.wsgi:application"),
+                       backups=Backups(**settings))
+
+
+def named(days_ago: float, label: str = "", suffix: str = backups.DUMP, site: str = SITE,
+          now: datetime = NOW) -> str:
+    stamp = (now - timedelta(days=days_ago)).strftime(backups.STAMP)
+    return backups.backup_name(site, stamp, label, suffix)
+
+
+def cutoff(keep_days: int) -> str:
+    return (NOW - timedelta(days=keep_days)).strftime(backups.STAMP)
+
+
+def test_names_round_trip():
+    assert named(0) == "shop-production-20260331T120000Z.dump"
+    assert backups.parse_name(SITE, named(0)) == ("20260331T120000Z", "", ".dump")
+    assert backups.parse_name(SITE, named(0, "predeploy-20260331T115959Z-abc1234")) == (
+        "20260331T120000Z", "predeploy-20260331T115959Z-abc1234", ".dump")
+    assert backups.parse_name(SITE, named(0, suffix=backups.MEDIA)) == (
+        "20260331T120000Z", "", "-media.tar.gz")
+    assert backups.backup_name(SITE, "20260331T120000Z", "a b/c") == (
+        "shop-production-20260331T120000Z-a-b-c.dump")
+    for other in (f".{named(0)}.partial", "notes.txt", named(0, site="shop-production-eu"),
+                  named(0, site="shop-staging"), named(0) + ".bak"):
+        assert backups.parse_name(SITE, other) is None, other
+
+
+def test_prune_plan_keeps_the_last_days_and_the_newest_of_each_kind():
+    names = [named(40), named(40, suffix=backups.MEDIA), named(31), named(29),
+             named(10, "predeploy-x"), named(1), named(0.5, suffix=backups.MEDIA),
+             named(90, site="shop-staging"), "notes.txt", f".{named(60)}.partial"]
+    assert backups.prune_plan(SITE, names, cutoff(30)) == [
+        named(40, suffix=backups.MEDIA), named(40), named(31)]
+    assert backups.prune_plan(SITE, names, cutoff(2)) == [
+        named(40, suffix=backups.MEDIA), named(40), named(31), named(29),
+        named(10, "predeploy-x")]
+
+
+def test_prune_plan_never_removes_the_newest_backup_whatever_its_age():
+    names = [named(400), named(300), named(200), named(250, suffix=backups.MEDIA)]
+    assert backups.prune_plan(SITE, names, cutoff(30)) == [named(400), named(300)]
+    assert backups.prune_plan(SITE, [named(365)], cutoff(1)) == []
+    assert backups.prune_plan(SITE, [], cutoff(1)) == []
+
+
+def test_prune_dir_deletes_only_the_plan(tmp_path):
+    names = [named(40), named(31), named(29), "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    gone = backups.prune_dir(str(tmp_path), SITE, 30, now=NOW.timestamp())
+    assert gone == [named(40), named(31)]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([named(29), "notes.txt"])
+
+
+def test_the_program_shipped_to_the_server_prunes_like_the_plan(tmp_path):
+    now = datetime.now(UTC)
+    names = [named(400, now=now), named(40, now=now), named(40, suffix=backups.MEDIA, now=now),
+             named(0, now=now), "notes.txt"]
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    python = shutil.which("python3") or sys.executable
+    result = subprocess.run([python, *backups.prune_argv(env(keep_days=30))[1:3],
+                             str(tmp_path), SITE, "30"], capture_output=True, text=True,
+                            check=True)
+    assert result.stdout.split() == names[:2]
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(names[2:])
+
+
+def test_latest_skips_safety_dumps_and_media():
+    names = [named(3), named(2, "predeploy-x"), named(1, backups.SAFETY_LABEL),
+             named(0, suffix=backups.MEDIA)]
+    assert backups.latest(SITE, names) == named(2, "predeploy-x")
+    assert backups.latest(SITE, [named(0, backups.SAFETY_LABEL)]) is None
+
+
+def test_resolve_restore_file(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    on_server = [named(2), named(1)]
+    assert backups.resolve(env(), "latest", on_server) == (named(1), None)
+    assert backups.resolve(env(), named(2), on_server) == (named(2), None)
+    local = tmp_path / "copies" / named(5)
+    local.parent.mkdir()
+    local.write_bytes(b"x")
+    assert backups.resolve(env(), f"copies/{named(5)}", on_server) == (
+        named(5), Path(f"copies/{named(5)}"))
+    (tmp_path / "my dump.dump").write_bytes(b"x")
+    with pytest.raises(ToolkitError, match="rename the file"):
+        backups.resolve(env(), "my dump.dump", on_server)
+    with pytest.raises(ToolkitError, match="no backup 'nope.dump'"):
+        backups.resolve(env(), "nope.dump", on_server)
+    with pytest.raises(ToolkitError, match="no backup of shop-production on the server"):
+        backups.resolve(env(), "latest", [])
+
+
+def test_age():
+    now = NOW.timestamp()
+    assert [backups.age(named(d), now) for d in (0, 30 / 86400, 0.5 / 24, 5.05 / 24, 12.2)] == [
+        "0s", "30s", "30m", "5h 03m", "12d 4h"]
+
+
+def test_local_dir_is_relative_to_the_inventory(tmp_path):
+    inventory = tmp_path / "ops" / "inventory.yml"
+    assert backups.local_dir(env(), inventory) == tmp_path / "ops" / "backups"
+    assert backups.local_dir(env(local_dir="/srv/copies"), inventory) == Path("/srv/copies")
+
+
+def test_confirmation_wants_the_environment_name():
+    host = Host("192.0.2.1")
+    backups.confirm(env(), host, named(1), None, lambda prompt: "production\n",
+                    Reporter(quiet=True))
+    for answer in ("y", "yes", "", "staging"):
+        with pytest.raises(ToolkitError, match="cancelled; nothing changed"):
+            backups.confirm(env(), host, named(1), None, lambda prompt, a=answer: a,
+                            Reporter(quiet=True))
+
+
+def test_restore_refuses_without_a_terminal_before_connecting(monkeypatch):
+    monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - closed by pytest
+    with pytest.raises(ToolkitError, match="pass --yes"):
+        backups.restore(env(), "latest", False, Reporter(quiet=True))
+
+
+def test_server_script_runs_the_same_commands_as_fab_backup(tmp_path):
+    script = backups.server_script(env(keep_days=7, media=True, timer="daily"))
+    assert script.startswith("#!/bin/bash\n")
+    assert "stamp=$(date -u +%Y%m%dT%H%M%SZ)\n" in script
+    assert '"shop-production-${stamp}.dump"' in script
+    assert '"shop-production-${stamp}-media.tar.gz"' in script
+    assert script.rstrip().endswith("/var/backups/shop-production shop-production 7")
+    (tmp_path / "backup").write_text(script)
+    subprocess.run(["bash", "-n", str(tmp_path / "backup")], check=True)
+    assert "-media.tar.gz\"" not in backups.server_script(env(timer="daily"))
+
+
+class FakeRemote:
+    """Records commands; file writes succeed."""
+
+    def __init__(self) -> None:
+        self.commands: list[list[str]] = []
+        self.secrets: list[str] = []
+
+    def run(self, argv, **kwargs) -> Result:
+        self.commands.append(list(argv))
+        return Result("", "", 0)
+
+
+def timer_ctx(settings: dict, present: list[str], state=("active", "enabled")):
+    e = env(**settings)
+    files = {p: FileState("0", "root", "root", 0o644) for p in present}
+    remote = FakeRemote()
+    ctx = Context(env=e, host=e.hosts[0], remote=remote, out=Reporter(quiet=True), facts={
+        "backup_files": files,
+        "backup_timer": state})
+    return ctx, remote
+
+
+def test_timer_step_installs_enables_and_removes():
+    paths = backup_timer.paths(env())
+    ctx, remote = timer_ctx({"timer": "*-*-* 03:00:00"}, [], ("inactive",))
+    changes = backup_timer.backup_timer(ctx)
+    written = [c[4] for c in remote.commands if c[:2] == ["bash", "-c"]]
+    assert written == paths
+    assert ["systemctl", "enable", "shop-production-backup.timer"] in remote.commands
+    assert changes[-1] == "shop-production-backup.timer enabled (*-*-* 03:00:00)"
+    script = next(s for s in backup_timer.specs(ctx.env) if s.path == paths[0])
+    assert script.mode == 0o700 and script.path == render.backup_script(ctx.env)
+
+    ctx, remote = timer_ctx({}, paths[1:])
+    assert backup_timer.backup_timer(ctx) == [f"removed {' '.join(paths[1:])}"]
+    assert remote.commands == [["systemctl", "disable", "--now", "shop-production-backup.timer"],
+                               ["rm", "-f", *paths[1:]], ["systemctl", "daemon-reload"]]
+
+    ctx, remote = timer_ctx({}, [])
+    assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
+
+
+def test_timer_step_changes_nothing_when_all_is_in_place():
+    e = env(timer="*-*-* 03:00:00")
+    ctx, remote = timer_ctx({"timer": "*-*-* 03:00:00"}, [])
+    ctx.facts["backup_files"] = {s.path: FileState(s.sha256, "root", "root", s.mode)
+                                 for s in backup_timer.specs(e)}
+    assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
