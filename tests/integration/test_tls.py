@@ -17,6 +17,7 @@ from typing import TypeVar
 
 import pytest
 
+from tests.helpers import machines
 from tests.helpers.site import Site
 from vpskit.testvps import network, state
 
@@ -33,6 +34,39 @@ SECURITY_HEADERS = {
     "Referrer-Policy": "strict-origin-when-cross-origin",
     "Permissions-Policy": "camera=(), microphone=(), geolocation=(), payment=(), usb=()",
 }
+
+
+INDEX = machines.INDEX + 6
+
+
+# A VPS of its own: these tests delete and re-issue certificates and need to be its only site.
+@pytest.fixture(scope="module")
+def vps():
+    domains = (f"tls{INDEX}.test", f"www.tls{INDEX}.test")
+    with machines.booted(f"vpskit-l{INDEX}", INDEX, domains) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def pebble(vps):
+    with machines.pebble_for(vps) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def site(vps, pebble, tmp_path_factory) -> Site:
+    return Site.create(tmp_path_factory.mktemp("tls"), vps, pebble)
+
+
+@pytest.fixture(scope="module")
+def provisioned(site) -> dict:
+    first = site.fab("provision")
+    return {"first": first, "second": site.fab("provision")}
+
+
+@pytest.fixture(scope="module")
+def deployed(site, provisioned) -> dict:
+    return {"first": site.fab("deploy")}
 
 
 def step_states(output: str) -> dict[str, str]:
