@@ -42,7 +42,7 @@ INDEX = machines.INDEX + 6
 # A VPS of its own: these tests delete and re-issue certificates and need to be its only site.
 @pytest.fixture(scope="module")
 def vps():
-    domains = (f"tls{INDEX}.test", f"www.tls{INDEX}.test")
+    domains = (f"tls{INDEX}.test",)
     with machines.booted(f"vpskit-l{INDEX}", INDEX, domains) as server:
         yield server
 
