@@ -9,7 +9,7 @@ from pathlib import Path
 
 from fabric import task
 
-from vpskit import backups, operate
+from vpskit import backups, fleet, operate
 from vpskit import init as app_init
 from vpskit.cli import DEFAULT_INVENTORY, exits, load_env, remainder
 from vpskit.deploy import deploy_environment, rollback_environment
@@ -18,6 +18,8 @@ from vpskit.steps import Reporter
 
 ENV = {"env": "environment from the inventory (e.g. production)",
        "inventory": "inventory file (default inventory.yml or $VPSKIT_INVENTORY)"}
+HOSTS = {"hosts": "only these hosts (comma-separated addresses)",
+         "role": "only the hosts with this role (web, worker, db, lb)"}
 
 
 @task(help={"path": "the app's repository (default: here)", "force": "overwrite inventory.yml",
@@ -30,25 +32,32 @@ def init(c, path=".", force=False, name=None):
           f"fab provision --env production")
 
 
-@task(help={**ENV, "dry_run": "show what would change (diffs, secrets masked), change nothing"})
+@task(help={**ENV, **HOSTS,
+            "dry_run": "show what would change (diffs, secrets masked), change nothing"})
 @exits
-def provision(c, env=None, dry_run=False, inventory=None):
-    """Turn fresh Debian/Ubuntu hosts into hardened app servers (idempotent)."""
-    provision_environment(load_env(env, inventory), Reporter(), dry_run=dry_run)
+def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None):
+    """Turn fresh Debian/Ubuntu hosts into hardened app servers, all at once (idempotent)."""
+    environment = load_env(env, inventory)
+    provision_environment(environment, Reporter(), dry_run=dry_run,
+                          hosts=fleet.select(environment, hosts, role))
 
 
-@task(help={**ENV, "ref": "branch, tag or sha to deploy (default: app.ref)"})
+@task(help={**ENV, **HOSTS, "ref": "branch, tag or sha to deploy (default: app.ref)",
+            "batch": "web hosts switched at a time (default 1)"})
 @exits
-def deploy(c, env=None, ref=None, inventory=None):
+def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch=1):
     """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
-    deploy_environment(load_env(env, inventory), ref, Reporter())
+    environment = load_env(env, inventory)
+    deploy_environment(environment, ref, Reporter(), fleet.select(environment, hosts, role),
+                       batch=max(1, int(batch)))
 
 
-@task(help={**ENV, "to": "release id (default: the previous good release)"})
+@task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)"})
 @exits
-def rollback(c, env=None, to=None, inventory=None):
+def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None):
     """Switch back to the previous good release."""
-    rollback_environment(load_env(env, inventory), to, Reporter())
+    environment = load_env(env, inventory)
+    rollback_environment(environment, to, Reporter(), fleet.select(environment, hosts, role))
 
 
 @task(help=ENV)

@@ -318,13 +318,10 @@ def _fsync_dir(path: Path) -> None:
 # ---- fab backup ----------------------------------------------------------------------------------
 def db_host(env: Environment) -> Host:
     """The host whose database is backed up and restored (the first with the db role)."""
-    if not env.postgres.enabled:
-        raise ToolkitError(f"postgres is disabled for {env.site}: there is no database to back "
-                           f"up or restore")
-    hosts = env.hosts_with("db")
-    if not hosts:
-        raise ToolkitError(f"no host of {env.site} has the db role")
-    return hosts[0]
+    if not env.own_postgres or env.db_host is None:
+        raise ToolkitError(f"{env.site} has no Postgres of its own (disabled, or DATABASE_URL "
+                           f"is a managed database): back that up with its provider's tools")
+    return env.db_host
 
 
 @dataclass

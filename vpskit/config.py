@@ -28,6 +28,16 @@ class Host:
     key: str | None = None  # path to the private key; None = ssh-agent / default keys
     known_hosts: str | None = None  # pinned keys file; None = ~/.ssh/known_hosts (accept-new)
     roles: tuple[str, ...] = ("web", "worker", "db")
+    private_address: str = ""  # how the other hosts reach it; "" = address
+
+    @property
+    def private(self) -> str:
+        return self.private_address or self.address
+
+    @property
+    def serves_app(self) -> bool:
+        """Whether the app's releases live here (web or worker role)."""
+        return "web" in self.roles or "worker" in self.roles
 
 
 @dataclass(frozen=True)
@@ -183,3 +193,27 @@ class Environment:
 
     def hosts_with(self, role: str) -> tuple[Host, ...]:
         return tuple(h for h in self.hosts if role in h.roles)
+
+    @property
+    def app_hosts(self) -> tuple[Host, ...]:
+        return tuple(h for h in self.hosts if h.serves_app)
+
+    @property
+    def db_host(self) -> Host | None:
+        """The host running Postgres/Redis for the site; None with managed services only."""
+        found = self.hosts_with("db")
+        return found[0] if found else None
+
+    @property
+    def lb_host(self) -> Host | None:
+        found = self.hosts_with("lb")
+        return found[0] if found else None
+
+    @property
+    def own_postgres(self) -> bool:
+        """Postgres on the db host (not when DATABASE_URL is a secret: a managed database)."""
+        return self.postgres.enabled and "DATABASE_URL" not in self.secrets
+
+    @property
+    def own_redis(self) -> bool:
+        return self.redis.enabled and "REDIS_URL" not in self.secrets

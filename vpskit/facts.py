@@ -40,8 +40,9 @@ def parse_sections(out: str) -> list[tuple[str, int]]:
     for line in out.split("\n"):
         if line == MARK:
             body = []
-        elif line.startswith(MARK + " ") and body is not None:
-            sections.append(("\n".join(body), int(line.split()[1])))
+        elif MARK + " " in line and body is not None:  # output without a final newline
+            last, _, code = line.rpartition(MARK + " ")
+            sections.append(("\n".join(body + [last] if last else body), int(code)))
             body = None
         elif body is not None:
             body.append(line)

@@ -227,10 +227,35 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
         doc.fail(base + ("releases_keep",), "keep at least 2 releases, or rollback has nothing")
     hosts = _hosts(doc, name, body)
     domains = _domains(doc, name, body)
+    processes = _processes(doc, body, name)
+    _check_roles(doc, name, hosts, needs_db=(
+        sections["postgres"].enabled and "DATABASE_URL" not in required + optional
+        or sections["redis"].enabled and "REDIS_URL" not in required + optional),
+        needs_worker=bool(processes))
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
-        env=env_vars, secrets=resolved, processes=_processes(doc, body, name), **sections,
+        env=env_vars, secrets=resolved, processes=processes, **sections,
     )
+
+
+def _check_roles(doc: _Doc, env: str, hosts: tuple[config.Host, ...], needs_db: bool,
+                 needs_worker: bool) -> None:
+    """Every needed role has a host; db and lb have at most one."""
+    path = ("environments", env, "hosts")
+    wanted = {"web": "every environment serves its app from a host with role 'web'",
+              "worker": "its processes run on hosts with role 'worker'" if needs_worker else "",
+              "db": "Postgres/Redis run on the host with role 'db'; or list DATABASE_URL and "
+                    "REDIS_URL under secrets for managed services" if needs_db else ""}
+    for role, why in wanted.items():
+        if why and not any(role in h.roles for h in hosts):
+            doc.fail(path, f"no host has role '{role}': {why}; add '{role}' to a host's roles")
+    for role in ("db", "lb"):
+        holders = [i for i, h in enumerate(hosts) if role in h.roles]
+        if len(holders) > 1:
+            doc.fail(path + (str(holders[1]), "roles"),
+                     f"a second host with role '{role}' ({hosts[holders[1]].address}; the first "
+                     f"is {hosts[holders[0]].address}): an environment has one {role} host; "
+                     f"remove '{role}' from one of them")
 
 
 def _key_path(doc: _Doc, body: dict, env: str, *keys: str) -> tuple[str, ...]:

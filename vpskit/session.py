@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import paramiko
@@ -16,6 +18,15 @@ def open_remote(env: Environment, host: Host, user: str | None = None) -> Remote
     """Connect as ``user`` (default: the deploy user) and mask every secret of ``env``."""
     conn = ssh.connect(host, user=user or host.user, known_hosts=host.known_hosts)
     return Remote(conn, secrets=[s.reveal() for s in env.secrets.values()])
+
+
+@contextmanager
+def closing_remote(remote: Remote) -> Iterator[Remote]:
+    """Close the remote's connection when the block ends."""
+    try:
+        yield remote
+    finally:
+        remote.conn.close()
 
 
 def open_for_provision(env: Environment, host: Host) -> Remote:

@@ -74,6 +74,7 @@ def test_processes_default_and_override(tmp_path):
                    "  beat: {command: celery -A shop beat, stop_timeout: 10}\n")
     text = text.replace("      workers: 4\n", "      workers: 4\n    processes:\n"
                         "      worker: {command: celery -A shop worker, count: 3}\n")
+    text = text.replace("roles: [db]", "roles: [db, worker]")
     env = inventory.load(write(tmp_path, text), "production", environ={"SECRET_KEY": "k"})
     assert [(p.name, p.count, p.stop_timeout) for p in env.processes] == [
         ("worker", 3, 60), ("beat", 1, 10)]
@@ -120,6 +121,13 @@ BAD = {
     "process named web": (GOOD + "processes:\n  web: gunicorn x\n", "processes.web: process names"),
     "process without command": (GOOD + "processes:\n  worker: {count: 2}\n", "expected a command"),
     "process count": (GOOD + "processes:\n  worker: {command: x, count: 99}\n", "0 to 32"),
+    "two db hosts": (GOOD.replace("roles: [web]", "roles: [web, db]"),
+                     "a second host with role 'db' (198.51.100.9; the first is 198.51.100.8)"),
+    "no web host": (GOOD.replace("roles: [web]", "roles: [worker]"), "no host has role 'web'"),
+    "no db host": (GOOD.replace("roles: [db]", "roles: [worker]"),
+                   "no host has role 'db': Postgres/Redis run on the host with role 'db'; or list"),
+    "processes without a worker host": (GOOD + "processes:\n  worker: celery -A shop worker\n",
+                                        "no host has role 'worker'"),
     "hosts not a list": (GOOD.replace("    hosts:\n      - address: 198.51.100.7\n",
                                       "    hosts: 198.51.100.7\n"), "expected a list of hosts"),
 }
@@ -134,6 +142,22 @@ def test_bad_inventory_names_file_line_key_and_fix(tmp_path, text, expected):
     assert message.startswith("inventory.yml:"), message
     assert expected in message, message
     assert "\n" not in message
+
+
+def test_managed_database_and_redis_need_no_db_host(tmp_path):
+    text = GOOD.replace("secrets: [SECRET_KEY]", "secrets: [SECRET_KEY, DATABASE_URL, REDIS_URL]")
+    text = text.replace("      - address: 198.51.100.9\n        roles: [db]\n", "")
+    env = inventory.load(write(tmp_path, text), "production",
+                         environ={"SECRET_KEY": "k", "DATABASE_URL": "postgres://u:p@db/x",
+                                  "REDIS_URL": "redis://:p@cache:6379/0"})
+    assert env.db_host is None and not env.own_postgres and not env.own_redis
+    assert [h.address for h in env.app_hosts] == ["198.51.100.8"]
+
+
+def test_private_address_defaults_to_address(tmp_path):
+    text = GOOD.replace("roles: [db]", "roles: [db]\n        private_address: 10.0.0.9")
+    env = inventory.load(write(tmp_path, text), "production", environ={"SECRET_KEY": "k"})
+    assert [h.private for h in env.hosts] == ["198.51.100.8", "10.0.0.9"]
 
 
 def test_error_line_number_points_at_the_key(tmp_path):

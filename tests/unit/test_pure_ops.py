@@ -38,6 +38,8 @@ def test_firewall_plan(status, ports, expected):
 def test_facts_sections_keep_output_and_exit_codes():
     out = f"{facts.MARK}\nline one\nline two\n{facts.MARK} 0\n{facts.MARK}\n{facts.MARK} 3\n"
     assert facts.parse_sections(out) == [("line one\nline two", 0), ("", 3)]
+    unterminated = f"{facts.MARK}\nno newline{facts.MARK} 0\n"
+    assert facts.parse_sections(unterminated) == [("no newline", 0)]
 
 
 def test_package_fact_parses_dpkg_status():
@@ -103,3 +105,48 @@ def test_secret_prints_masked():
     assert f"{s} {s!r} {[s]}" == "*** *** [***]"
     assert mask("x hunter2 y", ["hunter2"]) == "x *** y"
     assert looks_secret("DATABASE_URL") and looks_secret("SECRET_KEY") and not looks_secret("DEBUG")
+
+
+def test_firewall_admits_app_hosts_to_db_ports_once():
+    admitted = ((5432, "10.0.0.2"), (6379, "10.0.0.2"))
+    assert firewall.plan(UFW_ACTIVE, [22], admitted) == [
+        ["ufw", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "5432"],
+        ["ufw", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "6379"]]
+    done = UFW_ACTIVE + "5432/tcp                   ALLOW IN    10.0.0.2\n" \
+                        "6379/tcp                   ALLOW IN    10.0.0.2\n"
+    assert firewall.plan(done, [22], admitted) == []
+
+
+HBA = "local all postgres peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
+
+
+def test_pg_hba_block_per_site_added_changed_removed():
+    added = database.hba_with(HBA, "shop-production", "shop_production", "shop_production",
+                              ["10.0.0.2", "10.0.0.3"])
+    assert added == HBA + ("# vpskit shop-production begin\n"
+                           "host shop_production shop_production 10.0.0.2/32 scram-sha-256\n"
+                           "host shop_production shop_production 10.0.0.3/32 scram-sha-256\n"
+                           "# vpskit shop-production end\n")
+    assert database.hba_with(added, "shop-production", "shop_production", "shop_production",
+                             ["10.0.0.2", "10.0.0.3"]) == added
+    other = database.hba_with(added, "shop-staging", "shop_staging", "shop_staging", ["10.0.0.2"])
+    assert other.startswith(added) and other.count("begin") == 2
+    assert database.hba_with(other, "shop-production", "x", "x", []) == database.hba_with(
+        HBA, "shop-staging", "shop_staging", "shop_staging", ["10.0.0.2"])
+
+
+def test_service_urls_point_at_the_db_hosts_private_address():
+    from vpskit.config import Host
+    db, web = Host("203.0.113.9", private_address="10.0.0.9"), Host("203.0.113.8")
+    url = database.database_url("u", "p@ss", "d")
+    assert database.url_for(url, db, db) == url
+    assert database.url_for(url, db, web) == "postgres://u:p%40ss@10.0.0.9:5432/d"
+    assert database.url_for("redis://:pw@127.0.0.1:6379/2", db, web) == \
+        "redis://:pw@10.0.0.9:6379/2"
+    assert database.pg_conf(["10.0.0.9"]).startswith("listen_addresses = 'localhost, 10.0.0.9'")
+
+
+def test_packages_follow_roles():
+    assert "postgresql" not in system.packages_for(("web",))
+    assert "nginx" not in system.packages_for(("db",))
+    assert system.packages_for(("web", "worker")).count("python3") == 1

@@ -3,52 +3,95 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
+from contextlib import ExitStack
 
-from vpskit import session
-from vpskit.config import Environment
+from vpskit import fleet, session
+from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
 from vpskit.deploy.pipeline import Deploy, deploy_line
 from vpskit.deploy.source import release_id, resolve
 from vpskit.errors import ToolkitError
+from vpskit.session import closing_remote
 from vpskit.steps import Reporter, run_steps
 
 
-def deploy_environment(env: Environment, ref: str | None, out: Reporter) -> str:
-    """Deploy ``ref`` (default: the inventory's) to every web host; return the release id."""
+def deploy_environment(env: Environment, ref: str | None, out: Reporter,
+                       hosts: Sequence[Host] | None = None, batch: int = 1) -> str:
+    """Deploy ``ref`` (default: the inventory's) to the app hosts; return the release id.
+
+    Every host is locked and prepared at once (upload, virtualenv); the database is dumped and
+    the release commands run once, on the first web host; the new release starts beside the
+    live one on every web host; then the web hosts switch ``batch`` at a time, each gated by
+    its public health check; last, old releases stop and processes restart everywhere. A
+    failure anywhere puts every host back on the release it was serving.
+    """
     source = resolve(env.app.repo, ref or env.app.ref)
     rid = release_id(source)
-    for host in env.hosts_with("web"):
-        start = time.monotonic()
-        remote = session.open_remote(env, host)
+    targets = [h for h in (hosts or env.hosts) if h.serves_app]
+    if not targets:
+        raise ToolkitError(f"no web or worker host of {env.site} among those chosen")
+    start = time.monotonic()
+    jobs: dict[str, Deploy] = {}
+    with ExitStack() as stack:
+        def prepare(host: Host, host_out: Reporter) -> None:
+            remote = stack.enter_context(closing_remote(session.open_remote(env, host)))
+            stack.enter_context(deploy_lock(remote, env.site, f"deploy {source.short}"))
+            host_out.line(f"deploy {env.site} {rid} to {host.address}")
+            jobs[host.address] = Deploy(env, host, remote, source, rid, host_out)
+            jobs[host.address].phase("prepare")
+
+        def phase(name: str, hosts: list[Host]) -> None:
+            fleet.each_or_raise(hosts, lambda h, o: jobs[h.address].phase(name), out, "deploy",
+                                alone=len(targets) == 1)
+
         try:
-            out.line(f"deploy {env.site} {rid} to {host.address}")
-            with deploy_lock(remote, env.site, f"deploy {source.short}"):
-                job = Deploy(env, remote, source, rid, out)
-                job.run()
-            out.line(deploy_line(env, rid, source.sha, time.monotonic() - start, job.tls))
-        finally:
-            remote.conn.close()
+            fleet.each_or_raise(targets, prepare, out, "deploy")
+            web = [h for h in targets if "web" in h.roles] or targets
+            phase("once", web[:1])
+            phase("start", web)
+            for i in range(0, len(web), batch):
+                phase("switch", web[i:i + batch])
+            phase("finish", targets)
+        except ToolkitError as exc:
+            if not jobs:
+                raise
+            raise type(exc)(f"{exc}; {_recover(list(jobs.values()), out)}") from exc
+    tls = any(j.tls for j in jobs.values())
+    out.line(deploy_line(env, rid, source.sha, time.monotonic() - start, tls)
+             + (f" on {len(jobs)} hosts" if len(jobs) > 1 else ""))
     return rid
 
 
-def rollback_environment(env: Environment, to: str | None, out: Reporter) -> str:
-    """Switch every web host back to the previous good release (or ``to``)."""
-    target_id = ""
-    for host in env.hosts_with("web"):
+def _recover(jobs: list[Deploy], out: Reporter) -> str:
+    """Put every host back on what it served; one note (per host when several)."""
+    if len(jobs) == 1:
+        return jobs[0].recover()
+    by_address = {j.host.address: j for j in jobs}
+    notes, _ = fleet.each([j.host for j in jobs], lambda h, o: by_address[h.address].recover(),
+                          out)
+    return "; ".join(f"{address}: {note}" for address, note in notes.items())
+
+
+def rollback_environment(env: Environment, to: str | None, out: Reporter,
+                         hosts: Sequence[Host] | None = None) -> str:
+    """Switch every app host back to the previous good release (or ``to``), all at once."""
+    def one(host: Host, host_out: Reporter) -> str:
         start = time.monotonic()
-        remote = session.open_remote(env, host)
-        try:
-            with deploy_lock(remote, env.site, "rollback"):
-                target_id = _rollback_host(env, remote, to, out)
-            out.line(f"rolled back {env.site} on {host.address} to {target_id} in "
-                     f"{time.monotonic() - start:.1f}s")
-        finally:
-            remote.conn.close()
-    return target_id
+        with closing_remote(session.open_remote(env, host)) as remote, \
+                deploy_lock(remote, env.site, "rollback"):
+            target_id = _rollback_host(env, host, remote, to, host_out)
+        host_out.line(f"rolled back {env.site} on {host.address} to {target_id} in "
+                      f"{time.monotonic() - start:.1f}s")
+        return target_id
+
+    done = fleet.each_or_raise([h for h in (hosts or env.hosts) if h.serves_app], one, out,
+                               "rollback")
+    return next(iter(done.values()))
 
 
-def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> str:
+def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Reporter) -> str:
     found = releases.load(remote, env)
     target = found.get(to) if to else found.previous_good()
     if target is None:
@@ -86,6 +129,14 @@ def _rollback_host(env: Environment, remote, to: str | None, out: Reporter) -> s
         releases.set_state(remote, env, live, "bad")
         return [f"stopped {live.id}, marked bad"]
 
-    run_steps(None, [("start", start), ("switch", flip), ("stop old", retire),
-                     ("processes", lambda _: switch.restart_processes(remote, env))], out)
+    def current(_):
+        switch.point_current(remote, env, target.id)
+        releases.set_state(remote, env, target, "ok")
+        return [f"current -> {target.id}"]
+
+    steps = [("start", start), ("switch", flip), ("stop old", retire)] if "web" in host.roles \
+        else [("current", current)]
+    if "worker" in host.roles:
+        steps.append(("processes", lambda _: switch.restart_processes(remote, env)))
+    run_steps(None, steps, out)
     return target.id

@@ -13,8 +13,8 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vpskit import backups, facts
-from vpskit.config import Environment
+from vpskit import backups, facts, session
+from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
@@ -50,9 +50,11 @@ chown -R root:"$site" "$release"; chmod -R g+rX,g-w,o-rwx "$release"
 
 @dataclass
 class Deploy:
-    """State of one deploy on one host; the step methods run in order."""
+    """State of one deploy on one host; :func:`vpskit.deploy.deploy_environment` runs its
+    phases across the hosts (see :meth:`phase`)."""
 
     env: Environment
+    host: Host
     remote: Remote
     source: Source
     release_id: str
@@ -70,18 +72,26 @@ class Deploy:
     def live(self) -> str | None:
         return self.before.current if self.before else None
 
-    def run(self) -> None:
-        try:
-            run_steps(self, [
-                ("inspect", Deploy.inspect), ("upload", Deploy.upload),
-                ("virtualenv", Deploy.virtualenv), ("backup", Deploy.backup),
-                ("release", Deploy.release_commands), ("start", Deploy.start),
-                ("health", Deploy.health), ("switch", Deploy.switch),
-                ("public", Deploy.public_health), ("stop old", Deploy.stop_old),
-                ("processes", Deploy.processes), ("prune", Deploy.prune),
-            ], self.out)
-        except ToolkitError as exc:
-            raise type(exc)(f"{exc}; {self.recover()}") from exc
+    @property
+    def web(self) -> bool:
+        return "web" in self.host.roles
+
+    def phase(self, name: str) -> None:
+        """Run one phase's steps for this host's roles: ``prepare`` (all), ``once`` (the host
+        that migrates), ``start`` and ``switch`` (web), ``finish`` (all)."""
+        worker = "worker" in self.host.roles
+        steps = {
+            "prepare": [("inspect", Deploy.inspect), ("upload", Deploy.upload),
+                        ("virtualenv", Deploy.virtualenv)],
+            "once": [("backup", Deploy.backup), ("release", Deploy.release_commands)],
+            "start": [("start", Deploy.start), ("health", Deploy.health)] if self.web else [],
+            "switch": [("switch", Deploy.switch), ("public", Deploy.public_health)]
+                      if self.web else [],
+            "finish": [("stop old", Deploy.stop_old) if self.web else ("current", Deploy.current),
+                       *([("processes", Deploy.processes)] if worker else []),
+                       ("prune", Deploy.prune)],
+        }[name]
+        run_steps(self, steps, self.out)
 
     # ---- steps ---------------------------------------------------------------------------------
     def inspect(self) -> list[str]:
@@ -118,9 +128,18 @@ class Deploy:
         return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
 
     def backup(self) -> list[str]:
-        if not self.env.postgres.enabled:
+        """A dump on the db host (this one or a separate one) before the release commands."""
+        db = self.env.db_host
+        if not self.env.own_postgres or db is None:
             return []
-        return [backups.dump(self.remote, self.env, label=f"predeploy-{self.release_id}")]
+        label = f"predeploy-{self.release_id}"
+        if db == self.host:
+            return [backups.dump(self.remote, self.env, label=label)]
+        remote = session.open_remote(self.env, db)
+        try:
+            return [f"{db.address}: {backups.dump(remote, self.env, label=label)}"]
+        finally:
+            remote.conn.close()
 
     def release_commands(self) -> list[str]:
         done = []
@@ -149,6 +168,13 @@ class Deploy:
         switch.point_current(self.remote, self.env, self.release_id)
         return [f"nginx -> {self.release_id}"]
 
+    def current(self) -> list[str]:
+        """A host without web: the ``current`` link its processes run from."""
+        self.switched = True
+        switch.point_current(self.remote, self.env, self.release_id)
+        self._meta("ok")
+        return [f"current -> {self.release_id}"]
+
     def public_health(self) -> list[str]:
         switch.check_public(self.remote, self.env, self.tls)
         return [f"{'https' if self.tls else 'http'}://{self.env.primary_domain}"
@@ -176,8 +202,11 @@ class Deploy:
         notes = []
         try:
             if self.switched and self.live:
-                switch.point_nginx(self.remote, self.env, self.live, self.release_id)
+                if self.web:
+                    switch.point_nginx(self.remote, self.env, self.live, self.release_id)
                 switch.point_current(self.remote, self.env, self.live)
+                if "worker" in self.host.roles:
+                    switch.restart_processes(self.remote, self.env)
                 notes.append(f"rolled back to {self.live}")
             if self.started:
                 switch.stop(self.remote, self.env, self.release_id)

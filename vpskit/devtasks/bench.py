@@ -1,7 +1,9 @@
 """``inv bench``: the performance targets, measured on a fresh test VPS, written as a table.
 
 Fresh provision and no-op re-provision (wall time, SSH round trips), deploy of a new commit with
-unchanged dependencies under a bounded load (wall time, failed requests), rollback. Results go
+unchanged dependencies under a bounded load (wall time, failed requests), rollback, backup
+overhead against a plain ``pg_dump`` (see ``bench_backup``), three hosts against one
+(``bench_multi``). Results go
 to ``bench/results.md`` and stdout; the README quotes them.
 """
 
@@ -21,7 +23,7 @@ from invoke import task
 
 from vpskit import testvps
 from vpskit.cli import exits
-from vpskit.devtasks import sandbox
+from vpskit.devtasks import bench_backup, bench_multi, sandbox
 from vpskit.devtasks.load import Load
 from vpskit.errors import ToolkitError
 
@@ -50,10 +52,13 @@ def row(measure: str, value: float, unit: str, target: float | None, fmt: str = 
     return measure, shown, f"≤ {fmt.format(target)}{unit}", "yes" if value <= target else "NO"
 
 
-def measure_all(workdir: Path, vps: testvps.Vps, extra: list[Callable[[], list[Row]]]
-                ) -> list[Row]:
+def measure_all(workdir: Path, vps: testvps.Vps, extra: list[Callable[[], list[Row]]],
+                timings: dict[str, float]) -> list[Row]:
+    """The single-host rows, then ``extra``'s; ``timings`` gets the fresh provision and first
+    deploy seconds."""
     rows: list[Row] = []
     seconds, _ = fab(workdir, "provision")
+    timings["provision"] = seconds
     rows.append(row("fresh provision (apt install included)", seconds, " s", None))
     noop = [fab(workdir, "provision") for _ in range(3)]
     trips = int(re.search(r"\((\d+) round trips\)", noop[-1][1])[1]) + 1  # +1: login check
@@ -61,6 +66,7 @@ def measure_all(workdir: Path, vps: testvps.Vps, extra: list[Callable[[], list[R
                     statistics.median(s for s, _ in noop), " s", 5.0))
     rows.append(row("no-op re-provision SSH round trips", trips, "", 10, "{:.0f}"))
     seconds, _ = fab(workdir, "deploy")
+    timings["deploy"] = seconds
     rows.append(row("first deploy (builds the virtualenv)", seconds, " s", None))
     deploys, failed, requests = [], 0, 0
     ca = str(workdir / "pebble-root.pem")
@@ -97,7 +103,10 @@ def run() -> list[Row]:
         pebble = testvps.pebble_up(vps.host_address)
         with tempfile.TemporaryDirectory(prefix="vpskit-bench-") as tmp:
             workdir = sandbox.create(Path(tmp), vps, pebble)
-            rows = measure_all(workdir, vps, extra=[])
+            timings: dict[str, float] = {}
+            rows = measure_all(workdir, vps, timings=timings, extra=[
+                lambda: bench_backup.run(workdir, fab, row),
+                lambda: bench_multi.run(fab, row, timings)])
     finally:
         testvps.down(NAME)
     header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "

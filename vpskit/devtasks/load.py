@@ -30,13 +30,14 @@ class LoadResult:
 
 
 class Load:
-    """``with Load(addr, domain, cafile) as load: ...`` then ``load.result``."""
+    """``with Load(addr, domain, cafile) as load: ...`` then ``load.result``; ``cafile=None``
+    for plain HTTP."""
 
-    def __init__(self, address: str, domain: str, cafile: str, path: str = "/",
+    def __init__(self, address: str, domain: str, cafile: str | None, path: str = "/",
                  clients: int = 20, max_seconds: float = 300, max_requests: int = 200_000
                  ) -> None:
         self.address, self.domain, self.path = address, domain, path
-        self.context = ssl.create_default_context(cafile=cafile)
+        self.context = ssl.create_default_context(cafile=cafile) if cafile else None
         self.clients, self.max_seconds, self.max_requests = clients, max_seconds, max_requests
         self.stop = threading.Event()
         self.lock = threading.Lock()
@@ -57,7 +58,10 @@ class Load:
             thread.join(30)
         self.result.seconds = time.monotonic() - self.started
 
-    def _connect(self) -> http.client.HTTPSConnection:
+    def _connect(self) -> http.client.HTTPConnection:
+        """HTTPS verified against ``cafile``; plain HTTP on port 80 without one."""
+        if self.context is None:
+            return http.client.HTTPConnection(self.address, 80, timeout=30)
         conn = http.client.HTTPSConnection(self.domain, 443, context=self.context, timeout=30)
         conn.sock = self.context.wrap_socket(
             socket.create_connection((self.address, 443), timeout=30),
@@ -82,8 +86,8 @@ class Load:
         if conn:
             conn.close()
 
-    def _get(self, conn: http.client.HTTPSConnection | None
-             ) -> tuple[int | str, http.client.HTTPSConnection | None]:
+    def _get(self, conn: http.client.HTTPConnection | None
+             ) -> tuple[int | str, http.client.HTTPConnection | None]:
         """One GET. A reused keep-alive connection the server closed meanwhile is retried once
         on a fresh one, as browsers and urllib3 do; a failure on a fresh connection counts."""
         retry = conn is not None

@@ -78,10 +78,12 @@ releases_keep: 3
 environments:
   production:
     hosts:
+{hosts}    domains: [{domains}]
+"""
+HOST = """\
       - address: {address}
         key: {key}
         known_hosts: {known_hosts}
-    domains: [{domains}]
 """
 STAGING = """\
   staging:                          # a second site on the same VPS
@@ -95,11 +97,14 @@ STAGING = """\
 
 def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
            staging_domain: str | None = None, example: str = "django",
-           domains: Sequence[str] | None = None) -> Path:
+           domains: Sequence[str] | None = None,
+           roles: Sequence[tuple[Vps, Sequence[str]]] = ()) -> Path:
     """Fill ``base`` (app repo, inventory.yml, .env.<env>, pebble-root.pem); return it.
 
     ``example`` names the app under examples/. Production serves ``domains`` (default: the
-    VPS's); with ``staging_domain`` a staging environment on the same VPS serves that one.
+    VPS's) from ``vps``, or from several VPSes given as ``roles`` ((vps, its roles) pairs,
+    over plain HTTP: TLS would need an lb host); with ``staging_domain`` a staging environment
+    on ``vps`` serves that one.
     """
     app_text, secret_names = APPS[example]
     app = base / "app"
@@ -109,11 +114,15 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
         git(app, "init", "-q", "-b", "main")
         git(app, "add", "-A")
         git(app, "commit", "-qm", "example app 1.0.0")
-    host = {"address": vps.address, "key": vps.key_path, "known_hosts": vps.known_hosts_path}
+    host = _host(vps)
     production = list(domains or [d for d in vps.domains if d != staging_domain])
+    hosts = "".join(HOST.format(**_host(v)) + f"        roles: [{', '.join(r)}]\n"
+                    for v, r in roles) or HOST.format(**host)
     text = INVENTORY.format(name=vps.name, app=app_text, secrets=", ".join(secret_names),
                             domain=production[0], acme=pebble.directory_url,
-                            domains=", ".join(production), **host)
+                            domains=", ".join(production), hosts=hosts)
+    if roles:
+        text = text.replace("tls:\n", "tls:\n  enabled: false\n", 1)
     if staging_domain:
         text += STAGING.format(domain=staging_domain, **host)
     (base / "inventory.yml").write_text(text)
@@ -128,6 +137,10 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
     with urllib.request.urlopen(pebble.roots_url, context=ctx, timeout=10) as response:
         (base / "pebble-root.pem").write_bytes(response.read())
     return base
+
+
+def _host(vps: Vps) -> dict[str, str]:
+    return {"address": vps.address, "key": vps.key_path, "known_hosts": vps.known_hosts_path}
 
 
 def git(repo: Path, *args: str) -> str:

@@ -1,76 +1,144 @@
-"""``fab provision``: a fresh Debian/Ubuntu VPS becomes an app server, idempotently.
+"""``fab provision``: fresh Debian/Ubuntu VPSes become app servers, idempotently.
 
-Facts are gathered in two round trips (before and after packages are installed); each step
-then compares and acts only where the server differs, so a second run changes nothing.
+All hosts of the environment are worked on at once, in three phases: the base system (packages,
+users, SSH, firewall) everywhere; then Postgres/Redis on the db host, whose URLs the app hosts
+need; then the site on each host by its roles (app: directories, env file, units; db: backup
+timer; web: Nginx and TLS). Facts are gathered in two round trips per host; each step compares
+and acts only where the server differs, so a second run changes nothing.
 """
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 
-from vpskit import envfile, session
+from vpskit import envfile, facts, fleet, session
 from vpskit.config import Environment, Host
-from vpskit.facts import gather
+from vpskit.errors import ToolkitError
 from vpskit.provision import access, app, backup_timer, cache, database, firewall, system, tls, web
 from vpskit.provision.context import Context
-from vpskit.remote import Remote
 from vpskit.secret import looks_secret
 from vpskit.steps import Outcome, Reporter, run_steps
 
 
-def provision(env: Environment, host: Host, remote: Remote, out: Reporter, *,
-              public_key: str | None, verify_login: Callable[[], None],
-              dry_run: bool = False) -> list[Outcome]:
-    """Run every provision step on one host; raises the first step's error."""
-    ctx = Context(env=env, host=host, remote=remote, out=out, dry_run=dry_run)
-    ctx.facts = gather(remote, system.probes(ctx))
-    outcomes = run_steps(ctx, [
-        ("preflight", system.preflight),
-        ("packages", system.packages),
-        ("timezone", system.timezone),
-        ("swap", system.swap),
-    ], out, dry_run)
+@dataclass
+class HostRun:
+    """One host's provision across the phases."""
+
+    ctx: Context
+    verify_login: Callable[[], None]
+    public_key: str | None
+    outcomes: list[Outcome] = field(default_factory=list)
+    started: float = field(default_factory=time.monotonic)
+
+    def steps(self, steps: list[tuple[str, Callable[[Context], list[str]]]]) -> None:
+        self.outcomes += run_steps(self.ctx, steps, self.ctx.out, self.ctx.dry_run)
+
+    def summary(self) -> str:
+        n = sum(o.changed for o in self.outcomes)
+        verb = "would change" if self.ctx.dry_run else "changed"
+        return (f"{n} {verb}, {len(self.outcomes) - n} unchanged in "
+                f"{time.monotonic() - self.started:.1f}s ({self.ctx.remote.round_trips} round "
+                f"trips)")
+
+
+def base(run: HostRun) -> None:
+    """Phase 1, every host: the system, users, SSH, firewall; then the facts of the site."""
+    ctx = run.ctx
+    ctx.facts = facts.gather(ctx.remote, system.probes(ctx))
+    run.steps([("preflight", system.preflight), ("packages", system.packages),
+               ("timezone", system.timezone), ("swap", system.swap)])
     probes = [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
               *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
               *backup_timer.probes(ctx)]
-    ctx.facts.update(gather(remote, probes))
-    ctx.app_env = envfile.parse(ctx.facts["env_file"] or "", str(env.env_file))
+    ctx.facts.update(facts.gather(ctx.remote, probes))
+    ctx.app_env = envfile.parse(ctx.facts["env_file"] or "", str(ctx.env.env_file))
     for key, value in ctx.app_env.items():
         if looks_secret(key):
-            remote.add_secret(value)
-    outcomes += run_steps(ctx, [
-        ("users", lambda c: access.users(c, public_key)),
-        ("ssh", lambda c: access.harden_ssh(c, verify_login)),
-        ("firewall", firewall.firewall),
-        ("postgres", database.postgres),
-        ("redis", cache.redis),
-        ("directories", app.site_dirs),
-        ("app", app.app_service),
-        ("backups", backup_timer.backup_timer),
-        ("nginx", web.nginx),
-        ("tls", tls.tls),
-    ], out, dry_run)
-    return outcomes
+            ctx.remote.add_secret(value)
+    run.steps([("users", lambda c: access.users(c, run.public_key)),
+               ("ssh", lambda c: access.harden_ssh(c, run.verify_login)),
+               ("firewall", firewall.firewall)])
 
 
-def provision_environment(env: Environment, out: Reporter, dry_run: bool = False) -> int:
-    """Provision every host of ``env``; print a summary; return the number of changed steps."""
-    changed = 0
-    for host in env.hosts:
-        start = time.monotonic()
-        remote = session.open_for_provision(env, host)
-        try:
-            out.line(f"provision {env.site} on {host.address} as {remote.conn.user}"
-                     f"{' (dry run: nothing is changed)' if dry_run else ''}")
-            outcomes = provision(env, host, remote, out, public_key=session.public_key(host),
-                                 verify_login=lambda h=host: session.verify_login(env, h),
-                                 dry_run=dry_run)
-        finally:
-            remote.conn.close()
-        n = sum(o.changed for o in outcomes)
-        changed += n
-        verb = "would change" if dry_run else "changed"
-        out.line(f"{host.address}: {n} {verb}, {len(outcomes) - n} unchanged in "
-                 f"{time.monotonic() - start:.1f}s ({remote.round_trips} round trips)")
-    return changed
+def services(run: HostRun) -> None:
+    """Phase 2, the db host: Postgres and Redis, and the URLs the app hosts get."""
+    run.steps([("postgres", database.postgres), ("redis", cache.redis),
+               ("credentials", database.credentials)])
+
+
+def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
+    """Phase 3, every host by its roles."""
+    ctx, host = run.ctx, run.ctx.host
+    ctx.managed_env.update({k: database.url_for(v, db, host) for k, v in urls.items()})
+    steps = [("directories", app.site_dirs)]
+    if host.serves_app:
+        steps += [("db reach", database.reach), ("app", app.app_service)]
+    if host == db:
+        steps.append(("backups", backup_timer.backup_timer))
+    if "web" in host.roles:
+        steps += [("nginx", web.nginx), ("tls", tls.tls)]
+    run.steps(steps)
+
+
+def provision_environment(env: Environment, out: Reporter, dry_run: bool = False,
+                          hosts: Sequence[Host] | None = None) -> int:
+    """Provision ``hosts`` (default: all of ``env``) at once; return the number of changed
+    steps. A failing host stops the later phases everywhere; the error names each one."""
+    hosts = tuple(hosts or env.hosts)
+    started = time.monotonic()
+    runs: dict[str, HostRun] = {}
+    done = False
+    try:
+        fleet.each_or_raise(hosts, lambda h, o: _open(env, h, o, dry_run, runs), out,
+                            "provision (connect)")
+        fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
+        urls = _service_urls(env, runs, out)
+        fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], urls, env.db_host), out,
+                            "provision")
+        done = True
+    finally:
+        for run in runs.values():
+            run.ctx.remote.conn.close()
+        if done or len(hosts) > 1:  # one host's error says it all
+            for host in hosts:
+                if host.address in runs:
+                    out.line(f"{host.address}: {runs[host.address].summary()}")
+    if len(hosts) > 1:
+        out.line(f"provisioned {len(hosts)} host(s) in {time.monotonic() - started:.1f}s")
+    return sum(o.changed for run in runs.values() for o in run.outcomes)
+
+
+def _open(env: Environment, host: Host, out: Reporter, dry_run: bool,
+          runs: dict[str, HostRun]) -> None:
+    remote = session.open_for_provision(env, host)
+    runs[host.address] = HostRun(
+        Context(env=env, host=host, remote=remote, out=out, dry_run=dry_run),
+        verify_login=lambda: session.verify_login(env, host),
+        public_key=session.public_key(host))
+    out.line(f"provision {env.site} on {host.address} ({', '.join(host.roles)}) as "
+             f"{remote.conn.user}{' (dry run: nothing is changed)' if dry_run else ''}")
+
+
+def _service_urls(env: Environment, runs: dict[str, HostRun], out: Reporter) -> dict[str, str]:
+    """DATABASE_URL/REDIS_URL as the db host sees them: made by its phase 2 when it is being
+    provisioned, else read from its credentials file."""
+    db = env.db_host
+    if db is None or not (env.own_postgres or env.own_redis):
+        return {}
+    if db.address in runs:
+        run = runs[db.address]
+        services(run)
+        return {k: run.ctx.managed_env[k] for k in database.SERVICE_URLS
+                if run.ctx.managed_env.get(k)}
+    remote = session.open_remote(env, db)
+    try:
+        text = facts.gather(remote, [facts.text(database.credentials_path(env), "c")])["c"]
+    finally:
+        remote.conn.close()
+    if text is None:
+        raise ToolkitError(f"db host {db.address} has no {database.credentials_path(env)} yet; "
+                           f"provision it first: fab provision --env {env.name} --hosts "
+                           f"{db.address}")
+    return {k: v for k, v in envfile.parse(text).items() if k in database.SERVICE_URLS}

@@ -5,29 +5,32 @@ from __future__ import annotations
 import shlex
 
 from vpskit import envfile, facts, render
-from vpskit.config import Environment
+from vpskit.config import Environment, Host
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
 
-def directories(env: Environment) -> list[tuple[str, str, str, str]]:
-    """(path, owner, group, mode) of every directory the site needs (pure)."""
+def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]:
+    """(path, owner, group, mode) of every directory the site needs on ``host`` (pure)."""
     site = env.app_user
-    return [
-        (str(env.root), "root", site, "750"),
-        (str(env.releases_dir), "root", site, "750"),
-        (str(env.shared_dir), "root", site, "750"),
-        (str(env.shared_dir / "media"), site, site, "750"),
-        (str(env.shared_dir / "static"), site, site, "750"),
-        (str(env.backup_dir), "root", "root", "700"),
-        (f"/etc/nginx/vpskit/{env.site}", "root", "root", "755"),
-        (render.ACME_WEBROOT, "root", "root", "755"),
-    ]
+    found = []
+    if host.serves_app:
+        found += [(str(env.root), "root", site, "750"),
+                  (str(env.releases_dir), "root", site, "750"),
+                  (str(env.shared_dir), "root", site, "750"),
+                  (str(env.shared_dir / "media"), site, site, "750"),
+                  (str(env.shared_dir / "static"), site, site, "750")]
+    if host == env.db_host:
+        found.append((str(env.backup_dir), "root", "root", "700"))
+    if "web" in host.roles or "lb" in host.roles:
+        found += [(f"/etc/nginx/vpskit/{env.site}", "root", "root", "755"),
+                  (render.ACME_WEBROOT, "root", "root", "755")]
+    return found
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
-    dirs = directories(ctx.env)
-    cmd = "; ".join(f"stat -c '%n %U %G %a' {shlex.quote(d[0])}" for d in dirs) + "; true"
+    dirs = directories(ctx.env, ctx.host)
+    cmd = "; ".join([*(f"stat -c '%n %U %G %a' {shlex.quote(d[0])}" for d in dirs), "true"])
     return [
         facts.Probe("dirs", cmd, lambda out, rc: {
             line.rsplit(" ", 3)[0]: tuple(line.rsplit(" ", 3)[1:]) for line in out.splitlines()}),
@@ -60,7 +63,7 @@ def desired_env(env: Environment, current: dict[str, str], managed: dict[str, st
 def site_dirs(ctx: Context) -> list[str]:
     """Create or fix the site's directories; never deletes one."""
     changes = []
-    for path, owner, group, mode in directories(ctx.env):
+    for path, owner, group, mode in directories(ctx.env, ctx.host):
         if ctx.facts["dirs"].get(path) != (owner, group, mode):
             ctx.act(["install", "-d", "-o", owner, "-g", group, "-m", mode, path])
             changes.append(path)

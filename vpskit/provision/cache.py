@@ -1,4 +1,5 @@
-"""Redis bound to localhost, with a generated password and a memory policy."""
+"""Redis bound to localhost (and the db host's private address when the app runs on other
+hosts), with a generated password and a memory policy."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import secrets
 from vpskit import facts
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
+from vpskit.provision.database import remote_clients
 
 REDIS_CONF = "/etc/redis/redis.conf"
 VPSKIT_CONF = "/etc/redis/vpskit.conf"
@@ -23,11 +25,11 @@ def probes(ctx: Context) -> list[facts.Probe]:
     ]
 
 
-def redis_conf(password: str, maxmemory: str, policy: str) -> str:
+def redis_conf(password: str, maxmemory: str, policy: str, listen: tuple[str, ...] = ()) -> str:
     """Our overrides, included last by redis.conf so they win (pure)."""
     return (
         "# managed by vpskit\n"
-        "bind 127.0.0.1 -::1\n"
+        f"bind {' '.join(['127.0.0.1', '-::1', *listen])}\n"
         "protected-mode yes\n"
         "port 6379\n"
         f"requirepass {password}\n"
@@ -44,7 +46,7 @@ def current_password(conf: str | None) -> str | None:
 def redis(ctx: Context) -> list[str]:
     """Keep the existing password; restart redis only when its config changed."""
     cfg = ctx.env.redis
-    if not cfg.enabled:
+    if not ctx.env.own_redis:
         return []
     password = current_password(ctx.facts["redis_conf"]) or secrets.token_urlsafe(24)
     ctx.remote.add_secret(password)
@@ -52,7 +54,8 @@ def redis(ctx: Context) -> list[str]:
     if not ctx.facts["redis_include"]:
         ctx.act(["bash", "-c", 'printf "\\n%s\\n" "$1" >> "$2"', "append", INCLUDE, REDIS_CONF])
         changes.append(f"{REDIS_CONF}: {INCLUDE}")
-    spec = FileSpec(VPSKIT_CONF, redis_conf(password, cfg.maxmemory, cfg.policy),
+    listen = (ctx.host.private,) if remote_clients(ctx.env) else ()
+    spec = FileSpec(VPSKIT_CONF, redis_conf(password, cfg.maxmemory, cfg.policy, listen),
                     "redis", "redis", 0o640, secret=True)
     changes += ctx.apply_files([spec], ctx.facts["redis_files"])
     if changes:

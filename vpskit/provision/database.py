@@ -1,27 +1,77 @@
-"""PostgreSQL from the OS packages: localhost only, scram-sha-256, the app's role and database."""
+"""PostgreSQL from the OS packages: scram-sha-256, the app's role and database.
+
+Localhost only, unless the app runs on other hosts: then Postgres also listens on the db host's
+private address and ``pg_hba.conf`` admits the site's role from exactly those hosts. The URLs
+the app gets are kept in a root-only credentials file on the db host, for the other hosts.
+"""
 
 from __future__ import annotations
 
 import secrets
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import facts, pgadmin
+from vpskit import envfile, facts, pgadmin
+from vpskit.config import Environment, Host
+from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
-PG_CONF = "listen_addresses = 'localhost'\npassword_encryption = 'scram-sha-256'\n"
+VERSIONS = ("13", "14", "15", "16", "17")
+LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
+SERVICE_URLS = ("DATABASE_URL", "REDIS_URL")
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
     return [
         facts.Probe("pg_version", "ls /etc/postgresql | sort -n | tail -1",
                     lambda out, rc: out.strip()),
-        file_probe([conf_path(v) for v in ("13", "14", "15", "16", "17")], "pg_files"),
+        file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))], "pg_files"),
+        facts.Probe("pg_hba", f"cat /etc/postgresql/{LATEST}/main/pg_hba.conf",
+                    lambda out, rc: out if rc == 0 else ""),
+        facts.text(credentials_path(ctx.env), "credentials"),
+        file_probe([credentials_path(ctx.env)], "credentials_files"),
     ]
 
 
 def conf_path(version: str) -> str:
     return f"/etc/postgresql/{version}/main/conf.d/vpskit.conf"
+
+
+def hba_path(version: str) -> str:
+    return f"/etc/postgresql/{version}/main/pg_hba.conf"
+
+
+def credentials_path(env: Environment) -> str:
+    return f"/etc/vpskit/credentials/{env.site}.env"
+
+
+def remote_clients(env: Environment) -> list[str]:
+    """Private addresses of the app hosts other than the db host (pure)."""
+    return [h.private for h in env.app_hosts if h != env.db_host]
+
+
+def pg_conf(listen: list[str]) -> str:
+    return (f"listen_addresses = '{', '.join(['localhost', *listen])}'\n"
+            "password_encryption = 'scram-sha-256'\n")
+
+
+def hba_with(text: str, site: str, db: str, user: str, clients: list[str]) -> str:
+    """``pg_hba.conf`` with the site's block admitting ``clients`` (none: no block) (pure)."""
+    begin, end = f"# vpskit {site} begin\n", f"# vpskit {site} end\n"
+    head, found, rest = text.partition(begin)
+    tail = rest.partition(end)[2] if found else ""
+    lines = "".join(f"host {db} {user} {c}/32 scram-sha-256\n" for c in clients)
+    block = begin + lines + end if clients else ""
+    return head + block + tail
+
+
+def url_for(url: str, db: Host, host: Host) -> str:
+    """A service URL (made for the db host itself) as ``host`` must use it (pure)."""
+    if not url or host == db:
+        return url
+    parts = urlsplit(url)
+    netloc = parts.netloc.replace("@127.0.0.1:", f"@{db.private}:")
+    return urlunsplit(parts._replace(netloc=netloc))
 
 
 def database_url(user: str, password: str, db: str) -> str:
@@ -42,14 +92,23 @@ def postgres(ctx: Context) -> list[str]:
     Will not alter an existing role's password while the env file still holds a working one.
     """
     env = ctx.env
-    if not env.postgres.enabled:
+    if not env.own_postgres:
         return []
-    version = ctx.facts["pg_version"]
-    spec = FileSpec(conf_path(version), PG_CONF, "postgres", "postgres", 0o644)
-    changes = ctx.apply_files([spec], ctx.facts["pg_files"])
+    version, clients = ctx.facts["pg_version"], remote_clients(env)
+    conf = FileSpec(conf_path(version), pg_conf([ctx.host.private] if clients else []),
+                    "postgres", "postgres", 0o644)
+    changes = ctx.apply_files([conf], ctx.facts["pg_files"])
     if changes:
         ctx.act(["systemctl", "restart", f"postgresql@{version}-main"])
-    known = url_password(ctx.app_env.get("DATABASE_URL"))
+    hba = FileSpec(hba_path(version), hba_with(ctx.facts["pg_hba"], env.site, env.db_name,
+                                               env.db_user, clients),
+                   "postgres", "postgres", 0o640)
+    hba_changes = ctx.apply_files([hba], ctx.facts["pg_files"])
+    if hba_changes:
+        ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
+    changes += hba_changes
+    stored = envfile.parse(ctx.facts["credentials"] or "", credentials_path(env))
+    known = url_password(ctx.app_env.get("DATABASE_URL") or stored.get("DATABASE_URL"))
     if ctx.dry_run:
         ctx.managed_env["DATABASE_URL"] = ctx.app_env.get("DATABASE_URL", "")
         return changes + ([] if known else [f"role {env.db_user} + database {env.db_name}"])
@@ -62,3 +121,32 @@ def postgres(ctx: Context) -> list[str]:
     ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, password or new_password,
                                                    env.db_name)
     return changes
+
+
+def credentials(ctx: Context) -> list[str]:
+    """Keep the service URLs in a root-only file on the db host, for the other hosts."""
+    urls = {k: ctx.managed_env[k] for k in SERVICE_URLS if ctx.managed_env.get(k)}
+    if ctx.dry_run or not urls:
+        return []
+    spec = FileSpec(credentials_path(ctx.env), envfile.render(urls), mode=0o600, secret=True)
+    return ctx.apply_files([spec], ctx.facts["credentials_files"])
+
+
+REACH = 'for port in "${@:2}"; do timeout 3 bash -c "</dev/tcp/$1/$port" 2>/dev/null || ' \
+        '{ echo "$port"; exit 1; }; done'
+
+
+def reach(ctx: Context) -> list[str]:
+    """An app host on another machine than the db host must reach its Postgres/Redis ports."""
+    db, env = ctx.env.db_host, ctx.env
+    ports = [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
+    if ctx.dry_run or db is None or db == ctx.host or not ports:
+        return []
+    result = ctx.remote.run(["bash", "-c", REACH, "reach", db.private, *map(str, ports)],
+                            check=False)
+    if not result.ok:
+        raise ToolkitError(
+            f"{ctx.host.address} cannot reach the db host {db.address} at "
+            f"{db.private}:{result.stdout.strip()}; let the app hosts through any firewall or "
+            f"security group between them, or fix the db host's private_address")
+    return []

@@ -10,10 +10,11 @@ from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
 SUPPORTED = {("debian", "12"), ("debian", "13"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
-PACKAGES = (
-    "ca-certificates", "curl", "sudo", "ufw", "unattended-upgrades", "tzdata", "socat",
-    "python3", "python3-venv", "postgresql", "redis-server", "nginx", "certbot",
-)
+BASE_PACKAGES = ("ca-certificates", "curl", "sudo", "ufw", "unattended-upgrades", "tzdata", "socat")
+ROLE_PACKAGES = {"web": ("python3", "python3-venv", "nginx", "certbot"),
+                 "worker": ("python3", "python3-venv"),
+                 "db": ("postgresql", "redis-server"),
+                 "lb": ("nginx", "certbot")}
 APT_FRESH_SECONDS = 24 * 3600
 AUTO_UPGRADES = FileSpec(
     "/etc/apt/apt.conf.d/20auto-upgrades",
@@ -24,10 +25,16 @@ APT_ENV = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
+def packages_for(roles: tuple[str, ...]) -> list[str]:
+    """What a host with ``roles`` needs installed (pure)."""
+    wanted = [*BASE_PACKAGES, *(p for role in roles for p in ROLE_PACKAGES[role])]
+    return list(dict.fromkeys(wanted))
+
+
 def probes(ctx: Context) -> list[facts.Probe]:
     """Facts the preflight and system steps need, gathered before anything changes."""
     return [
-        facts.os_release(), facts.resources(), facts.packages(PACKAGES),
+        facts.os_release(), facts.resources(), facts.packages(packages_for(ctx.host.roles)),
         facts.Probe("apt_age", "echo $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists "
                                "/var/cache/apt/pkgcache.bin 2>/dev/null | sort -n | tail -1) ))",
                     lambda out, rc: int(out.strip() or 10**9)),
@@ -65,7 +72,7 @@ def packages(ctx: Context) -> list[str]:
     if ctx.facts["dpkg_unsettled"]:  # apt still busy, or an earlier run was cut off mid-install
         ctx.act(["bash", "-c", SETTLE_DPKG], timeout=1800)
         changes.append("waited for apt/dpkg and finished any interrupted install")
-    missing = [p for p in PACKAGES if p not in ctx.facts["packages"]]
+    missing = [p for p in packages_for(ctx.host.roles) if p not in ctx.facts["packages"]]
     if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
         ctx.act([*APT_ENV, "update"], timeout=600)
         changes.append("apt lists refreshed")

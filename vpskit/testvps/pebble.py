@@ -17,6 +17,7 @@ from vpskit.testvps import state
 from vpskit.testvps.shell import (
     HarnessError,
     answers,
+    cmdline,
     ensure_packages,
     find_pids,
     last_line,
@@ -113,7 +114,7 @@ def up(host_address: str = "10.77.0.1") -> Pebble:
             env = dict(os.environ, PEBBLE_VA_NOSLEEP="1", PEBBLE_WFE_NONCEREJECT="0")
             log = PEBBLE_DIR / "pebble.log"
             pids = [spawn(["pebble", "-config", str(CONFIG)], log, cwd=PEBBLE_DIR, env=env)]
-            _wait_listening(log)
+            _wait_listening(log, pids[0])
     return Pebble(
         directory_url=f"https://{host_address}:{ACME_PORT}/dir",
         roots_url=f"https://{host_address}:{MANAGEMENT_PORT}/roots/0",
@@ -122,10 +123,11 @@ def up(host_address: str = "10.77.0.1") -> Pebble:
     )
 
 
-def _wait_listening(log: Path, timeout: float = 15) -> None:
+def _wait_listening(log: Path, pid: int, timeout: float = 15) -> None:
+    """Until both ports answer; ``pid`` (not yet exec'd into pebble at first) must stay alive."""
     deadline = time.monotonic() + timeout
     while not (answers("127.0.0.1", ACME_PORT) and answers("127.0.0.1", MANAGEMENT_PORT)):
-        if not _running() or time.monotonic() > deadline:
+        if not cmdline(pid) or time.monotonic() > deadline:
             terminate(_running(), 5)
             raise HarnessError(f"Pebble did not start: {last_line(log.read_text())!r} (log: {log})")
         time.sleep(0.05)

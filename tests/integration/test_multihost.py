@@ -1,0 +1,160 @@
+"""Three test VPSes as one environment: `web+worker`, `web` and `db`. Provision runs on all at
+once; Postgres/Redis answer the app hosts only; deploys roll across the web hosts under load;
+a release failing on the second host leaves every host on the old one."""
+
+from __future__ import annotations
+
+import re
+import socket
+import urllib.request
+from collections.abc import Iterator
+
+import pytest
+
+from tests.helpers import machines
+from tests.helpers.site import SECRET_KEY, Site
+from vpskit import session
+from vpskit.devtasks import sandbox
+from vpskit.devtasks.load import Load
+
+pytestmark = pytest.mark.vps
+
+INDEX = machines.INDEX + 7  # three VPSes: INDEX, INDEX+1, INDEX+2
+DOMAIN = f"multi{INDEX}.test"
+VIEWS = "catalog/views.py"
+HEALTHY = '    result = {"status": "ok"}\n    failing = []\n'
+MARKER = "/srv/shop-production/shared/fail-health"
+
+
+@pytest.fixture(scope="module")
+def cluster(tmp_path_factory) -> Iterator[dict]:
+    names = [f"vpskit-m{INDEX + i}" for i in range(3)]
+    with machines.booted(names[0], INDEX, ()) as web1, \
+            machines.booted(names[1], INDEX + 1, ()) as web2, \
+            machines.booted(names[2], INDEX + 2, ()) as db, machines.pebble_for(web1) as pebble:
+        base = tmp_path_factory.mktemp("multi")
+        sandbox.create(base, web1, pebble, secret_key=SECRET_KEY, domains=[DOMAIN],
+                       roles=[(web1, ["web", "worker"]), (web2, ["web"]), (db, ["db"])])
+        yield {"site": Site(base, (DOMAIN,), base / "pebble-root.pem"),
+               "web": [web1, web2], "db": db}
+
+
+def sh(site: Site, address: str, script: str, check: bool = True) -> str:
+    env = site.env()
+    remote = session.open_remote(env, next(h for h in env.hosts if h.address == address))
+    try:
+        return remote.script(script, check=check).stdout
+    finally:
+        remote.conn.close()
+
+
+def get(address: str, path: str = "/") -> tuple[int, str]:
+    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": DOMAIN})
+    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+    try:
+        with opener.open(request, timeout=10) as response:
+            return response.status, response.read().decode()
+    except urllib.error.HTTPError as exc:
+        return exc.code, exc.read().decode(errors="replace")
+
+
+def version(address: str) -> str:
+    status, body = get(address)
+    assert status == 200, body
+    return re.search(r"VERSION=(\S+)", body).group(1)
+
+
+def live(site: Site, address: str) -> str:
+    return sh(site, address, "readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
+
+
+@pytest.fixture(scope="module")
+def provisioned(cluster) -> dict:
+    site = cluster["site"]
+    return {"first": site.fab("provision"), "second": site.fab("provision")}
+
+
+def test_provision_runs_on_all_hosts_at_once_and_twice_changes_nothing(cluster, provisioned):
+    first, second = provisioned["first"].stdout, provisioned["second"].stdout
+    addresses = [v.address for v in (*cluster["web"], cluster["db"])]
+    for address in addresses:
+        assert f"[{address}]   packages" in first
+        assert re.search(rf"^{re.escape(address)}: \d+ changed", first, re.M), first
+        assert re.search(rf"^{re.escape(address)}: 0 changed", second, re.M), second
+    # parallel: the hosts installed their packages at the same time
+    times = [float(m) for m in re.findall(r"\] +packages +changed +([\d.]+)s", first)]
+    total = float(re.search(r"^provisioned 3 host\(s\) in ([\d.]+)s", first, re.M)[1])
+    assert len(times) == 3 and sum(times) > total, first
+
+
+def test_db_answers_the_app_hosts_only(cluster, provisioned):
+    site, db = cluster["site"], cluster["db"]
+    for vps in cluster["web"]:
+        out = sh(site, vps.address, f"for p in 5432 6379; do timeout 3 bash -c "
+                                    f"\"</dev/tcp/{db.address}/$p\" && echo open $p; done", False)
+        assert out.split() == ["open", "5432", "open", "6379"], out
+        env_file = sh(site, vps.address, "cat /srv/shop-production/shared/.env")
+        assert f"@{db.address}:5432/" in env_file and f"@{db.address}:6379/" in env_file
+    for port in (5432, 6379):  # from outside (this machine) neither answers
+        with pytest.raises(OSError):
+            socket.create_connection((db.address, port), timeout=3).close()
+    assert "nginx" not in sh(site, db.address, "dpkg-query -W -f '${Package}\\n' nginx", False)
+
+
+def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, provisioned):
+    site, web = cluster["site"], cluster["web"]
+    site.fab("deploy")
+    assert [version(v.address) for v in web] == ["1.0.0", "1.0.0"]
+    sha = site.commit("2.0.0", {"VERSION": "2.0.0\n"})
+    loads = [Load(v.address, DOMAIN, None, clients=8) for v in web]
+    for load in loads:
+        load.__enter__()
+    try:
+        out = site.fab("deploy").stdout
+    finally:
+        for load in loads:
+            load.__exit__(None, None, None)
+    for load in loads:
+        assert load.result.failures == 0 and load.result.requests > 100, load.result.summary()
+    assert [version(v.address) for v in web] == ["2.0.0", "2.0.0"]
+    for vps in web:
+        assert sh(site, vps.address, "cat /srv/shop-production/current/REVISION").strip() == sha
+    assert out.count("  release ") == 1  # migrations ran once
+    switches = [out.index(f"[{v.address}]   switch") for v in web]
+    publics = [out.index(f"[{v.address}]   public") for v in web]
+    assert publics[0] < switches[1], out  # one host at a time, each health-gated
+
+
+def test_release_failing_on_the_second_host_leaves_all_on_the_old_one(cluster, provisioned):
+    site, web = cluster["site"], cluster["web"]
+    before = [live(site, v.address) for v in web]
+    text = (sandbox.ROOT / "examples" / "django" / VIEWS).read_text()
+    site.commit("fails behind nginx where the marker is", {VIEWS: text.replace(HEALTHY, (
+        '    result = {"status": "ok"}\n    import os\n'
+        f'    failing = ["marker"] if os.path.exists("{MARKER}") and '
+        'request.META.get("HTTP_X_REAL_IP") else []\n'))})
+    sh(site, web[1].address, f"touch {MARKER}")
+    try:
+        result = site.fab("deploy", check=False)
+    finally:
+        sh(site, web[1].address, f"rm -f {MARKER}")
+    assert result.returncode == 1
+    message = result.stderr.strip().splitlines()[-1]
+    assert message.startswith(f"error: deploy failed on {web[1].address}: public: health check"
+                              ), result.stderr
+    assert f"{web[0].address}: rolled back to {before[0]}" in message
+    assert [live(site, v.address) for v in web] == before
+    assert [version(v.address) for v in web] == ["2.0.0", "2.0.0"]
+
+
+def test_an_app_host_that_cannot_reach_the_db_is_named(cluster, provisioned):
+    site, web2, db = cluster["site"], cluster["web"][1], cluster["db"]
+    sh(site, db.address, f"ufw insert 1 deny from {web2.address}")
+    try:
+        result = site.fab("provision", check=False)
+    finally:
+        sh(site, db.address, f"ufw delete deny from {web2.address}")
+    assert result.returncode == 1
+    assert (f"{web2.address} cannot reach the db host {db.address} at {db.address}:5432"
+            in result.stderr), result.stderr
+    assert re.search(rf"^{re.escape(db.address)}: \d+ changed", result.stdout, re.M)
