@@ -20,6 +20,7 @@ COMMON_CONF = "/etc/nginx/conf.d/vpskit.conf"
 ACME_WEBROOT = "/var/lib/vpskit/acme"
 SYSTEMD_DIR = "/etc/systemd/system"
 ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
+BACKEND_PORT = 8080  # web hosts behind an lb host serve it here, admitted from the lb only
 # What inventory values may contain where they land in a unit file (no quotes, ``$``, newlines).
 _SYSTEMD_WORD = re.compile(r"^[\w.:()-]+$")
 _COMMAND_WORD = re.compile(r"^[\w.:=/@+,-]+$")  # no quotes, $, % or spaces inside a word
@@ -77,6 +78,15 @@ def upstream_path(env: Environment) -> str:
     return f"/etc/nginx/vpskit/{env.site}/upstream.conf"
 
 
+def lb_site_path(env: Environment) -> str:
+    """The load balancer's site: its own file, since an lb host may also be a web host."""
+    return f"/etc/nginx/sites-enabled/{env.site}-lb.conf"
+
+
+def lb_upstream_path(env: Environment) -> str:
+    return f"/etc/nginx/vpskit/{env.site}/lb-upstream.conf"
+
+
 def cert_path(env: Environment) -> str:
     return f"/etc/letsencrypt/live/{env.site}/fullchain.pem"
 
@@ -101,20 +111,29 @@ def www_redirects(env: Environment) -> list[tuple[str, str]]:
     return pairs
 
 
-def nginx_site(env: Environment, tls_ready: bool) -> str:
+def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
     """The site's server blocks: HTTPS when ``tls.enabled`` and the certificate exists
-    (``tls_ready``), else the app over plain HTTP (ACME challenges are answered either way)."""
-    tls_ready = tls_ready and env.tls.enabled
-    redirects = www_redirects(env)
+    (``tls_ready``), else the app over plain HTTP (ACME challenges are answered either way).
+
+    ``mode``: ``web`` serves the live release to the world; ``lb`` terminates TLS and spreads
+    requests over the web hosts; ``backend`` is a web host behind an lb: plain HTTP on
+    :data:`BACKEND_PORT`, trusting the lb's client address and scheme headers.
+    """
+    tls_ready = tls_ready and env.tls.enabled and mode != "backend"
+    redirects = www_redirects(env) if mode != "backend" else []
     sources = {source for source, _ in redirects}
+    lb = env.lb_host
     return _render(
         "nginx/site.conf.j2",
         env=env,
-        ident=ident(env),
+        mode=mode,
+        backend_port=BACKEND_PORT,
+        lb_address=lb.private if lb else "",
+        ident=ident(env) + ("_lb" if mode == "lb" else ""),
         tls_ready=tls_ready,
         redirects=redirects,
         app_domains=[d for d in env.domains if d not in sources],
-        upstream_conf=upstream_path(env),
+        upstream_conf=lb_upstream_path(env) if mode == "lb" else upstream_path(env),
         acme_webroot=ACME_WEBROOT,
         cert=cert_path(env),
         key=key_path(env),
@@ -127,6 +146,19 @@ def nginx_upstream(env: Environment, release_id: str | None) -> str:
     """The upstream naming the live release's socket: the only file a deploy switch rewrites."""
     return _render("nginx/upstream.conf.j2", site=env.site, ident=ident(env),
                    release_id=release_id, socket=web_socket(env, release_id))
+
+
+def nginx_lb_upstream(env: Environment, out_of_rotation: tuple[str, ...] = ()) -> str:
+    """The lb's upstream: every web host's backend port, those ``out_of_rotation`` marked down
+    (a deploy switching them)."""
+    return _render("nginx/lb-upstream.conf.j2", site=env.site, ident=ident(env) + "_lb",
+                   port=BACKEND_PORT, down=out_of_rotation,
+                   servers=[h.private for h in env.hosts_with("web")])
+
+
+def web_mode(env: Environment) -> str:
+    """How a web host's site serves: ``backend`` behind an lb host, else ``web``."""
+    return "backend" if env.lb_host else "web"
 
 
 def nginx_common() -> str:

@@ -34,8 +34,9 @@ class Reporter:
     prefix: str = ""
 
     def line(self, text: str) -> None:
-        if not self.quiet:
-            print(f"{self.prefix}{text}", file=self.stream, flush=True)
+        if not self.quiet:  # one write per line: threads' lines never interleave
+            self.stream.write(f"{self.prefix}{text}\n")
+            self.stream.flush()
 
     def step(self, outcome: Outcome, dry_run: bool = False) -> None:
         state = ("would change" if dry_run else "changed") if outcome.changed else "unchanged"

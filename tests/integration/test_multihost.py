@@ -1,12 +1,13 @@
-"""Three test VPSes as one environment: `web+worker`, `web` and `db`. Provision runs on all at
-once; Postgres/Redis answer the app hosts only; deploys roll across the web hosts under load;
-a release failing on the second host leaves every host on the old one."""
+"""Three test VPSes as one environment: `lb+web+worker`, `web` and `db`. Provision runs on all
+at once; the lb terminates TLS (Pebble) and alone reaches the web hosts' backend port;
+Postgres/Redis answer the app hosts only; deploys roll across the web hosts under load, each
+out of the lb's rotation while it switches; a release failing on the second host leaves every
+host on the old one."""
 
 from __future__ import annotations
 
 import re
 import socket
-import urllib.request
 from collections.abc import Iterator
 
 import pytest
@@ -29,12 +30,12 @@ MARKER = "/srv/shop-production/shared/fail-health"
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory) -> Iterator[dict]:
     names = [f"vpskit-m{INDEX + i}" for i in range(3)]
-    with machines.booted(names[0], INDEX, ()) as web1, \
+    with machines.booted(names[0], INDEX, (DOMAIN,)) as web1, \
             machines.booted(names[1], INDEX + 1, ()) as web2, \
             machines.booted(names[2], INDEX + 2, ()) as db, machines.pebble_for(web1) as pebble:
         base = tmp_path_factory.mktemp("multi")
         sandbox.create(base, web1, pebble, secret_key=SECRET_KEY, domains=[DOMAIN],
-                       roles=[(web1, ["web", "worker"]), (web2, ["web"]), (db, ["db"])])
+                       roles=[(web1, ["lb", "web", "worker"]), (web2, ["web"]), (db, ["db"])])
         yield {"site": Site(base, (DOMAIN,), base / "pebble-root.pem"),
                "web": [web1, web2], "db": db}
 
@@ -48,18 +49,20 @@ def sh(site: Site, address: str, script: str, check: bool = True) -> str:
         remote.conn.close()
 
 
-def get(address: str, path: str = "/") -> tuple[int, str]:
-    request = urllib.request.Request(f"http://{address}{path}", headers={"Host": DOMAIN})
-    opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-    try:
-        with opener.open(request, timeout=10) as response:
-            return response.status, response.read().decode()
-    except urllib.error.HTTPError as exc:
-        return exc.code, exc.read().decode(errors="replace")
+def version(site: Site, address: str) -> str:
+    """The version a web host serves, asked on its backend port from the host itself."""
+    body = sh(site, address, f"curl -sf -H 'Host: {DOMAIN}' -H 'X-Forwarded-Proto: https' "
+                             f"http://127.0.0.1:8080/")
+    return re.search(r"VERSION=(\S+)", body).group(1)
 
 
-def version(address: str) -> str:
-    status, body = get(address)
+def versions(site: Site, web: list) -> list[str]:
+    return [version(site, v.address) for v in web]
+
+
+def served(site: Site) -> str:
+    """The version the world gets: HTTPS through the lb, verified against Pebble's root."""
+    status, body, _ = site.get("/")
     assert status == 200, body
     return re.search(r"VERSION=(\S+)", body).group(1)
 
@@ -101,28 +104,40 @@ def test_db_answers_the_app_hosts_only(cluster, provisioned):
     assert "nginx" not in sh(site, db.address, "dpkg-query -W -f '${Package}\\n' nginx", False)
 
 
+def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provisioned):
+    site, (web1, web2) = cluster["site"], cluster["web"]
+    site.fab("deploy")
+    assert served(site) == "1.0.0"
+    assert site.get("/", scheme="http")[0] == 301
+    for port in (80, 443, 8080):  # web2 is reached through the lb only
+        with pytest.raises(OSError):
+            socket.create_connection((web2.address, port), timeout=3).close()
+    out = sh(site, web1.address, f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+                                 f"http://{web2.address}:8080/health/")
+    assert out == "200"
+    upstream = sh(site, web1.address, "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
+    assert f"server {web1.address}:8080" in upstream and f"server {web2.address}:8080" in upstream
+    assert "down" not in upstream.split("upstream")[-1]
+
+
 def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, provisioned):
     site, web = cluster["site"], cluster["web"]
-    site.fab("deploy")
-    assert [version(v.address) for v in web] == ["1.0.0", "1.0.0"]
+    assert versions(site, web) == ["1.0.0", "1.0.0"]
     sha = site.commit("2.0.0", {"VERSION": "2.0.0\n"})
-    loads = [Load(v.address, DOMAIN, None, clients=8) for v in web]
-    for load in loads:
-        load.__enter__()
-    try:
+    with Load(web[0].address, DOMAIN, str(site.ca_file), clients=16) as load:
         out = site.fab("deploy").stdout
-    finally:
-        for load in loads:
-            load.__exit__(None, None, None)
-    for load in loads:
-        assert load.result.failures == 0 and load.result.requests > 100, load.result.summary()
-    assert [version(v.address) for v in web] == ["2.0.0", "2.0.0"]
+    assert load.result.failures == 0 and load.result.requests > 200, load.result.summary()
+    assert versions(site, web) == ["2.0.0", "2.0.0"] and served(site) == "2.0.0"
     for vps in web:
         assert sh(site, vps.address, "cat /srv/shop-production/current/REVISION").strip() == sha
     assert out.count("  release ") == 1  # migrations ran once
     switches = [out.index(f"[{v.address}]   switch") for v in web]
     publics = [out.index(f"[{v.address}]   public") for v in web]
     assert publics[0] < switches[1], out  # one host at a time, each health-gated
+    lb = f"lb {web[0].address}: "
+    for vps, switched in zip(web, switches, strict=True):  # each out of rotation meanwhile
+        assert out.index(f"{lb}{vps.address} out of rotation") < switched < out.index(
+            f"{lb}{vps.address} back in rotation"), out
 
 
 def test_release_failing_on_the_second_host_leaves_all_on_the_old_one(cluster, provisioned):
@@ -144,7 +159,9 @@ def test_release_failing_on_the_second_host_leaves_all_on_the_old_one(cluster, p
                               ), result.stderr
     assert f"{web[0].address}: rolled back to {before[0]}" in message
     assert [live(site, v.address) for v in web] == before
-    assert [version(v.address) for v in web] == ["2.0.0", "2.0.0"]
+    assert versions(site, web) == ["2.0.0", "2.0.0"] and served(site) == "2.0.0"
+    upstream = sh(site, web[0].address, "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
+    assert "down" not in upstream.split("upstream")[-1]  # both back in rotation
 
 
 def test_an_app_host_that_cannot_reach_the_db_is_named(cluster, provisioned):

@@ -150,3 +150,15 @@ def test_packages_follow_roles():
     assert "postgresql" not in system.packages_for(("web",))
     assert "nginx" not in system.packages_for(("db",))
     assert system.packages_for(("web", "worker")).count("python3") == 1
+
+
+def test_firewall_roles_lb_web_db():
+    from vpskit.config import App, Environment, Host
+    lb = Host("203.0.113.1", roles=("lb", "web"), private_address="10.0.0.1")
+    web = Host("203.0.113.2", roles=("web",), private_address="10.0.0.2")
+    db = Host("203.0.113.3", roles=("db",), private_address="10.0.0.3")
+    env = Environment("production", (lb, web, db), ("shop.test",), App("shop", "repo"))
+    assert [firewall.public_ports(env, h) for h in (lb, web, db)] == [[22, 80, 443], [22], [22]]
+    assert firewall.admitted(env, web) == ((8080, "10.0.0.1"),)
+    assert firewall.admitted(env, db) == ((5432, "10.0.0.1"), (6379, "10.0.0.1"),
+                                          (5432, "10.0.0.2"), (6379, "10.0.0.2"))

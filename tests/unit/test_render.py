@@ -111,7 +111,7 @@ def certificate(tmp_path_factory) -> tuple[bytes, bytes]:
 
 
 def nginx_test(tmp_path: Path, envs: list[tuple[Environment, bool, str | None]],
-               certificate: tuple[bytes, bytes]) -> None:
+               certificate: tuple[bytes, bytes], more: dict[str, str] | None = None) -> None:
     """Install the rendered files of each (env, tls_ready, release) under ``tmp_path`` at their
     server paths, absolute ``/etc/...`` references rebased there, and run ``nginx -t`` on
     Debian's nginx.conf pointed at that tree. Any [warn] or [emerg] fails."""
@@ -135,8 +135,10 @@ def nginx_test(tmp_path: Path, envs: list[tuple[Environment, bool, str | None]],
         return target
 
     install(render.COMMON_CONF, render.nginx_common())
+    for path, text in (more or {}).items():
+        install(path, text)
     for env, tls_ready, release in envs:
-        install(render.site_path(env), render.nginx_site(env, tls_ready))
+        install(render.site_path(env), render.nginx_site(env, tls_ready, render.web_mode(env)))
         install(render.upstream_path(env), render.nginx_upstream(env, release))
         install(render.cert_path(env), certificate[0])
         install(render.key_path(env), certificate[1])
@@ -194,6 +196,27 @@ def test_nginx_before_first_deploy_and_two_sites_side_by_side(tmp_path, certific
     staging = make_env(name="staging", domains=("staging.shop.example.com",))
     production = make_env(www_redirect="to_bare")
     nginx_test(tmp_path, [(staging, False, None), (production, True, RELEASE)], certificate)
+
+
+@pytest.mark.parametrize("tls_ready", [True, False], ids=["tls", "http-only"])
+def test_lb_and_backend_on_one_host_pass_nginx_t(tmp_path, certificate, tls_ready):
+    """An lb+web host: the lb's site (TLS, upstream of both web hosts, one out of rotation)
+    beside the same site's backend on port 8080."""
+    hosts = (Host("203.0.113.20", roles=("lb", "web", "worker"), private_address="10.0.0.20"),
+             Host("203.0.113.21", roles=("web",), private_address="10.0.0.21"),
+             Host("203.0.113.22", roles=("db",)))
+    env = dataclasses.replace(make_env(www_redirect="to_bare"), hosts=hosts)
+    lb_site = render.nginx_site(env, tls_ready, "lb")
+    upstream = render.nginx_lb_upstream(env, ("10.0.0.21",))
+    nginx_test(tmp_path, [(env, tls_ready, RELEASE)], certificate,
+               {render.lb_site_path(env): lb_site, render.lb_upstream_path(env): upstream})
+    backend = render.nginx_site(env, True, "backend")
+    assert "listen 8080;" in backend and "ssl_certificate" not in backend
+    assert "set_real_ip_from 10.0.0.20;" in backend and "acme-challenge" not in backend
+    assert "X-Forwarded-Proto $http_x_forwarded_proto" in backend
+    assert "location /static/" not in lb_site and "X-Forwarded-Proto $scheme" in lb_site
+    assert "server 10.0.0.20:8080 max_fails=1 fail_timeout=5s;" in upstream
+    assert "server 10.0.0.21:8080 max_fails=1 fail_timeout=5s down;" in upstream
 
 
 @pytest.mark.parametrize("app", APPS.values(), ids=APPS.keys())

@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
-from vpskit import fleet, session
+from vpskit import fleet, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
 from vpskit.deploy.pipeline import Deploy, deploy_line
 from vpskit.deploy.source import release_id, resolve
 from vpskit.errors import ToolkitError
+from vpskit.remote import Remote
 from vpskit.session import closing_remote
 from vpskit.steps import Reporter, run_steps
 
@@ -46,22 +47,57 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
             fleet.each_or_raise(hosts, lambda h, o: jobs[h.address].phase(name), out, "deploy",
                                 alone=len(targets) == 1)
 
+        lb: Remote | None = None  # the lb host's runner, once opened
         try:
             fleet.each_or_raise(targets, prepare, out, "deploy")
             web = [h for h in targets if "web" in h.roles] or targets
             phase("once", web[:1])
             phase("start", web)
+            if env.lb_host and "web" in web[0].roles:
+                lb = _lb_remote(env, jobs, stack)
             for i in range(0, len(web), batch):
-                phase("switch", web[i:i + batch])
+                _switch_batch(env, lb, web[i:i + batch], lambda h: phase("switch", h), out)
+            if lb:
+                url = switch.check_public(lb, env, _has_cert(lb, env), lb=True)
+                out.line(f"lb {env.lb_host.address}: {url} answered {env.health.status}")
             phase("finish", targets)
         except ToolkitError as exc:
             if not jobs:
                 raise
-            raise type(exc)(f"{exc}; {_recover(list(jobs.values()), out)}") from exc
+            notes = _recover(list(jobs.values()), out)
+            if lb:
+                switch.rotate(lb, env)
+            raise type(exc)(f"{exc}; {notes}") from exc
     tls = any(j.tls for j in jobs.values())
     out.line(deploy_line(env, rid, source.sha, time.monotonic() - start, tls)
              + (f" on {len(jobs)} hosts" if len(jobs) > 1 else ""))
     return rid
+
+
+def _lb_remote(env: Environment, jobs: dict[str, Deploy], stack: ExitStack) -> Remote:
+    lb = env.lb_host
+    if lb.address in jobs:
+        return jobs[lb.address].remote
+    return stack.enter_context(closing_remote(session.open_remote(env, lb)))
+
+
+def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
+                  switch_hosts: Callable[[list[Host]], None], out: Reporter) -> None:
+    """Switch ``hosts``, out of the lb's rotation meanwhile when there is an lb; a host that
+    fails stays out until the deploy is undone."""
+    if not lb:
+        switch_hosts(hosts)
+        return
+    names = ", ".join(h.address for h in hosts)
+    switch.rotate(lb, env, tuple(h.private for h in hosts))
+    out.line(f"lb {env.lb_host.address}: {names} out of rotation")
+    switch_hosts(hosts)
+    switch.rotate(lb, env)
+    out.line(f"lb {env.lb_host.address}: {names} back in rotation")
+
+
+def _has_cert(remote: Remote, env: Environment) -> bool:
+    return remote.run(["test", "-s", render.cert_path(env)], check=False).ok
 
 
 def _recover(jobs: list[Deploy], out: Reporter) -> str:
@@ -101,8 +137,7 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
     live = found.get(found.current) if found.current else None
     if live and live.id == target.id:
         raise ToolkitError(f"{target.id} is already live on {remote.host}")
-    tls = remote.run(["test", "-s", f"/etc/letsencrypt/live/{env.site}/fullchain.pem"],
-                     check=False).ok
+    tls = _has_cert(remote, env)
 
     def start(_):
         switch.start(remote, env, target.id)

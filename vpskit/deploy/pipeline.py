@@ -176,9 +176,7 @@ class Deploy:
         return [f"current -> {self.release_id}"]
 
     def public_health(self) -> list[str]:
-        switch.check_public(self.remote, self.env, self.tls)
-        return [f"{'https' if self.tls else 'http'}://{self.env.primary_domain}"
-                f"{self.env.health.path}"]
+        return [switch.check_public(self.remote, self.env, self.tls)]
 
     def stop_old(self) -> list[str]:
         self._meta("ok")

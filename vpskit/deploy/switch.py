@@ -16,7 +16,7 @@ HEALTH_SCRIPT = r"""
 mode="$1" target="$2" host="$3" path="$4" want="$5" tries="$6" timeout="$7"
 body=$(mktemp); trap 'rm -f "$body"' EXIT
 if [ "$mode" = socket ]; then via=(--unix-socket "$target" "http://$host$path")
-else via=(--resolve "$host:$target:127.0.0.1" -k "$mode://$host$path"); fi
+else via=(--resolve "$host:$target:127.0.0.1" -k "$mode://$host:$target$path"); fi
 delay=0.2; start=$(date +%s.%N); code=000
 for i in $(seq "$tries"); do
   code=$(curl -s -o "$body" -w '%{http_code}' --max-time "$timeout" \
@@ -57,10 +57,16 @@ def check_socket(remote: Remote, env: Environment, release_id: str) -> None:
            f"release {release_id} on its socket")
 
 
-def check_public(remote: Remote, env: Environment, tls: bool) -> None:
-    """Health-check through Nginx with the real domain (TLS when a certificate exists)."""
-    scheme, port = ("https", "443") if tls else ("http", "80")
-    _check(remote, env, scheme, port, f"{scheme}://{env.primary_domain} through nginx")
+def check_public(remote: Remote, env: Environment, tls: bool, lb: bool = False) -> str:
+    """Health-check through this host's Nginx with the real domain: the public site (TLS when
+    a certificate exists), the backend port of a web host behind an lb, or with ``lb`` the
+    lb's site. Returns the URL checked."""
+    backend = env.lb_host is not None and not lb
+    scheme = "https" if tls and not backend else "http"
+    port = render.BACKEND_PORT if backend else 443 if scheme == "https" else 80
+    url = f"{scheme}://{env.primary_domain}:{port}{env.health.path}"
+    _check(remote, env, scheme, str(port), f"{url} through nginx")
+    return url
 
 
 def _check(remote: Remote, env: Environment, mode: str, target: str, what: str) -> None:
@@ -83,6 +89,17 @@ def point_nginx(remote: Remote, env: Environment, release_id: str, previous: str
         files.write(remote, files.FileSpec(path, render.nginx_upstream(env, previous)))
         remote.run(["systemctl", "reload", "nginx"], check=False)
         raise RemoteError(f"{remote.host}: nginx refused the new upstream; previous one restored")
+
+
+def rotate(remote: Remote, env: Environment, out_of_rotation: tuple[str, ...] = ()) -> None:
+    """On the lb host: take the web hosts at these private addresses out of rotation (or put
+    all back with none); returns once no old Nginx worker can send them a request."""
+    files.write(remote, files.FileSpec(render.lb_upstream_path(env),
+                                       render.nginx_lb_upstream(env, out_of_rotation)))
+    result = remote.run(["bash", "-c", SWITCH_NGINX, "rotate", str(env.app.graceful_timeout)],
+                        check=False, timeout=env.app.graceful_timeout + 60)
+    if result.exited in (3, 4):
+        raise RemoteError(f"{remote.host}: nginx refused the lb upstream")
 
 
 def point_current(remote: Remote, env: Environment, release_id: str) -> None:

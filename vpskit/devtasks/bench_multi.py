@@ -1,6 +1,6 @@
 """Many hosts for ``inv bench``: fresh provision and first deploy of the example on three test
-VPSes (``web+worker``, ``web``, ``db``) against the same on one; parallelism should keep three
-hosts under 1.5x of one."""
+VPSes (``lb+web+worker``, ``web``, ``db``; TLS from Pebble on the lb) against the same on one;
+parallelism should keep three hosts under 1.5x of one."""
 
 from __future__ import annotations
 
@@ -14,7 +14,7 @@ from vpskit import testvps
 from vpskit.devtasks import sandbox
 
 NAMES, FIRST_INDEX, DOMAIN = ("bench-m1", "bench-m2", "bench-m3"), 21, "multi.bench.test"
-ROLES = (("web", "worker"), ("web",), ("db",))
+ROLES = (("lb", "web", "worker"), ("web",), ("db",))
 
 
 def run(fab: Callable[..., tuple[float, str]], report: Callable[..., Any],
@@ -25,7 +25,7 @@ def run(fab: Callable[..., tuple[float, str]], report: Callable[..., Any],
         machines = []
         for i, name in enumerate(NAMES):
             testvps.down(name)
-            machines.append(testvps.up(name, FIRST_INDEX + i))
+            machines.append(testvps.up(name, FIRST_INDEX + i, domains=(DOMAIN,) if i == 0 else ()))
             stack.callback(testvps.down, name)
         pebble = testvps.pebble_up(machines[0].host_address)
         workdir = sandbox.create(Path(tmp), machines[0], pebble, domains=[DOMAIN],
@@ -34,7 +34,7 @@ def run(fab: Callable[..., tuple[float, str]], report: Callable[..., Any],
         deploy, _ = fab(workdir, "deploy")
     rows = []
     for what, seconds in (("provision", provision), ("deploy", deploy)):
-        rows.append(report(f"3 hosts (web+worker, web, db): fresh {what}", seconds, " s", None))
+        rows.append(report(f"3 hosts (lb+web+worker, web, db): fresh {what}", seconds, " s", None))
         rows.append(report(f"3 hosts / 1 host, fresh {what}", seconds / one_host[what], "",
                            1.5, "{:.2f}"))
     return rows

@@ -102,9 +102,9 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
     """Fill ``base`` (app repo, inventory.yml, .env.<env>, pebble-root.pem); return it.
 
     ``example`` names the app under examples/. Production serves ``domains`` (default: the
-    VPS's) from ``vps``, or from several VPSes given as ``roles`` ((vps, its roles) pairs,
-    over plain HTTP: TLS would need an lb host); with ``staging_domain`` a staging environment
-    on ``vps`` serves that one.
+    VPS's) from ``vps``, or from several VPSes given as ``roles`` ((vps, its roles) pairs;
+    plain HTTP unless one is an lb host); with ``staging_domain`` a staging environment on
+    ``vps`` serves that one.
     """
     app_text, secret_names = APPS[example]
     app = base / "app"
@@ -121,7 +121,7 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
     text = INVENTORY.format(name=vps.name, app=app_text, secrets=", ".join(secret_names),
                             domain=production[0], acme=pebble.directory_url,
                             domains=", ".join(production), hosts=hosts)
-    if roles:
+    if roles and not any("lb" in r for _, r in roles):
         text = text.replace("tls:\n", "tls:\n  enabled: false\n", 1)
     if staging_domain:
         text += STAGING.format(domain=staging_domain, **host)

@@ -3,8 +3,9 @@
 All hosts of the environment are worked on at once, in three phases: the base system (packages,
 users, SSH, firewall) everywhere; then Postgres/Redis on the db host, whose URLs the app hosts
 need; then the site on each host by its roles (app: directories, env file, units; db: backup
-timer; web: Nginx and TLS). Facts are gathered in two round trips per host; each step compares
-and acts only where the server differs, so a second run changes nothing.
+timer; web: Nginx and TLS, or Nginx as a backend of the lb host, which terminates TLS). Facts
+are gathered in two round trips per host; each step compares and acts only where the server
+differs, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -78,7 +79,11 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
     if host == db:
         steps.append(("backups", backup_timer.backup_timer))
     if "web" in host.roles:
-        steps += [("nginx", web.nginx), ("tls", tls.tls)]
+        steps.append(("nginx", web.nginx))
+    if "lb" in host.roles:
+        steps.append(("lb", web.lb))
+    if "lb" in host.roles or "web" in host.roles and not ctx.env.lb_host:
+        steps.append(("tls", tls.tls))
     run.steps(steps)
 
 

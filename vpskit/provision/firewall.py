@@ -1,11 +1,12 @@
-"""ufw: deny incoming by default; allow SSH (the configured port), 80 and 443 on web and lb
-hosts, and on a separate db host Postgres/Redis from exactly the app hosts' addresses."""
+"""ufw: deny incoming by default; allow SSH (the configured port), 80 and 443 on the hosts the
+world reaches (the lb, or the web hosts without one); from inside only what is needed: the
+backend port from the lb, Postgres/Redis on the db host from exactly the app hosts."""
 
 from __future__ import annotations
 
 import re
 
-from vpskit import facts
+from vpskit import facts, render
 from vpskit.config import Environment, Host
 from vpskit.provision.context import Context
 
@@ -37,21 +38,25 @@ def plan(status: str, ports: list[int], admitted: tuple[tuple[int, str], ...] = 
     return cmds
 
 
-def public_ports(host: Host) -> list[int]:
-    web = "web" in host.roles or "lb" in host.roles
-    return [host.port, 80, 443] if web else [host.port]
+def public_ports(env: Environment, host: Host) -> list[int]:
+    public = "lb" in host.roles or "web" in host.roles and not env.lb_host
+    return [host.port, 80, 443] if public else [host.port]
 
 
 def admitted(env: Environment, host: Host) -> tuple[tuple[int, str], ...]:
-    """(port, source address) pairs the db host lets in: each other app host (pure)."""
-    if host != env.db_host:
-        return ()
-    ports = [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
-    return tuple((port, h.private) for h in env.app_hosts if h != host for port in ports)
+    """(port, source address) pairs let in from inside: on the db host each other app host;
+    on a web host behind an lb the lb, to the backend port (pure)."""
+    pairs: list[tuple[int, str]] = []
+    if host == env.db_host:
+        ports = [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
+        pairs += [(port, h.private) for h in env.app_hosts if h != host for port in ports]
+    if env.lb_host and "web" in host.roles:
+        pairs.append((render.BACKEND_PORT, env.lb_host.private))
+    return tuple(pairs)
 
 
 def firewall(ctx: Context) -> list[str]:
-    cmds = plan(ctx.facts["ufw"], public_ports(ctx.host), admitted(ctx.env, ctx.host))
+    cmds = plan(ctx.facts["ufw"], public_ports(ctx.env, ctx.host), admitted(ctx.env, ctx.host))
     for cmd in cmds:
         ctx.act(cmd)
     return [" ".join(cmd) for cmd in cmds]

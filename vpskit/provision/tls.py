@@ -157,7 +157,7 @@ def tls(ctx: Context) -> list[str]:
     preflight(ctx)
     ctx.remote.run(certbot_argv(env), timeout=300)
     if not ctx.facts["cert_ready"]:  # the nginx step rendered the site HTTP-only
-        site = FileSpec(render.site_path(env), render.nginx_site(env, tls_ready=True))
+        site = web.tls_site(ctx, tls_ready=True)
         ctx.apply_files([site], {}, validate=["nginx", "-t", "-q"])
         changes.append(f"{site.path} serves HTTPS")
     web.reload_nginx(ctx)

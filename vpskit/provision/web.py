@@ -1,5 +1,9 @@
 """Nginx: the shared snippet, the site and its upstream; default site removed; ``nginx -t``
-before every reload, and a reload only when something changed."""
+before every reload, and a reload only when something changed.
+
+A web host serves the live release (to the world, or as a backend of the lb host); the lb host
+has a site of its own that terminates TLS and spreads requests over the web hosts.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +18,8 @@ DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
 
 def probes(ctx: Context) -> list[facts.Probe]:
     env = ctx.env
-    paths = [render.COMMON_CONF, render.site_path(env), render.upstream_path(env)]
+    paths = [render.COMMON_CONF, render.site_path(env), render.upstream_path(env),
+             render.lb_site_path(env), render.lb_upstream_path(env)]
     return [
         file_probe(paths, "nginx_files"),
         facts.Probe("nginx_default", f"test -e {DEFAULT_SITE}", lambda out, rc: rc == 0),
@@ -23,21 +28,39 @@ def probes(ctx: Context) -> list[facts.Probe]:
     ]
 
 
+def tls_site(ctx: Context, tls_ready: bool) -> FileSpec:
+    """The site that terminates TLS on this host: the lb's, or the web site without an lb."""
+    if "lb" in ctx.host.roles:
+        return FileSpec(render.lb_site_path(ctx.env), render.nginx_site(ctx.env, tls_ready, "lb"))
+    return FileSpec(render.site_path(ctx.env),
+                    render.nginx_site(ctx.env, tls_ready, render.web_mode(ctx.env)))
+
+
 def nginx(ctx: Context) -> list[str]:
-    """Install the site; keep the upstream a deploy wrote (it names the live release)."""
-    env = ctx.env
-    states = ctx.facts["nginx_files"]
-    specs = [
-        FileSpec(render.COMMON_CONF, render.nginx_common()),
-        FileSpec(render.site_path(env), render.nginx_site(env, tls_ready=ctx.facts["cert_ready"])),
-    ]
+    """Install the web site; keep the upstream a deploy wrote (it names the live release)."""
+    env, states = ctx.env, ctx.facts["nginx_files"]
+    specs = [FileSpec(render.site_path(env), render.nginx_site(
+        env, tls_ready=ctx.facts["cert_ready"], mode=render.web_mode(env)))]
     if render.upstream_path(env) not in states:
         specs.append(FileSpec(render.upstream_path(env), render.nginx_upstream(env, None)))
+    return _apply(ctx, specs)
+
+
+def lb(ctx: Context) -> list[str]:
+    """Install the load balancer's site and its upstream of every web host, all in rotation."""
+    env = ctx.env
+    return _apply(ctx, [tls_site(ctx, ctx.facts["cert_ready"]),
+                        FileSpec(render.lb_upstream_path(env), render.nginx_lb_upstream(env))])
+
+
+def _apply(ctx: Context, specs: list[FileSpec]) -> list[str]:
     changes = []
     if ctx.facts["nginx_default"]:
         ctx.act(["rm", "-f", DEFAULT_SITE])
+        ctx.facts["nginx_default"] = False
         changes.append(f"removed {DEFAULT_SITE}")
-    changes += ctx.apply_files(specs, states, validate=["nginx", "-t", "-q"])
+    specs = [FileSpec(render.COMMON_CONF, render.nginx_common()), *specs]
+    changes += ctx.apply_files(specs, ctx.facts["nginx_files"], validate=["nginx", "-t", "-q"])
     if changes:
         reload_nginx(ctx)
     return changes
