@@ -47,14 +47,13 @@ dir="$1" name="$2" kind="$3" source="$4"
 tmp="$dir/.$name.partial"
 trap 'rm -f "$tmp"' EXIT
 mkdir -p "$dir"; chmod 700 "$dir"
-if [ "$kind" = dump ]; then
-  runuser -u postgres -- pg_dump --format=custom "$source" > "$tmp"
+if [ "$kind" = dump ]; then  # checksummed on the way to disk, not read back for it
+  sum=$(runuser -u postgres -- pg_dump --format=custom "$source" | tee "$tmp" | sha256sum)
   pg_restore --list "$tmp" > /dev/null
 else
-  tar -C "$(dirname "$source")" -czf "$tmp" "$(basename "$source")"
+  sum=$(tar -C "$(dirname "$source")" -cz "$(basename "$source")" | tee "$tmp" | sha256sum)
   tar -tzf "$tmp" > /dev/null
 fi
-sum=$(sha256sum < "$tmp")
 sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
 trap - EXIT
 echo "$(stat -c %s "$dir/$name") ${sum%% *}"
@@ -468,7 +467,7 @@ class Restore:
 
     def _start(self) -> None:
         switch.start(self.remote, self.env, self.live)
-        switch.restart_processes(self.remote, self.env)
+        switch.restart_processes(self.remote, self.env, wait=True)
         self.stopped = False
 
     def recover(self) -> str:

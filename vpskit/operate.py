@@ -1,66 +1,76 @@
-"""Day-to-day operator tasks: status, logs, releases, management commands, app variables."""
+"""Day-to-day operator tasks: status, logs, releases, management commands, app variables.
+
+Each runs on every app host at once, lines prefixed by host when there are several."""
 
 from __future__ import annotations
 
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
-from vpskit import envfile, facts, files, render, session
-from vpskit.config import Environment
+from vpskit import envfile, facts, files, fleet, render, session
+from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases
 from vpskit.errors import ToolkitError
 from vpskit.remote import Remote
 from vpskit.secret import MASK
 from vpskit.steps import Reporter
 
-SERVICES = ("nginx", "postgresql", "redis-server")
+SERVICES = {"web": ("nginx",), "lb": ("nginx",), "db": ("postgresql", "redis-server")}
 
 
-def _each_host(env: Environment, role: str = "web"):
-    for host in env.hosts_with(role):
-        remote = session.open_remote(env, host)
-        try:
-            yield host, remote
-        finally:
-            remote.conn.close()
+def _on_app_hosts(env: Environment, job: Callable[[Host, Remote, Reporter], None],
+                  out: Reporter, what: str) -> None:
+    """``job(host, remote, reporter)`` on every web/worker host at once."""
+    def one(host: Host, host_out: Reporter) -> None:
+        with session.closing_remote(session.open_remote(env, host)) as remote:
+            job(host, remote, host_out)
+    fleet.each_or_raise(env.app_hosts, one, out, what)
 
 
 def status(env: Environment, out: Reporter) -> None:
     """Live release, its sha and age, service states and free disk, per host."""
-    for host, remote in _each_host(env):
-        found = facts.gather(remote, [releases.probe(env), facts.resources()])
-        rel: releases.Releases = found["releases"]
-        live = rel.get(rel.current) if rel.current else None
-        units = [render.web_unit_name(env, live.id)] if live else []
+    _on_app_hosts(env, lambda host, remote, o: _status(env, host, remote, o), out, "status")
+
+
+def _status(env: Environment, host: Host, remote: Remote, out: Reporter) -> None:
+    found = facts.gather(remote, [releases.probe(env), facts.resources()])
+    rel: releases.Releases = found["releases"]
+    live = rel.get(rel.current) if rel.current else None
+    units = [render.web_unit_name(env, live.id)] if live and "web" in host.roles else []
+    if "worker" in host.roles:
         units += [render.process_unit_name(env, p.name, i) for p in env.processes
                   for i in range(1, p.count + 1)]
-        states = facts.gather(remote, [facts.units([*units, *SERVICES])])["units"]
-        out.line(f"{env.site} on {host.address}")
-        if live:
-            out.line(f"  release   {live.id}  sha {live.sha[:12]}  deployed {live.at} by "
-                     f"{live.by}")
-        else:
-            out.line("  release   none deployed yet (fab deploy)")
-        for unit, (active, enabled, pid) in states.items():
-            out.line(f"  {unit:<40} {active:<10} {enabled:<10} pid {pid}")
-        out.line(f"  disk      {found['resources']['disk_free_mb']} MiB free on /")
+    units += list(dict.fromkeys(u for role in host.roles for u in SERVICES.get(role, ())))
+    states = facts.gather(remote, [facts.units(units)])["units"]
+    out.line(f"{env.site} on {host.address}")
+    if live:
+        out.line(f"  release   {live.id}  sha {live.sha[:12]}  deployed {live.at} by "
+                 f"{live.by}")
+    else:
+        out.line("  release   none deployed yet (fab deploy)")
+    for unit, (active, enabled, pid) in states.items():
+        out.line(f"  {unit:<40} {active:<10} {enabled:<10} pid {pid}")
+    out.line(f"  disk      {found['resources']['disk_free_mb']} MiB free on /")
 
 
 def list_releases(env: Environment, out: Reporter) -> None:
-    for host, remote in _each_host(env):
-        rel = releases.load(remote, env)
-        out.line(f"{env.site} on {host.address}")
-        for r in reversed(rel.items):
-            mark = "*" if r.id == rel.current else " "
-            out.line(f" {mark} {r.id}  sha {r.sha[:12]:<12}  {r.state:<8} {r.at}  {r.by}")
+    _on_app_hosts(env, lambda host, remote, o: _releases(env, host, remote, o), out, "releases")
+
+
+def _releases(env: Environment, host: Host, remote: Remote, out: Reporter) -> None:
+    rel = releases.load(remote, env)
+    out.line(f"{env.site} on {host.address}")
+    for r in reversed(rel.items):
+        mark = "*" if r.id == rel.current else " "
+        out.line(f" {mark} {r.id}  sha {r.sha[:12]:<12}  {r.state:<8} {r.at}  {r.by}")
 
 
 def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
-    """The app's journal (every release's web unit), optionally followed."""
+    """The app's journal (every release's web unit and the processes), optionally followed."""
     argv = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
-            "-u", f"{env.site}-web@*", *(["-f"] if follow else [])]
-    for _host, remote in _each_host(env):
-        remote.run(argv, on_stdout=out.line, timeout=None)
+            "-u", f"{env.site}-*@*", *(["-f"] if follow else [])]
+    _on_app_hosts(env, lambda host, remote, o: remote.run(argv, on_stdout=o.line, timeout=None),
+                  out, "logs")
 
 
 def manage(env: Environment, args: Sequence[str]) -> int:
@@ -90,33 +100,39 @@ def manage(env: Environment, args: Sequence[str]) -> int:
 
 def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], out: Reporter
              ) -> None:
-    """List the app's variables (values hidden), or set/unset some and restart the app."""
-    for host, remote in _each_host(env):
-        current = _read_env(remote, env)
-        if not settings and not unset:
-            out.line(f"{env.site} on {host.address}: {env.env_file}")
-            for key in sorted(current):
-                out.line(f"  {key}={MASK}")
-            continue
-        wanted = dict(current)
-        for item in settings:
-            key, sep, value = item.partition("=")
-            if not sep or not envfile.KEY_RE.match(key):
-                raise ToolkitError(f"'{item.split('=')[0]}': expected KEY=VALUE (KEY=- reads "
-                                   f"the value from stdin)")
-            wanted[key] = sys.stdin.readline().rstrip("\n") if value == "-" else value
-            remote.add_secret(wanted[key])
-        for key in unset:
-            wanted.pop(key, None)
-        if wanted == current:
-            out.line(f"{host.address}: unchanged")
-            continue
-        files.write(remote, files.FileSpec(str(env.env_file), envfile.render(wanted),
-                                           env.app_user, env.app_user, 0o600))
-        restart(remote, env)
-        changed = sorted(set(wanted) ^ set(current) | {k for k in wanted
-                                                       if current.get(k) != wanted[k]})
-        out.line(f"{host.address}: changed {', '.join(changed)}; app restarted")
+    """List the app's variables (values hidden), or set/unset some and restart the app, on
+    every app host."""
+    wanted: dict[str, str] = {}
+    for item in settings:  # stdin is read once, here, not once per host
+        key, sep, value = item.partition("=")
+        if not sep or not envfile.KEY_RE.match(key):
+            raise ToolkitError(f"'{item.split('=')[0]}': expected KEY=VALUE (KEY=- reads "
+                               f"the value from stdin)")
+        wanted[key] = sys.stdin.readline().rstrip("\n") if value == "-" else value
+    _on_app_hosts(env, lambda host, remote, o: _set_vars(env, host, remote, wanted, unset, o),
+                  out, "env")
+
+
+def _set_vars(env: Environment, host: Host, remote: Remote, settings: dict[str, str],
+              unset: Sequence[str], out: Reporter) -> None:
+    current = _read_env(remote, env)
+    if not settings and not unset:
+        out.line(f"{env.site} on {host.address}: {env.env_file}")
+        for key in sorted(current):
+            out.line(f"  {key}={MASK}")
+        return
+    for value in settings.values():
+        remote.add_secret(value)
+    wanted = {k: v for k, v in {**current, **settings}.items() if k not in unset}
+    if wanted == current:
+        out.line(f"{host.address}: unchanged")
+        return
+    files.write(remote, files.FileSpec(str(env.env_file), envfile.render(wanted),
+                                       env.app_user, env.app_user, 0o600))
+    restart(remote, env)
+    changed = sorted(set(wanted) ^ set(current) | {k for k in wanted
+                                                   if current.get(k) != wanted[k]})
+    out.line(f"{host.address}: changed {', '.join(changed)}; app restarted")
 
 
 def _read_env(remote: Remote, env: Environment) -> dict[str, str]:

@@ -265,6 +265,15 @@ def test_staging_shares_the_vps_without_touching_production(site, deployed, vps)
     assert site.get("/", domain=staging)[0] == 200
     databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1")
     assert {"shop_production", "shop_staging"} <= set(databases.split())
+    redis = {e: urlsplit(envfile.parse(site.sh(f"cat /srv/shop-{e}/shared/.env"))["REDIS_URL"])
+             for e in ("production", "staging")}
+    numbers = {e: url.path.lstrip("/") for e, url in redis.items()}
+    assert numbers["production"] != numbers["staging"], numbers
+    auth = f"export REDISCLI_AUTH='{redis['production'].password}'; "  # via stdin, not argv
+    assert site.sh(auth + f"redis-cli -n {numbers['production']} set vpskit:probe prod; "
+                   f"redis-cli -n {numbers['staging']} get vpskit:probe; "
+                   f"redis-cli -n {numbers['production']} del vpskit:probe").split() == [
+        "OK", "1"]  # staging's database does not have production's key (empty line)
 
 
 def test_secrets_never_appear_in_any_output(site, deployed):

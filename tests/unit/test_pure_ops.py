@@ -162,3 +162,17 @@ def test_firewall_roles_lb_web_db():
     assert firewall.admitted(env, web) == ((8080, "10.0.0.1"),)
     assert firewall.admitted(env, db) == ((5432, "10.0.0.1"), (6379, "10.0.0.1"),
                                           (5432, "10.0.0.2"), (6379, "10.0.0.2"))
+
+
+def test_each_site_gets_its_own_redis_database():
+    assert cache.parse_registry("/etc/vpskit/redis-db/shop-production:0\n"
+                                "/etc/vpskit/redis-db/shop-staging:1\n", 0) == {
+        "shop-production": 0, "shop-staging": 1}
+    registry = {"shop-production": 0}
+    assert cache.redis_db("shop-production", registry, "", "h") == 0
+    assert cache.redis_db("shop-staging", registry, "redis://:p@127.0.0.1:6379/0", "h") == 1
+    assert cache.redis_db("shop-staging", registry, "redis://:p@127.0.0.1:6379/5", "h") == 5
+    assert cache.redis_db("shop-production", {}, "redis://:p@127.0.0.1:6379/0", "h") == 0
+    full = {f"app{n}-production": n for n in range(16)}
+    with pytest.raises(ToolkitError, match="Redis on h has all 16 databases taken"):
+        cache.redis_db("shop-staging", full, "", "h")

@@ -158,11 +158,11 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
         releases.set_state(remote, env, target, "ok")
         if not live:
             return []
-        switch.stop(remote, env, live.id)
+        switch.stop(remote, env, live.id, wait=False)
         if live.id < target.id:  # rolled forward: the release left behind is not to blame
-            return [f"stopped {live.id}"]
+            return [f"stopping {live.id}"]
         releases.set_state(remote, env, live, "bad")
-        return [f"stopped {live.id}, marked bad"]
+        return [f"stopping {live.id}, marked bad"]
 
     def current(_):
         switch.point_current(remote, env, target.id)

@@ -182,8 +182,8 @@ class Deploy:
         self._meta("ok")
         if not self.live or self.live == self.release_id:
             return []
-        switch.stop(self.remote, self.env, self.live)
-        return [f"stopped {self.live}"]
+        switch.stop(self.remote, self.env, self.live, wait=False)
+        return [f"stopping {self.live}"]
 
     def processes(self) -> list[str]:
         return switch.restart_processes(self.remote, self.env)

@@ -45,10 +45,11 @@ def start(remote: Remote, env: Environment, release_id: str) -> None:
     remote.run(["systemctl", "start", render.web_unit_name(env, release_id)], timeout=120)
 
 
-def stop(remote: Remote, env: Environment, release_id: str) -> None:
-    """Graceful stop (SIGTERM; in-flight requests get app.graceful_timeout)."""
-    remote.run(["systemctl", "stop", render.web_unit_name(env, release_id)],
-               timeout=env.app.graceful_timeout + 30)
+def stop(remote: Remote, env: Environment, release_id: str, wait: bool = True) -> None:
+    """Graceful stop (SIGTERM; in-flight requests get app.graceful_timeout); without ``wait``
+    it goes on in the background (a release Nginx no longer sends anything to)."""
+    remote.run(["systemctl", "stop", *([] if wait else ["--no-block"]),
+                render.web_unit_name(env, release_id)], timeout=env.app.graceful_timeout + 30)
 
 
 def check_socket(remote: Remote, env: Environment, release_id: str) -> None:
@@ -110,7 +111,7 @@ def point_current(remote: Remote, env: Environment, release_id: str) -> None:
 
 
 PROCESSES_SCRIPT = r"""
-site="$1"; shift
+block="$1" site="$2"; shift 2
 while [ $# -gt 0 ]; do
   name="$1" count="$2"; shift 2
   want=(); for i in $(seq 1 "$count"); do want+=("$site-$name@$i.service"); done
@@ -119,18 +120,20 @@ while [ $# -gt 0 ]; do
     case " ${want[*]} " in *" $unit "*) ;; *) systemctl disable --now --quiet "$unit";; esac
   done
   if [ "$count" -gt 0 ]; then
-    systemctl enable --quiet "${want[@]}" && systemctl restart "${want[@]}"
+    systemctl enable --quiet "${want[@]}" && systemctl restart $block "${want[@]}"
   fi
 done
 """
 
 
-def restart_processes(remote: Remote, env: Environment) -> list[str]:
+def restart_processes(remote: Remote, env: Environment, wait: bool = False) -> list[str]:
     """Restart every process type on the live release, gracefully (SIGTERM, then its
-    stop_timeout); stop instances beyond the configured count."""
+    stop_timeout); in the background unless ``wait``, so a long job never holds up a deploy or
+    rollback. Instances beyond the configured count are stopped."""
     if not env.processes:
         return []
     args = [str(x) for p in env.processes for x in (p.name, p.count)]
-    wait = max(p.stop_timeout for p in env.processes) + 60
-    remote.run(["bash", "-c", PROCESSES_SCRIPT, "processes", env.site, *args], timeout=wait)
-    return [f"{p.name} x{p.count}" for p in env.processes]
+    timeout = max(p.stop_timeout for p in env.processes) + 60
+    remote.run(["bash", "-c", PROCESSES_SCRIPT, "processes", "" if wait else "--no-block",
+                env.site, *args], timeout=timeout)
+    return [f"{p.name} x{p.count}{'' if wait else ' restarting'}" for p in env.processes]

@@ -1,18 +1,26 @@
 """Redis bound to localhost (and the db host's private address when the app runs on other
-hosts), with a generated password and a memory policy."""
+hosts), with a generated password and a memory policy.
+
+Each site on the host gets a database number of its own, recorded in ``/etc/vpskit/redis-db/``,
+so staging and production (or two apps) never see each other's keys.
+"""
 
 from __future__ import annotations
 
 import re
 import secrets
+from urllib.parse import urlsplit
 
 from vpskit import facts
+from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
-from vpskit.provision.database import remote_clients
+from vpskit.provision.database import known_url, remote_clients
 
 REDIS_CONF = "/etc/redis/redis.conf"
 VPSKIT_CONF = "/etc/redis/vpskit.conf"
+REGISTRY = "/etc/vpskit/redis-db"
+DATABASES = 16  # Redis's default ``databases``
 INCLUDE = f"include {VPSKIT_CONF}"
 
 
@@ -21,8 +29,40 @@ def probes(ctx: Context) -> list[facts.Probe]:
         facts.Probe("redis_include", f"grep -qxF '{INCLUDE}' {REDIS_CONF}",
                     lambda out, rc: rc == 0),
         facts.text(VPSKIT_CONF, "redis_conf"),
-        file_probe([VPSKIT_CONF], "redis_files"),
+        file_probe([VPSKIT_CONF, registry_path(ctx.env.site)], "redis_files"),
+        facts.Probe("redis_dbs", f"grep -H . {REGISTRY}/*", parse_registry),
     ]
+
+
+def registry_path(site: str) -> str:
+    return f"{REGISTRY}/{site}"
+
+
+def parse_registry(out: str, rc: int) -> dict[str, int]:
+    """``{site: number}`` from ``grep -H`` lines ``/etc/vpskit/redis-db/<site>:<n>`` (pure)."""
+    found = {}
+    for line in out.splitlines():
+        path, _, number = line.rpartition(":")
+        if number.strip().isdigit():
+            found[path.rsplit("/", 1)[-1]] = int(number)
+    return found
+
+
+def redis_db(site: str, registry: dict[str, int], current_url: str, host: str) -> int:
+    """The site's database number: as recorded; else the one its REDIS_URL already uses, if
+    no other site has it; else the lowest free one (pure)."""
+    if site in registry:
+        return registry[site]
+    taken = {n for other, n in registry.items() if other != site}
+    current = urlsplit(current_url).path.lstrip("/") if current_url else ""
+    if current.isdigit() and int(current) not in taken:
+        return int(current)
+    free = [n for n in range(DATABASES) if n not in taken]
+    if not free:
+        raise ToolkitError(f"Redis on {host} has all {DATABASES} databases taken by other sites "
+                           f"({', '.join(sorted(registry))}); give this environment its own db "
+                           f"host, or REDIS_URL of a managed Redis under secrets")
+    return free[0]
 
 
 def redis_conf(password: str, maxmemory: str, policy: str, listen: tuple[str, ...] = ()) -> str:
@@ -60,5 +100,9 @@ def redis(ctx: Context) -> list[str]:
     changes += ctx.apply_files([spec], ctx.facts["redis_files"])
     if changes:
         ctx.act(["systemctl", "restart", "redis-server"])
-    ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:6379/0"
+    number = redis_db(ctx.env.site, ctx.facts["redis_dbs"], known_url(ctx, "REDIS_URL"),
+                      ctx.host.address)
+    changes += ctx.apply_files([FileSpec(registry_path(ctx.env.site), f"{number}\n")],
+                               ctx.facts["redis_files"])
+    ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:6379/{number}"
     return changes

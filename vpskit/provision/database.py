@@ -65,6 +65,12 @@ def hba_with(text: str, site: str, db: str, user: str, clients: list[str]) -> st
     return head + block + tail
 
 
+def known_url(ctx: Context, key: str) -> str:
+    """The site's ``key`` as the server has it: its env file here, or the credentials file."""
+    stored = envfile.parse(ctx.facts["credentials"] or "", credentials_path(ctx.env))
+    return ctx.app_env.get(key) or stored.get(key, "")
+
+
 def url_for(url: str, db: Host, host: Host) -> str:
     """A service URL (made for the db host itself) as ``host`` must use it (pure)."""
     if not url or host == db:
@@ -107,8 +113,7 @@ def postgres(ctx: Context) -> list[str]:
     if hba_changes:
         ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
     changes += hba_changes
-    stored = envfile.parse(ctx.facts["credentials"] or "", credentials_path(env))
-    known = url_password(ctx.app_env.get("DATABASE_URL") or stored.get("DATABASE_URL"))
+    known = url_password(known_url(ctx, "DATABASE_URL"))
     if ctx.dry_run:
         ctx.managed_env["DATABASE_URL"] = ctx.app_env.get("DATABASE_URL", "")
         return changes + ([] if known else [f"role {env.db_user} + database {env.db_name}"])
