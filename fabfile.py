@@ -4,16 +4,17 @@ Each task loads the inventory, calls one function of the ``vpskit`` package, and
 ``ToolkitError`` into a one-line message on stderr with exit code 1.
 """
 
-import os
 from pathlib import Path
 
 from fabric import task
 
 from vpskit import backups, fleet, operate
 from vpskit import init as app_init
-from vpskit.cli import DEFAULT_INVENTORY, exits, load_env, remainder
+from vpskit.cli import exits, inventory_path, load_env, remainder
 from vpskit.deploy import deploy_environment, rollback_environment
 from vpskit.provision import provision_environment
+from vpskit.remove import remove as remove_site
+from vpskit.restore import restore as restore_database
 from vpskit.steps import Reporter
 
 ENV = {"env": "environment from the inventory (e.g. production)",
@@ -104,12 +105,18 @@ def env_(c, env=None, set=None, unset=None, inventory=None):  # noqa: A002 - CLI
 def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A002 - CLI flag
     """Dump the database on the server, verify it, copy it here, prune old backups."""
     environment = load_env(env, inventory)
-    local = backups.local_dir(environment, inventory or os.environ.get("VPSKIT_INVENTORY",
-                                                                       DEFAULT_INVENTORY))
+    local = backups.local_dir(environment, inventory_path(inventory))
     if list:
         backups.list_backups(environment, local, Reporter())
     else:
         backups.backup(environment, local, Reporter(quiet=not verbose))
+
+
+@task(help={**ENV, "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
+@exits
+def remove(c, env=None, yes=False, inventory=None):
+    """Take the environment off its hosts (a last dump is kept); other sites are untouched."""
+    remove_site(load_env(env, inventory), yes, Reporter())
 
 
 @task(help={**ENV, "file": "latest (default: the server's newest dump, safety dumps aside), a "
@@ -118,4 +125,4 @@ def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A00
 @exits
 def restore(c, env=None, file="latest", yes=False, inventory=None):
     """Restore the database from a backup (after a safety dump), restart the app, check it."""
-    backups.restore(load_env(env, inventory), file, yes, Reporter())
+    restore_database(load_env(env, inventory), file, yes, Reporter())

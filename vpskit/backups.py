@@ -1,4 +1,5 @@
-"""Backups: verified dumps on the server, an off-site copy here, retention, restore.
+"""Backups: verified dumps on the server, an off-site copy here, retention (restore: see
+``vpskit.restore``).
 
 A partial file is never a backup. Dumps (``pg_dump -Fc``) and media archives are written under
 ``.<name>.partial``, checked (``pg_restore --list`` / ``tar -t``), fsynced and only then renamed
@@ -17,7 +18,6 @@ import inspect
 import os
 import re
 import shlex
-import sys
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,8 +29,6 @@ import paramiko
 
 from vpskit import facts, session
 from vpskit.config import Environment, Host
-from vpskit.deploy import releases, switch
-from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
 from vpskit.steps import Reporter, run_steps
@@ -58,37 +56,6 @@ sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
 trap - EXIT
 echo "$(stat -c %s "$dir/$name") ${sum%% *}"
 """
-
-UPLOAD_SCRIPT = r"""
-set -eo pipefail; umask 077
-dir="$1" name="$2" want="$3"
-tmp="$dir/.$name.partial"
-trap 'rm -f "$tmp"' EXIT
-cat > "$tmp"
-sum=$(sha256sum < "$tmp")
-if [ "${sum%% *}" != "$want" ]; then
-  echo "sha256 after upload differs from the local file's" >&2; exit 1
-fi
-pg_restore --file=/dev/null "$tmp"  # reads every block: a damaged copy never stops the app
-if [ -e "$dir/$name" ] && ! cmp -s "$tmp" "$dir/$name"; then
-  echo "a different $name is already on the server; rename the local file" >&2; exit 1
-fi
-sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
-trap - EXIT
-"""
-
-# One transaction: drop everything the app role owns (tables made after the backup included),
-# then the dump. pg_restore's COMMIT comes last in its output, so a dump that breaks off leaves
-# the transaction open and psql's exit rolls it back: the database is then as it was.
-RESTORE_SCRIPT = r"""
-set -eo pipefail
-file="$1" db="$2" role="$3"
-{ printf 'SET client_min_messages = error;\nBEGIN;\nDROP OWNED BY :"role";\n'
-  pg_restore --single-transaction --clean --if-exists --no-owner --no-privileges \
-    --role="$role" --file=- "$file"
-} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v role="$role" --dbname="$db" -f -
-"""
-
 
 # ---- names and retention (pure, standard library only: shipped to the server as is) --------------
 def parse_name(site: str, name: str) -> tuple[str, str, str] | None:
@@ -396,153 +363,3 @@ def list_backups(env: Environment, local: Path, out: Reporter) -> None:
                  f"(keep {env.backups.keep_days} days)")
         for name in sorted(found, key=lambda n: parse_name(env.site, n)[0], reverse=True):
             out.line(f"  {name:<72} {found[name] / 1e6:9.1f} MB  {age(name, now):>8}")
-
-
-# ---- fab restore ---------------------------------------------------------------------------------
-@dataclass
-class Restore:
-    """One restore on the db host: safety dump, app stopped, one-transaction restore, app
-    started and health-checked. A failed restore leaves the database as it was."""
-
-    env: Environment
-    remote: Remote
-    name: str  # the backup's name in the server's backup directory
-    upload_from: Path | None  # a local file to upload first
-    live: str | None
-    tls: bool
-    safety: Artifact | None = None
-    stopped: bool = False
-    restored: bool = False
-
-    def run(self, out: Reporter) -> None:
-        steps = [("upload", Restore.upload)] if self.upload_from else []
-        steps += [("safety dump", Restore.safety_dump), ("stop app", Restore.stop_app),
-                  ("restore", Restore.restore), ("start app", Restore.start_app)]
-        try:
-            run_steps(self, steps, out)
-        except ToolkitError as exc:
-            raise type(exc)(f"{exc}; {self.recover()}") from exc
-
-    def upload(self) -> list[str]:
-        source = self.upload_from
-        try:
-            with source.open("rb") as f:
-                sha256 = hashlib.file_digest(f, "sha256").hexdigest()
-                f.seek(0)
-                stream(self.remote, ["bash", "-c", UPLOAD_SCRIPT, "upload",
-                                     str(self.env.backup_dir), self.name, sha256],
-                       ["upload", self.name], source=f)
-        except OSError as exc:
-            raise ToolkitError(f"cannot read {source}: {exc.strerror or exc}") from None
-        return [f"{source} -> {self.env.backup_dir}/{self.name} (sha256 verified)"]
-
-    def safety_dump(self) -> list[str]:
-        self.safety = archive(self.remote, self.env, dump_name(self.env.site, SAFETY_LABEL))
-        return [str(self.safety)]
-
-    def stop_app(self) -> list[str]:
-        """Web and process units: nothing writes while the data is replaced."""
-        env = self.env
-        wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
-        self.remote.run(["systemctl", "stop", f"{env.site}-*@*.service"], timeout=wait)
-        self.stopped = True
-        return [f"{env.site}-*@*"]
-
-    def restore(self) -> list[str]:
-        result = self.remote.run(["bash", "-c", RESTORE_SCRIPT, "restore",
-                                  f"{self.env.backup_dir}/{self.name}", self.env.db_name,
-                                  self.env.db_user], check=False, timeout=3600)
-        if not result.ok:
-            raise self.remote.error(["pg_restore", self.name], result)
-        self.restored = True
-        return [f"{self.env.db_name} from {self.name}"]
-
-    def start_app(self) -> list[str]:
-        if not self.live:
-            return []
-        self._start()
-        switch.check_socket(self.remote, self.env, self.live)
-        switch.check_public(self.remote, self.env, self.tls)
-        return [f"{self.live} healthy"]
-
-    def _start(self) -> None:
-        switch.start(self.remote, self.env, self.live)
-        switch.restart_processes(self.remote, self.env, wait=True)
-        self.stopped = False
-
-    def recover(self) -> str:
-        """Bring the app back after a failure; say what state the data is in."""
-        notes = []
-        if self.stopped and self.live:
-            try:
-                self._start()
-                notes.append(f"app {self.live} started again")
-            except ToolkitError as exc:
-                notes.append(f"starting the app also failed: {exc}")
-        if self.safety and self.restored:
-            notes.append(f"data before the restore: fab restore --env {self.env.name} --file "
-                         f"{self.safety.name}")
-        elif self.safety:
-            notes.append("database unchanged")
-        return "; ".join(notes) or "nothing changed"
-
-
-def resolve(env: Environment, file: str, on_server: Iterable[str]) -> tuple[str, Path | None]:
-    """``(name on the server, local file to upload or None)`` for ``--file``: 'latest', a
-    local file, or a backup's name on the server."""
-    on_server = list(on_server)
-    if file == "latest":
-        name = latest(env.site, on_server)
-        if not name:
-            raise ToolkitError(f"no backup of {env.site} on the server; pass --file with a "
-                               f"local copy (fab backup --list shows them)")
-        return name, None
-    path = Path(file).expanduser()
-    if path.is_file():
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", path.name):
-            raise ToolkitError(f"{path.name!r}: rename the file to letters, digits, '.', '_' "
-                               f"and '-' only")
-        return path.name, path
-    if file in on_server:
-        return file, None
-    raise ToolkitError(f"no backup '{file}': not a local file, not on the server (fab backup "
-                       f"--list shows them)")
-
-
-def restore(env: Environment, file: str, yes: bool, out: Reporter,
-            ask: Callable[[str], str] = input) -> None:
-    """``fab restore``: confirm, then :class:`Restore` under the deploy lock."""
-    if not yes and not sys.stdin.isatty():
-        raise ToolkitError(f"restore replaces the {env.site} database: confirm it on a "
-                           f"terminal, or pass --yes (stdin is not a terminal)")
-    host = db_host(env)
-    remote = session.open_remote(env, host)
-    try:
-        found = facts.gather(remote, [server_backups(env), releases.probe(env), facts.Probe(
-            "tls", f"test -s /etc/letsencrypt/live/{env.site}/fullchain.pem",
-            lambda o, rc: rc == 0)])
-        name, upload_from = resolve(env, file, found["backups"])
-        if not yes:
-            confirm(env, host, name, upload_from, ask, out)
-        with deploy_lock(remote, env.site, f"restore {name}"):
-            out.line(f"restore {env.site} on {host.address} from {name}")
-            Restore(env, remote, name, upload_from, found["releases"].current, found["tls"]
-                    ).run(out)
-    finally:
-        remote.conn.close()
-    out.line(f"restored {env.site} from {name}")
-
-
-def confirm(env: Environment, host: Host, name: str, upload_from: Path | None,
-            ask: Callable[[str], str], out: Reporter) -> None:
-    """Ask for the environment's name; anything else cancels."""
-    where = f"local file {upload_from}" if upload_from else f"{env.backup_dir}/{name}"
-    stamped = f", made {age(name, time.time())} ago" if parse_name(env.site, name) else ""
-    out.line(f"restore database {env.db_name} on {host.address} from {where}{stamped}.")
-    out.line("The current data is dumped first; the app is stopped during the restore.")
-    try:
-        answer = ask(f"Type the environment name ({env.name}) to go on: ")
-    except EOFError:
-        answer = ""
-    if answer.strip() != env.name:
-        raise ToolkitError("restore cancelled; nothing changed")

@@ -19,9 +19,14 @@ from vpskit.errors import ToolkitError
 DEFAULT_INVENTORY = "inventory.yml"
 
 
-def load_env(env: str | None, inventory_path: str | None = None) -> Environment:
+def inventory_path(given: str | None = None) -> str:
+    """``--inventory``, else ``$VPSKIT_INVENTORY``, else ``inventory.yml``."""
+    return given or os.environ.get("VPSKIT_INVENTORY", DEFAULT_INVENTORY)
+
+
+def load_env(env: str | None, given_path: str | None = None) -> Environment:
     """The validated environment; ``--env`` is required."""
-    path = inventory_path or os.environ.get("VPSKIT_INVENTORY", DEFAULT_INVENTORY)
+    path = inventory_path(given_path)
     if not env:
         names = ", ".join(inventory.environment_names(path))
         raise ToolkitError(f"which environment? pass --env (one of: {names})")

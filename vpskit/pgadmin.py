@@ -88,7 +88,7 @@ def ensure_role(conn: psycopg.Connection, role: str, password: str | None) -> st
 
 def ensure_database(conn: psycopg.Connection, name: str, owner: str) -> str | None:
     """Create database ``name`` owned by ``owner``, closed to other roles. Never drops one."""
-    if conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)).fetchone():
+    if database_exists(conn, name):
         return None
     conn.execute(sql.SQL("CREATE DATABASE {} OWNER {}").format(
         sql.Identifier(name), sql.Identifier(owner)))
@@ -98,3 +98,20 @@ def ensure_database(conn: psycopg.Connection, name: str, owner: str) -> str | No
 
 def role_exists(conn: psycopg.Connection, role: str) -> bool:
     return conn.execute("SELECT 1 FROM pg_roles WHERE rolname = %s", (role,)).fetchone() is not None
+
+
+def database_exists(conn: psycopg.Connection, name: str) -> bool:
+    return conn.execute("SELECT 1 FROM pg_database WHERE datname = %s", (name,)
+                        ).fetchone() is not None
+
+
+def drop_database_and_role(conn: psycopg.Connection, name: str, role: str) -> list[str]:
+    """Drop the site's database (closing its connections) and its role; what went."""
+    gone = []
+    if database_exists(conn, name):
+        conn.execute(sql.SQL("DROP DATABASE {} WITH (FORCE)").format(sql.Identifier(name)))
+        gone.append(f"database {name}")
+    if role_exists(conn, role):
+        conn.execute(sql.SQL("DROP ROLE {}").format(sql.Identifier(role)))
+        gone.append(f"role {role}")
+    return gone

@@ -276,6 +276,31 @@ def test_staging_shares_the_vps_without_touching_production(site, deployed, vps)
         "OK", "1"]  # staging's database does not have production's key (empty line)
 
 
+def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
+    production_files = ("/srv/shop-production/shared/.env /etc/nginx/sites-enabled/shop-"
+                        "production.conf /etc/nginx/vpskit/shop-production/upstream.conf "
+                        "/etc/letsencrypt/live/shop-production/fullchain.pem")
+    before = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    out = site.fab("remove", "--yes", env="staging").stdout
+    for item in ("/srv/shop-staging", "/etc/nginx/sites-enabled/shop-staging.conf",
+                 "certificate shop-staging", "user shop-staging", "database shop_staging",
+                 "role shop_staging", "redis database", "unit shop-staging-web@"):
+        assert f"removed {item}" in out, out
+    assert (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}")
+            ) == before
+    left = site.sh("ls -d /srv/shop-staging /etc/letsencrypt/live/shop-staging 2>/dev/null; "
+                   "systemctl list-units --all --plain --no-legend 'shop-staging-*'; "
+                   "find /etc/systemd/system -name 'shop-staging-*'; id shop-staging 2>/dev/null;"
+                   " ls /etc/vpskit/redis-db", check=False)
+    assert left.split() == ["shop-production"], left
+    databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1").split()
+    assert "shop_staging" not in databases and "shop_production" in databases
+    assert "-preremove.dump" in site.sh("ls /var/backups/shop-staging")  # nothing is lost
+    again = site.fab("remove", "--yes", env="staging").stdout
+    assert "nothing of shop-staging left to remove" in again, again
+    assert site.get("/")[0] == 200
+
+
 def test_secrets_never_appear_in_any_output(site, deployed):
     values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
     secrets = [SECRET_KEY, urlsplit(values["DATABASE_URL"]).password,

@@ -183,3 +183,14 @@ def test_an_app_host_that_cannot_reach_the_db_is_named(cluster, provisioned):
     assert (f"{web2.address} cannot reach the db host {db.address} at {db.address}:5432"
             in result.stderr), result.stderr
     assert re.search(rf"^{re.escape(db.address)}: \d+ changed", result.stdout, re.M)
+
+
+def test_backup_and_restore_with_a_separate_db_host(cluster, provisioned):
+    site, web, db = cluster["site"], cluster["web"], cluster["db"]
+    site.fab("backup")
+    result = site.fab("restore", "--yes").stdout
+    assert f"restore shop-production on {db.address}" in result
+    assert re.search(rf"stop app\s+changed .*{web[0].address}, {web[1].address}", result), result
+    for vps in web:
+        assert f"{vps.address}: " in result.split("start app", 1)[1]
+    assert served(site) == "2.0.0"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from vpskit import backups, render
+from vpskit import backups, render, restore
 from vpskit.config import App, Backups, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileState
@@ -105,20 +105,20 @@ def test_latest_skips_safety_dumps_and_media():
 def test_resolve_restore_file(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     on_server = [named(2), named(1)]
-    assert backups.resolve(env(), "latest", on_server) == (named(1), None)
-    assert backups.resolve(env(), named(2), on_server) == (named(2), None)
+    assert restore.resolve(env(), "latest", on_server) == (named(1), None)
+    assert restore.resolve(env(), named(2), on_server) == (named(2), None)
     local = tmp_path / "copies" / named(5)
     local.parent.mkdir()
     local.write_bytes(b"x")
-    assert backups.resolve(env(), f"copies/{named(5)}", on_server) == (
+    assert restore.resolve(env(), f"copies/{named(5)}", on_server) == (
         named(5), Path(f"copies/{named(5)}"))
     (tmp_path / "my dump.dump").write_bytes(b"x")
     with pytest.raises(ToolkitError, match="rename the file"):
-        backups.resolve(env(), "my dump.dump", on_server)
+        restore.resolve(env(), "my dump.dump", on_server)
     with pytest.raises(ToolkitError, match="no backup 'nope.dump'"):
-        backups.resolve(env(), "nope.dump", on_server)
+        restore.resolve(env(), "nope.dump", on_server)
     with pytest.raises(ToolkitError, match="no backup of shop-production on the server"):
-        backups.resolve(env(), "latest", [])
+        restore.resolve(env(), "latest", [])
 
 
 def test_age():
@@ -135,18 +135,18 @@ def test_local_dir_is_relative_to_the_inventory(tmp_path):
 
 def test_confirmation_wants_the_environment_name():
     host = Host("192.0.2.1")
-    backups.confirm(env(), host, named(1), None, lambda prompt: "production\n",
+    restore.confirm(env(), host, named(1), None, lambda prompt: "production\n",
                     Reporter(quiet=True))
     for answer in ("y", "yes", "", "staging"):
         with pytest.raises(ToolkitError, match="cancelled; nothing changed"):
-            backups.confirm(env(), host, named(1), None, lambda prompt, a=answer: a,
+            restore.confirm(env(), host, named(1), None, lambda prompt, a=answer: a,
                             Reporter(quiet=True))
 
 
 def test_restore_refuses_without_a_terminal_before_connecting(monkeypatch):
     monkeypatch.setattr(sys, "stdin", open("/dev/null"))  # noqa: SIM115 - closed by pytest
     with pytest.raises(ToolkitError, match="pass --yes"):
-        backups.restore(env(), "latest", False, Reporter(quiet=True))
+        restore.restore(env(), "latest", False, Reporter(quiet=True))
 
 
 def test_server_script_runs_the_same_commands_as_fab_backup(tmp_path):

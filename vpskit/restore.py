@@ -1,0 +1,239 @@
+"""``fab restore``: a backup back into the database, proven by the app's health check.
+
+The current data is dumped first; the app is stopped on every app host while the dump is
+restored in one transaction on the db host, then started and health-checked again. Any failure
+before the commit leaves the database as it was and the app running.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import sys
+import time
+from collections.abc import Callable, Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from pathlib import Path
+
+from vpskit import facts, render, session
+from vpskit.backups import (
+    SAFETY_LABEL,
+    Artifact,
+    age,
+    archive,
+    db_host,
+    dump_name,
+    latest,
+    parse_name,
+    server_backups,
+    stream,
+)
+from vpskit.config import Environment, Host
+from vpskit.deploy import releases, switch
+from vpskit.deploy.lock import deploy_lock
+from vpskit.errors import ToolkitError
+from vpskit.remote import Remote
+from vpskit.steps import Reporter, run_steps
+
+UPLOAD_SCRIPT = r"""
+set -eo pipefail; umask 077
+dir="$1" name="$2" want="$3"
+tmp="$dir/.$name.partial"
+trap 'rm -f "$tmp"' EXIT
+cat > "$tmp"
+sum=$(sha256sum < "$tmp")
+if [ "${sum%% *}" != "$want" ]; then
+  echo "sha256 after upload differs from the local file's" >&2; exit 1
+fi
+pg_restore --file=/dev/null "$tmp"  # reads every block: a damaged copy never stops the app
+if [ -e "$dir/$name" ] && ! cmp -s "$tmp" "$dir/$name"; then
+  echo "a different $name is already on the server; rename the local file" >&2; exit 1
+fi
+sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
+trap - EXIT
+"""
+
+# One transaction: drop everything the app role owns (tables made after the backup included),
+# then the dump. pg_restore's COMMIT comes last in its output, so a dump that breaks off leaves
+# the transaction open and psql's exit rolls it back: the database is then as it was.
+RESTORE_SCRIPT = r"""
+set -eo pipefail
+file="$1" db="$2" role="$3"
+{ printf 'SET client_min_messages = error;\nBEGIN;\nDROP OWNED BY :"role";\n'
+  pg_restore --single-transaction --clean --if-exists --no-owner --no-privileges \
+    --role="$role" --file=- "$file"
+} | runuser -u postgres -- psql -X -q -v ON_ERROR_STOP=1 -v role="$role" --dbname="$db" -f -
+"""
+
+
+
+@dataclass(frozen=True)
+class AppHost:
+    """An app host as the restore finds it: its runner, live release, certificate."""
+
+    host: Host
+    remote: Remote
+    live: str | None
+    tls: bool
+
+
+@dataclass
+class Restore:
+    """One restore on the db host: safety dump, the app stopped on every app host, a
+    one-transaction restore, the app started and health-checked again. A failed restore leaves
+    the database as it was."""
+
+    env: Environment
+    remote: Remote  # the db host's
+    name: str  # the backup's name in the server's backup directory
+    upload_from: Path | None  # a local file to upload first
+    apps: list[AppHost]
+    safety: Artifact | None = None
+    stopped: bool = False
+    restored: bool = False
+
+    def run(self, out: Reporter) -> None:
+        steps = [("upload", Restore.upload)] if self.upload_from else []
+        steps += [("safety dump", Restore.safety_dump), ("stop app", Restore.stop_app),
+                  ("restore", Restore.restore), ("start app", Restore.start_app)]
+        try:
+            run_steps(self, steps, out)
+        except ToolkitError as exc:
+            raise type(exc)(f"{exc}; {self.recover()}") from exc
+
+    def upload(self) -> list[str]:
+        source = self.upload_from
+        try:
+            with source.open("rb") as f:
+                sha256 = hashlib.file_digest(f, "sha256").hexdigest()
+                f.seek(0)
+                stream(self.remote, ["bash", "-c", UPLOAD_SCRIPT, "upload",
+                                     str(self.env.backup_dir), self.name, sha256],
+                       ["upload", self.name], source=f)
+        except OSError as exc:
+            raise ToolkitError(f"cannot read {source}: {exc.strerror or exc}") from None
+        return [f"{source} -> {self.env.backup_dir}/{self.name} (sha256 verified)"]
+
+    def safety_dump(self) -> list[str]:
+        self.safety = archive(self.remote, self.env, dump_name(self.env.site, SAFETY_LABEL))
+        return [str(self.safety)]
+
+    def stop_app(self) -> list[str]:
+        """Web and process units on every app host: nothing writes while the data is
+        replaced."""
+        env = self.env
+        wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
+        self.stopped = True
+        for app in self.apps:
+            app.remote.run(["systemctl", "stop", f"{env.site}-*@*.service"], timeout=wait)
+        return [f"{env.site}-*@* on {', '.join(a.host.address for a in self.apps)}"]
+
+    def restore(self) -> list[str]:
+        result = self.remote.run(["bash", "-c", RESTORE_SCRIPT, "restore",
+                                  f"{self.env.backup_dir}/{self.name}", self.env.db_name,
+                                  self.env.db_user], check=False, timeout=3600)
+        if not result.ok:
+            raise self.remote.error(["pg_restore", self.name], result)
+        self.restored = True
+        return [f"{self.env.db_name} from {self.name}"]
+
+    def start_app(self) -> list[str]:
+        self._start()
+        healthy = []
+        for app in self.apps:
+            if app.live and "web" in app.host.roles:
+                switch.check_socket(app.remote, self.env, app.live)
+                switch.check_public(app.remote, self.env, app.tls)
+                healthy.append(f"{app.host.address}: {app.live} healthy")
+        return healthy
+
+    def _start(self) -> None:
+        for app in self.apps:
+            if app.live and "web" in app.host.roles:
+                switch.start(app.remote, self.env, app.live)
+            if app.live and "worker" in app.host.roles:
+                switch.restart_processes(app.remote, self.env, wait=True)
+        self.stopped = False
+
+    def recover(self) -> str:
+        """Bring the app back after a failure; say what state the data is in."""
+        notes = []
+        if self.stopped:
+            try:
+                self._start()
+                notes.append("app started again")
+            except ToolkitError as exc:
+                notes.append(f"starting the app also failed: {exc}")
+        if self.safety and self.restored:
+            notes.append(f"data before the restore: fab restore --env {self.env.name} --file "
+                         f"{self.safety.name}")
+        elif self.safety:
+            notes.append("database unchanged")
+        return "; ".join(notes) or "nothing changed"
+
+
+def resolve(env: Environment, file: str, on_server: Iterable[str]) -> tuple[str, Path | None]:
+    """``(name on the server, local file to upload or None)`` for ``--file``: 'latest', a
+    local file, or a backup's name on the server."""
+    on_server = list(on_server)
+    if file == "latest":
+        name = latest(env.site, on_server)
+        if not name:
+            raise ToolkitError(f"no backup of {env.site} on the server; pass --file with a "
+                               f"local copy (fab backup --list shows them)")
+        return name, None
+    path = Path(file).expanduser()
+    if path.is_file():
+        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", path.name):
+            raise ToolkitError(f"{path.name!r}: rename the file to letters, digits, '.', '_' "
+                               f"and '-' only")
+        return path.name, path
+    if file in on_server:
+        return file, None
+    raise ToolkitError(f"no backup '{file}': not a local file, not on the server (fab backup "
+                       f"--list shows them)")
+
+
+def restore(env: Environment, file: str, yes: bool, out: Reporter,
+            ask: Callable[[str], str] = input) -> None:
+    """``fab restore``: confirm, then :class:`Restore` under the deploy lock of every host."""
+    if not yes and not sys.stdin.isatty():
+        raise ToolkitError(f"restore replaces the {env.site} database: confirm it on a "
+                           f"terminal, or pass --yes (stdin is not a terminal)")
+    host = db_host(env)
+    with ExitStack() as stack:
+        remotes = {h.address: stack.enter_context(session.closing_remote(
+            session.open_remote(env, h))) for h in dict.fromkeys([host, *env.app_hosts])}
+        remote = remotes[host.address]
+        name, upload_from = resolve(env, file, facts.gather(remote, [server_backups(env)])[
+            "backups"])
+        if not yes:
+            confirm(env, host, name, upload_from, ask, out)
+        for r in remotes.values():
+            stack.enter_context(deploy_lock(r, env.site, f"restore {name}"))
+        out.line(f"restore {env.site} on {host.address} from {name}")
+        Restore(env, remote, name, upload_from, [_app_host(env, h, remotes[h.address])
+                                                  for h in env.app_hosts]).run(out)
+    out.line(f"restored {env.site} from {name}")
+
+
+def _app_host(env: Environment, host: Host, remote: Remote) -> AppHost:
+    found = facts.gather(remote, [releases.probe(env), facts.Probe(
+        "tls", f"test -s {render.cert_path(env)}", lambda o, rc: rc == 0)])
+    return AppHost(host, remote, found["releases"].current, found["tls"])
+
+
+def confirm(env: Environment, host: Host, name: str, upload_from: Path | None,
+            ask: Callable[[str], str], out: Reporter) -> None:
+    """Ask for the environment's name; anything else cancels."""
+    where = f"local file {upload_from}" if upload_from else f"{env.backup_dir}/{name}"
+    stamped = f", made {age(name, time.time())} ago" if parse_name(env.site, name) else ""
+    out.line(f"restore database {env.db_name} on {host.address} from {where}{stamped}.")
+    out.line("The current data is dumped first; the app is stopped during the restore.")
+    try:
+        answer = ask(f"Type the environment name ({env.name}) to go on: ")
+    except EOFError:
+        answer = ""
+    if answer.strip() != env.name:
+        raise ToolkitError("restore cancelled; nothing changed")
