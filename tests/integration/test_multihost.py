@@ -130,8 +130,9 @@ def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, 
     assert versions(site, web) == ["2.0.0", "2.0.0"] and served(site) == "2.0.0"
     for vps in web:
         assert sh(site, vps.address, "cat /srv/shop-production/current/REVISION").strip() == sha
-    sh(site, web[0].address, "for i in $(seq 120); do systemctl is-active -q "
-                             "shop-production-worker@1 && break; sleep 0.5; done")  # restarts
+    sh(site, web[0].address, "for i in $(seq 120); do [ -z \"$(systemctl list-jobs --no-legend "
+                             "'shop-production-*')\" ] && systemctl is-active -q "
+                             "shop-production-worker@1 && break; sleep 0.5; done")  # restarting
     status = site.fab("status").stdout  # every app host, each line prefixed by its host
     for vps, units in zip(web, (["web@", "worker@1", "nginx"], ["web@", "nginx"]), strict=True):
         mine = [line for line in status.splitlines() if line.startswith(f"[{vps.address}] ")]
