@@ -263,6 +263,10 @@ def test_staging_shares_the_vps_without_touching_production(site, deployed, vps)
         '    result = {"status": "ok"}\n    failing = ["broken on purpose"]\n'))
     assert site.fab("deploy", env="staging", check=False).returncode == 1
     site.commit("fixed", views_with(HEALTHY))
+    site.fab("deploy", env="staging")
+    site.fab("rollback", env="staging")  # rolling back, backing up, restoring staging...
+    site.fab("backup", env="staging")
+    site.fab("restore", "--yes", env="staging")
     after = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
     assert after == before
     assert site.get("/", domain=staging)[0] == 200

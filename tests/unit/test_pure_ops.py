@@ -176,3 +176,16 @@ def test_each_site_gets_its_own_redis_database():
     full = {f"app{n}-production": n for n in range(16)}
     with pytest.raises(ToolkitError, match="Redis on h has all 16 databases taken"):
         cache.redis_db("shop-staging", full, "", "h")
+
+
+def test_a_managed_database_url_reaches_the_env_file_as_given():
+    from vpskit.config import App, Environment, Host
+    from vpskit.provision import app
+    env = Environment("production", (Host("192.0.2.1", roles=("web", "worker")),),
+                      ("shop.test",), App("shop", "repo"),
+                      secrets={"DATABASE_URL": Secret("postgres://u:p@db.example.com/x"),
+                               "REDIS_URL": Secret("rediss://:p@cache.example.com:6380/0")})
+    assert env.db_host is None and not env.own_postgres and not env.own_redis
+    values = app.desired_env(env, current={}, managed={})
+    assert values["DATABASE_URL"] == "postgres://u:p@db.example.com/x"
+    assert values["REDIS_URL"] == "rediss://:p@cache.example.com:6380/0"

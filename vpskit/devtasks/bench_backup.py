@@ -30,7 +30,7 @@ echo $(( (end - start) / 1000000 ))
 
 
 def run(workdir: Path, fab: Callable[..., tuple[float, str]],
-        report: Callable[..., Any], size_mb: int = 300,
+        report: Callable[..., Any], size_mb: int = 400,
         rounds: int = 2) -> list[Any]:
     """Fill the app database of the sandbox in ``workdir`` (provisioned), time plain dumps and
     ``fab backup --verbose`` alternately, drop the filler. ``fab(workdir, *args)`` returns
