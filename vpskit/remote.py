@@ -33,6 +33,12 @@ class Result:
         return self.exited == 0
 
 
+def describe(argv: Sequence[str]) -> str:
+    """A command as one short line: ``bash -c SCRIPT NAME ARGS`` shows as ``NAME ARGS``."""
+    words = list(argv[3:]) if len(argv) > 3 and list(argv[:2]) == ["bash", "-c"] else argv
+    return " ".join(shlex.join(list(words))[:200].split())
+
+
 class Remote:
     """Command runner bound to one connection; masks ``secrets`` in every error it raises."""
 
@@ -87,8 +93,7 @@ class Remote:
         if "sudo: a password is required" in result.stderr:
             detail = (f"user '{self.conn.user}' needs a password for sudo; give it passwordless "
                       f"sudo or log in as root")
-        cmd = shlex.join(list(argv))
-        message = f"{self.host}: `{cmd[:200]}` exited {result.exited}: {detail}"
+        message = f"{self.host}: `{describe(argv)}` exited {result.exited}: {detail}"
         return RemoteError(mask(message, self.secrets))
 
     def _exec(self, line: str, stdin: bytes | str | None, timeout: float | None,

@@ -189,3 +189,11 @@ def test_a_managed_database_url_reaches_the_env_file_as_given():
     values = app.desired_env(env, current={}, managed={})
     assert values["DATABASE_URL"] == "postgres://u:p@db.example.com/x"
     assert values["REDIS_URL"] == "rediss://:p@cache.example.com:6380/0"
+
+
+def test_a_failed_script_is_named_on_one_line_without_its_text():
+    from vpskit.remote import describe
+    assert describe(["bash", "-c", "set -e\nlong script\n", "archive", "/var/b", "x y"]) == \
+        "archive /var/b 'x y'"
+    assert describe(["systemctl", "restart", "nginx"]) == "systemctl restart nginx"
+    assert "\n" not in describe(["python3", "-c", "a\nb"])
