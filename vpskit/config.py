@@ -210,6 +210,12 @@ class Environment:
         return found[0] if found else None
 
     @property
+    def public_hosts(self) -> tuple[Host, ...]:
+        """The hosts the world reaches on 80/443, with the certificate: the lb, or else every
+        web host."""
+        return self.hosts_with("lb") or self.hosts_with("web")
+
+    @property
     def own_postgres(self) -> bool:
         """Postgres on the db host (not when DATABASE_URL is a secret: a managed database)."""
         return self.postgres.enabled and "DATABASE_URL" not in self.secrets

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from pathlib import PurePosixPath
 
-from vpskit import backups, facts, files, fleet, pgadmin, session
+from vpskit import backups, facts, files, fleet, pgadmin, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import ToolkitError
@@ -20,9 +21,11 @@ from vpskit.remote import Remote
 from vpskit.steps import Reporter
 
 # Prints one line per thing removed. The lock file stays: this run holds it.
+# Arguments: site, certificate directory, how many Nginx paths follow, those, the other paths.
 REMOVE_SITE = r"""
 set -u
-site="$1"
+site="$1" cert_dir="$2" n="$3"; shift 3
+nginx_paths=("${@:1:$n}"); other_paths=("${@:$((n + 1))}")
 for unit in $(systemctl list-units --all --plain --no-legend "$site-*" | awk '{print $1}'); do
   systemctl disable --now --quiet "$unit" 2>/dev/null || systemctl stop "$unit"
   echo "unit $unit"
@@ -32,17 +35,15 @@ if [ -n "$found" ]; then
   rm -rf $found; systemctl daemon-reload; systemctl reset-failed "$site-*" 2>/dev/null
   echo "unit files $site-*"
 fi
-if [ -d "/etc/letsencrypt/live/$site" ] && command -v certbot >/dev/null; then
+if [ -d "$cert_dir" ] && command -v certbot >/dev/null; then
   certbot delete --non-interactive --cert-name "$site" >/dev/null 2>&1 && echo "certificate $site"
 fi
 nginx=0
-for path in "/etc/nginx/sites-enabled/$site.conf" "/etc/nginx/sites-enabled/$site-lb.conf" \
-            "/etc/nginx/vpskit/$site"; do
+for path in "${nginx_paths[@]}"; do
   [ -e "$path" ] && { rm -rf "$path"; echo "$path"; nginx=1; }
 done
 [ $nginx = 1 ] && nginx -t -q && systemctl reload nginx
-for path in "/srv/$site" "/run/$site" "/usr/local/lib/vpskit/backup-$site" \
-            "/etc/vpskit/credentials/$site.env"; do
+for path in "${other_paths[@]}"; do
   [ -e "$path" ] && { rm -rf "$path"; echo "$path"; }
 done
 id "$site" >/dev/null 2>&1 && userdel "$site" && echo "user $site"
@@ -50,12 +51,13 @@ true
 """
 
 FLUSH_REDIS = r"""
-site="$1" registry="$2"
+site="$1" registry="$2" conf="$3"
 [ -f "$registry/$site" ] || exit 0
 n=$(cat "$registry/$site")
-export REDISCLI_AUTH="$(sed -n 's/^requirepass //p' /etc/redis/vpskit.conf)"
+export REDISCLI_AUTH="$(sed -n 's/^requirepass //p' "$conf")"
 redis-cli -n "$n" flushdb >/dev/null && rm -f "$registry/$site" && echo "redis database $n"
 """
+
 
 def remove(env: Environment, yes: bool, out: Reporter,
            ask: Callable[[str], str] = input) -> list[str]:
@@ -90,8 +92,13 @@ def _locked(env: Environment, host: Host, job: Callable[[Environment, Remote], l
 
 
 def _site_files(env: Environment, remote: Remote) -> list[str]:
-    return remote.run(["bash", "-c", REMOVE_SITE, "remove", env.site], timeout=600
-                      ).stdout.splitlines()
+    nginx = [render.site_path(env), render.lb_site_path(env),
+             str(PurePosixPath(render.upstream_path(env)).parent)]
+    other = [str(env.root), str(env.run_dir), render.backup_script(env),
+             database.credentials_path(env)]
+    cert_dir = str(PurePosixPath(render.cert_path(env)).parent)
+    return remote.run(["bash", "-c", REMOVE_SITE, "remove", env.site, cert_dir, str(len(nginx)),
+                       *nginx, *other], timeout=600).stdout.splitlines()
 
 
 def _services(env: Environment, remote: Remote) -> list[str]:
@@ -99,28 +106,25 @@ def _services(env: Environment, remote: Remote) -> list[str]:
     gone = []
     if env.own_postgres:
         with pgadmin.admin_connection(remote) as conn:
-            exists = pgadmin.database_exists(conn, env.db_name)
-        if exists:
-            gone.append(f"database dumped first to "
-                        f"{backups.dump(remote, env, label='preremove')}")
-            with pgadmin.admin_connection(remote) as conn:
-                gone += pgadmin.drop_database_and_role(conn, env.db_name, env.db_user)
+            if pgadmin.database_exists(conn, env.db_name):
+                gone.append(f"database dumped first to "
+                            f"{backups.dump(remote, env, label='preremove')}")
+            gone += pgadmin.drop_database_and_role(conn, env.db_name, env.db_user)
         gone += _pg_hba(env, remote)
     if env.own_redis:
-        gone += remote.run(["bash", "-c", FLUSH_REDIS, "flush", env.site, cache.REGISTRY]
-                           ).stdout.splitlines()
+        gone += remote.run(["bash", "-c", FLUSH_REDIS, "flush", env.site, cache.REGISTRY,
+                            cache.VPSKIT_CONF]).stdout.splitlines()
     return gone
 
 
 def _pg_hba(env: Environment, remote: Remote) -> list[str]:
-    found = facts.gather(remote, [
-        facts.Probe("version", "ls /etc/postgresql | sort -n | tail -1",
-                    lambda o, rc: o.strip())])
-    path = database.hba_path(found["version"])
-    text = remote.run(["cat", path]).stdout
+    """The site's pg_hba block out, with a reload."""
+    found = facts.gather(remote, database.cluster_probes())
+    version, text = found["pg_version"], found["pg_hba"]
     kept = database.hba_with(text, env.site, env.db_name, env.db_user, [])
     if kept == text:
         return []
+    path = database.hba_path(version)
     files.write(remote, files.FileSpec(path, kept, "postgres", "postgres", 0o640))
-    remote.run(["systemctl", "reload", f"postgresql@{found['version']}-main"])
+    remote.run(["systemctl", "reload", f"postgresql@{version}-main"])
     return [f"{path}: {env.site} block"]

@@ -46,6 +46,11 @@ def ident(env: Environment) -> str:
     return env.site.replace("-", "_")
 
 
+def lb_ident(env: Environment) -> str:
+    """The lb site's identifier, apart from the web site's on a host that is both."""
+    return f"{ident(env)}_lb"
+
+
 def release_dir(env: Environment, release_id: str) -> str:
     return f"{env.releases_dir}/{release_id}"
 
@@ -129,7 +134,7 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
         mode=mode,
         backend_port=BACKEND_PORT,
         lb_address=lb.private if lb else "",
-        ident=ident(env) + ("_lb" if mode == "lb" else ""),
+        ident=lb_ident(env) if mode == "lb" else ident(env),
         tls_ready=tls_ready,
         redirects=redirects,
         app_domains=[d for d in env.domains if d not in sources],
@@ -151,7 +156,7 @@ def nginx_upstream(env: Environment, release_id: str | None) -> str:
 def nginx_lb_upstream(env: Environment, out_of_rotation: tuple[str, ...] = ()) -> str:
     """The lb's upstream: every web host's backend port, those ``out_of_rotation`` marked down
     (a deploy switching them)."""
-    return _render("nginx/lb-upstream.conf.j2", site=env.site, ident=ident(env) + "_lb",
+    return _render("nginx/lb-upstream.conf.j2", site=env.site, ident=lb_ident(env),
                    port=BACKEND_PORT, down=out_of_rotation,
                    servers=[h.private for h in env.hosts_with("web")])
 

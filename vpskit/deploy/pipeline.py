@@ -13,7 +13,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vpskit import backups, facts, session
+from vpskit import backups, facts, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases, switch
 from vpskit.deploy.releases import Release, Releases
@@ -101,7 +101,7 @@ class Deploy:
                         lambda out, rc: tuple(int(x) for x in out.split()) if rc == 0 else None),
             facts.Probe("provisioned", f"test -f {shlex.quote(str(self.env.env_file))}",
                         lambda out, rc: rc == 0),
-            facts.Probe("tls", f"test -s /etc/letsencrypt/live/{self.env.site}/fullchain.pem",
+            facts.Probe("tls", f"test -s {shlex.quote(render.cert_path(self.env))}",
                         lambda out, rc: rc == 0),
         ])
         if not found["provisioned"]:

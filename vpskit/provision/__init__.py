@@ -82,7 +82,7 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
         steps.append(("nginx", web.nginx))
     if "lb" in host.roles:
         steps.append(("lb", web.lb))
-    if "lb" in host.roles or "web" in host.roles and not ctx.env.lb_host:
+    if host in ctx.env.public_hosts:
         steps.append(("tls", tls.tls))
     run.steps(steps)
 
@@ -99,7 +99,7 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
         fleet.each_or_raise(hosts, lambda h, o: _open(env, h, o, dry_run, runs), out,
                             "provision (connect)")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
-        urls = _service_urls(env, runs, out)
+        urls = _service_urls(env, runs)
         fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], urls, env.db_host), out,
                             "provision")
         done = True
@@ -126,7 +126,7 @@ def _open(env: Environment, host: Host, out: Reporter, dry_run: bool,
              f"{remote.conn.user}{' (dry run: nothing is changed)' if dry_run else ''}")
 
 
-def _service_urls(env: Environment, runs: dict[str, HostRun], out: Reporter) -> dict[str, str]:
+def _service_urls(env: Environment, runs: dict[str, HostRun]) -> dict[str, str]:
     """DATABASE_URL/REDIS_URL as the db host sees them: made by its phase 2 when it is being
     provisioned, else read from its credentials file."""
     db = env.db_host

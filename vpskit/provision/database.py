@@ -21,13 +21,20 @@ LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
 SERVICE_URLS = ("DATABASE_URL", "REDIS_URL")
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
+def cluster_probes() -> list[facts.Probe]:
+    """The installed cluster's version and its pg_hba.conf text."""
     return [
         facts.Probe("pg_version", "ls /etc/postgresql | sort -n | tail -1",
                     lambda out, rc: out.strip()),
-        file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))], "pg_files"),
         facts.Probe("pg_hba", f"cat /etc/postgresql/{LATEST}/main/pg_hba.conf",
                     lambda out, rc: out if rc == 0 else ""),
+    ]
+
+
+def probes(ctx: Context) -> list[facts.Probe]:
+    return [
+        *cluster_probes(),
+        file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))], "pg_files"),
         facts.text(credentials_path(ctx.env), "credentials"),
         file_probe([credentials_path(ctx.env)], "credentials_files"),
     ]
@@ -43,6 +50,11 @@ def hba_path(version: str) -> str:
 
 def credentials_path(env: Environment) -> str:
     return f"/etc/vpskit/credentials/{env.site}.env"
+
+
+def service_ports(env: Environment) -> list[int]:
+    """The ports of the services the db host runs for the site (pure)."""
+    return [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
 
 
 def remote_clients(env: Environment) -> list[str]:
@@ -143,8 +155,7 @@ REACH = 'for port in "${@:2}"; do timeout 3 bash -c "</dev/tcp/$1/$port" 2>/dev/
 
 def reach(ctx: Context) -> list[str]:
     """An app host on another machine than the db host must reach its Postgres/Redis ports."""
-    db, env = ctx.env.db_host, ctx.env
-    ports = [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
+    db, ports = ctx.env.db_host, service_ports(ctx.env)
     if ctx.dry_run or db is None or db == ctx.host or not ports:
         return []
     result = ctx.remote.run(["bash", "-c", REACH, "reach", db.private, *map(str, ports)],

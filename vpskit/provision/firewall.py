@@ -8,6 +8,7 @@ import re
 
 from vpskit import facts, render
 from vpskit.config import Environment, Host
+from vpskit.provision import database
 from vpskit.provision.context import Context
 
 
@@ -39,8 +40,7 @@ def plan(status: str, ports: list[int], admitted: tuple[tuple[int, str], ...] = 
 
 
 def public_ports(env: Environment, host: Host) -> list[int]:
-    public = "lb" in host.roles or "web" in host.roles and not env.lb_host
-    return [host.port, 80, 443] if public else [host.port]
+    return [host.port, 80, 443] if host in env.public_hosts else [host.port]
 
 
 def admitted(env: Environment, host: Host) -> tuple[tuple[int, str], ...]:
@@ -48,8 +48,8 @@ def admitted(env: Environment, host: Host) -> tuple[tuple[int, str], ...]:
     on a web host behind an lb the lb, to the backend port (pure)."""
     pairs: list[tuple[int, str]] = []
     if host == env.db_host:
-        ports = [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
-        pairs += [(port, h.private) for h in env.app_hosts if h != host for port in ports]
+        pairs += [(port, h.private) for h in env.app_hosts if h != host
+                  for port in database.service_ports(env)]
     if env.lb_host and "web" in host.roles:
         pairs.append((render.BACKEND_PORT, env.lb_host.private))
     return tuple(pairs)
