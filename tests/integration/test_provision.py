@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from urllib.parse import urlsplit
 
 import paramiko
@@ -77,13 +80,37 @@ def test_app_role_reaches_its_database_over_a_tunnel(site, provisioned):
         assert values["SECRET_KEY"] == SECRET_KEY
         assert remote.run(["stat", "-c", "%a %U", "/srv/shop-production/shared/.env"]
                           ).stdout.split() == ["600", "shop-production"]
-        with remote.conn.forward_local(15432, remote_port=5432, remote_host="127.0.0.1",
-                                       local_host="127.0.0.1"), \
-                psycopg.connect(url.replace("127.0.0.1:5432", "127.0.0.1:15432")) as conn:
+        with tunnel(remote.conn, 5432) as port, \
+                psycopg.connect(url.replace("127.0.0.1:5432", f"127.0.0.1:{port}")) as conn:
             row = conn.execute("select current_user, current_database()").fetchone()
         assert row == ("shop_production", "shop_production")
     finally:
         remote.conn.close()
+
+
+@contextmanager
+def tunnel(conn, remote_port: int) -> Iterator[int]:
+    """Forward a free local port to the server's loopback `remote_port`; yield it once it listens.
+
+    Fabric binds the local listener in a background thread, so connecting straight away can be
+    refused; wait for the bind instead.
+    """
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with conn.forward_local(port, remote_port=remote_port, remote_host="127.0.0.1",
+                            local_host="127.0.0.1"):
+        deadline = time.monotonic() + 10
+        while not listening(port):
+            assert time.monotonic() < deadline, f"tunnel to port {remote_port} never listened"
+            time.sleep(0.05)
+        yield port
+
+
+def listening(port: int) -> bool:
+    """Whether something on this machine listens on the loopback `port` (per `ss`, no connect)."""
+    out = subprocess.run(["ss", "-Hltn", f"sport = :{port}"], capture_output=True, text=True)
+    return bool(out.stdout.strip())
 
 
 def test_redis_demands_its_password(site, provisioned):
