@@ -1,9 +1,10 @@
 """``fab remove``: take one environment off its hosts, leaving every other site as it was.
 
-Everything on a host is named by the site, so removal is exact: its units, release tree, env
-file, Nginx sites, certificate and system user on the app and web hosts; then, on the db host,
-a last dump (kept, with every other backup, in the site's backup directory), its database and
-role, its Redis database and its pg_hba block. Running it again finds nothing and says so.
+Everything on a host is named by the site, so removal is exact: on every host its units,
+release tree, env file, Nginx sites, certificate, system user and the firewall rules no other
+site needs; then, on the db host, a last dump (kept, with every other backup, in the site's
+backup directory), its database and role, its Redis database and its pg_hba block. Running it
+again finds nothing and says so.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from vpskit import backups, facts, files, fleet, pgadmin, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import ToolkitError
-from vpskit.provision import cache, database
+from vpskit.provision import cache, database, firewall
 from vpskit.remote import Remote
 from vpskit.steps import Reporter
 
@@ -81,27 +82,29 @@ def remove(env: Environment, yes: bool, out: Reporter,
     return everything
 
 
-def _locked(env: Environment, host: Host, job: Callable[[Environment, Remote], list[str]],
+def _locked(env: Environment, host: Host,
+            job: Callable[[Environment, Host, Remote], list[str]],
             out: Reporter) -> list[str]:
     with session.closing_remote(session.open_remote(env, host)) as remote, \
             deploy_lock(remote, env.site, "remove"):
-        gone = job(env, remote)
+        gone = job(env, host, remote)
     for item in gone:
         out.line(f"  removed {item}")
     return gone
 
 
-def _site_files(env: Environment, remote: Remote) -> list[str]:
+def _site_files(env: Environment, host: Host, remote: Remote) -> list[str]:
     nginx = [render.site_path(env), render.lb_site_path(env),
              str(PurePosixPath(render.upstream_path(env)).parent)]
     other = [str(env.root), str(env.run_dir), render.backup_script(env),
              database.credentials_path(env)]
     cert_dir = str(PurePosixPath(render.cert_path(env)).parent)
-    return remote.run(["bash", "-c", REMOVE_SITE, "remove", env.site, cert_dir, str(len(nginx)),
+    gone = remote.run(["bash", "-c", REMOVE_SITE, "remove", env.site, cert_dir, str(len(nginx)),
                        *nginx, *other], timeout=600).stdout.splitlines()
+    return gone + firewall.forget(remote, env.site, host.port)
 
 
-def _services(env: Environment, remote: Remote) -> list[str]:
+def _services(env: Environment, host: Host, remote: Remote) -> list[str]:
     """On the db host: a last dump, then the database, role, Redis database, pg_hba block."""
     gone = []
     if env.own_postgres:

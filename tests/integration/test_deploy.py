@@ -287,19 +287,20 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
     production_files = ("/srv/shop-production/shared/.env /etc/nginx/sites-enabled/shop-"
                         "production.conf /etc/nginx/vpskit/shop-production/upstream.conf "
                         "/etc/letsencrypt/live/shop-production/fullchain.pem")
-    before = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    state = f"sha256sum {production_files}; ufw status verbose"  # production needs every rule
+    before = (live_release(site), site.get("/")[1], site.sh(state))
     out = site.fab("remove", "--yes", env="staging").stdout
     for item in ("/srv/shop-staging", "/etc/nginx/sites-enabled/shop-staging.conf",
                  "certificate shop-staging", "user shop-staging", "database shop_staging",
                  "role shop_staging", "redis database", "unit shop-staging-web@"):
         assert f"removed {item}" in out, out
-    assert (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}")
-            ) == before
+    assert (live_release(site), site.get("/")[1], site.sh(state)) == before
     left = site.sh("ls -d /srv/shop-staging /etc/letsencrypt/live/shop-staging 2>/dev/null; "
                    "systemctl list-units --all --plain --no-legend 'shop-staging-*'; "
                    "find /etc/systemd/system -name 'shop-staging-*'; id shop-staging 2>/dev/null;"
                    " ls /etc/vpskit/redis-db", check=False)
     assert left.split() == ["shop-production"], left
+    assert site.sh("ls /etc/vpskit/firewall").split() == ["shop-production"]
     databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1").split()
     assert "shop_staging" not in databases and "shop_production" in databases
     assert "-preremove.dump" in site.sh("ls /var/backups/shop-staging")  # nothing is lost

@@ -8,13 +8,15 @@ from __future__ import annotations
 
 import re
 import socket
+import urllib.request
 from collections.abc import Iterator
 
 import pytest
 
 from tests.helpers import machines
 from tests.helpers.site import SECRET_KEY, Site
-from vpskit import session
+from vpskit import envfile, session
+from vpskit.config import Environment
 from vpskit.devtasks import sandbox
 from vpskit.devtasks.load import Load
 
@@ -40,8 +42,10 @@ def cluster(tmp_path_factory) -> Iterator[dict]:
                "web": [web1, web2], "db": db}
 
 
-def sh(site: Site, address: str, script: str, check: bool = True) -> str:
-    env = site.env()
+def sh(site: Site, address: str, script: str, check: bool = True,
+       env: Environment | None = None) -> str:
+    """Run ``script`` as root on the host at ``address`` of ``env`` (default: the inventory's)."""
+    env = env or site.env()
     remote = session.open_remote(env, next(h for h in env.hosts if h.address == address))
     try:
         return remote.script(script, check=check).stdout
@@ -194,4 +198,88 @@ def test_backup_and_restore_with_a_separate_db_host(cluster, provisioned):
     assert re.search(rf"stop app\s+changed .*{web[0].address}, {web[1].address}", result), result
     for vps in web:
         assert f"{vps.address}: " in result.split("start app", 1)[1]
+    assert served(site) == "2.0.0"
+
+
+MANAGED = """\
+  managed:                          # production's Postgres and Redis, as if a provider's
+    hosts:
+      - address: {address}
+        key: {key}
+        known_hosts: {known_hosts}
+        roles: [web, worker]
+    domains: [{domain}]
+    secrets: [DATABASE_URL, REDIS_URL]
+    tls:
+      enabled: false
+"""
+
+
+def test_managed_services_need_no_db_host(cluster, provisioned):
+    """DATABASE_URL and REDIS_URL given as secrets (a managed service; here production's, on
+    the db host) need no db host: the environment is provisioned and deployed on web2 alone,
+    its env file gets the URLs as given, nothing of it lands on the db host, and fab backup
+    says to use the provider's tools. Removing it closes the ports it alone opened on web2."""
+    site, web2, db = cluster["site"], cluster["web"][1], cluster["db"]
+    domain = f"managed{INDEX}.test"
+    production = envfile.parse(sh(site, web2.address, "cat /srv/shop-production/shared/.env"))
+    urls = {"DATABASE_URL": production["DATABASE_URL"],
+            "REDIS_URL": re.sub(r"/\d+$", "/9", production["REDIS_URL"])}
+    env_file = site.dir / ".env.managed"
+    env_file.touch(mode=0o600)
+    env_file.write_text("".join(f"{k}={v}\n" for k, v in {"SECRET_KEY": SECRET_KEY, **urls
+                                                          }.items()))
+    inventory = site.dir / "inventory.yml"
+    text = inventory.read_text()
+    inventory.write_text(text + MANAGED.format(address=web2.address, domain=domain,
+                                               key=web2.key_path,
+                                               known_hosts=web2.known_hosts_path))
+    try:
+        provision = site.fab("provision", env="managed").stdout
+        site.fab("deploy", env="managed")
+        given = envfile.parse(sh(site, web2.address, "cat /srv/shop-managed/shared/.env"))
+        request = urllib.request.Request(f"http://{web2.address}/", headers={"Host": domain})
+        with urllib.request.build_opener(urllib.request.ProxyHandler({})).open(
+                request, timeout=10) as response:
+            status, body = response.status, response.read().decode()
+        backup = site.fab("backup", env="managed", check=False)
+        on_db = sh(site, db.address, "ls /etc/vpskit/credentials /etc/vpskit/redis-db "
+                                     "/etc/vpskit/firewall /var/backups")
+        site.fab("remove", "--yes", env="managed")
+    finally:
+        inventory.write_text(text)
+    assert db.address not in provision, provision  # the db host was not touched
+    assert {k: given[k] for k in urls} == urls
+    assert status == 200 and "VERSION=" in body, body
+    assert backup.returncode == 1 and "provider" in backup.stderr, backup.stderr
+    assert "shop-managed" not in on_db, on_db
+    for port in (80, 443):  # only managed opened them on web2; production is behind the lb
+        with pytest.raises(OSError):
+            socket.create_connection((web2.address, port), timeout=3).close()
+    assert served(site) == "2.0.0"
+
+def test_a_web_host_leaving_the_inventory_loses_its_way_in(cluster, provisioned):
+    """Scaling down is an inventory change too: after the next provision the db host neither
+    admits nor trusts the host that left, and the lb no longer sends it requests."""
+    site, (web1, web2), db = cluster["site"], cluster["web"], cluster["db"]
+    before = site.env()
+    inventory = site.dir / "inventory.yml"
+    text = inventory.read_text()
+    inventory.write_text(re.sub(rf"      - address: {re.escape(web2.address)}\n(?:        .*\n)*",
+                                "", text))
+    try:
+        out = site.fab("provision").stdout
+        ufw = sh(site, db.address, "ufw status")
+        hba = sh(site, db.address, "cat /etc/postgresql/*/main/pg_hba.conf")
+        upstream = sh(site, web1.address,
+                      "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
+        blocked = sh(site, web2.address, f"timeout 3 bash -c '</dev/tcp/{db.address}/5432' "
+                                         f"&& echo open", check=False, env=before)
+    finally:
+        inventory.write_text(text)
+    assert f"ufw delete allow proto tcp from {web2.address} to any port 5432" in out, out
+    assert web2.address not in ufw and f"{web1.address}" in ufw, ufw
+    assert web2.address not in hba and web1.address in hba, hba
+    assert web2.address not in upstream and web1.address in upstream, upstream
+    assert "open" not in blocked
     assert served(site) == "2.0.0"

@@ -21,18 +21,43 @@ To                         Action      From
 """
 
 
-@pytest.mark.parametrize("status,ports,expected", [
-    ("Status: inactive\n", [22, 80, 443], [
+TAGGED = UFW_ACTIVE.replace("Anywhere\n", "Anywhere                   # vpskit\n")
+ANY = firewall.ANYWHERE
+
+
+def allow(*args: str) -> list[str]:
+    return ["ufw", "allow", *args, "comment", "vpskit"]
+
+
+@pytest.mark.parametrize("status,rules,expected", [
+    ("Status: inactive\n", [(22, ANY), (80, ANY), (443, ANY)], [
         ["ufw", "default", "deny", "incoming"], ["ufw", "default", "allow", "outgoing"],
-        ["ufw", "allow", "22/tcp"], ["ufw", "allow", "80/tcp"], ["ufw", "allow", "443/tcp"],
-        ["ufw", "--force", "enable"]]),
-    (UFW_ACTIVE, [22, 80, 443], []),
-    (UFW_ACTIVE, [2222, 80, 443], [["ufw", "allow", "2222/tcp"]]),
-    (UFW_ACTIVE.replace("80/tcp                     ALLOW IN    Anywhere\n", ""), [22, 80, 443],
-     [["ufw", "allow", "80/tcp"]]),
+        allow("22/tcp"), allow("80/tcp"), allow("443/tcp"), ["ufw", "--force", "enable"]]),
+    (UFW_ACTIVE, [(22, ANY), (80, ANY), (443, ANY)], []),
+    (UFW_ACTIVE, [(2222, ANY), (80, ANY), (443, ANY)], [allow("2222/tcp")]),
+    (UFW_ACTIVE.replace("80/tcp                     ALLOW IN    Anywhere\n", ""),
+     [(22, ANY), (80, ANY), (443, ANY)], [allow("80/tcp")]),
+    (UFW_ACTIVE, [(22, ANY)], []),  # untagged rules are the operator's: kept
+    (TAGGED, [(22, ANY)], [["ufw", "delete", "allow", "80/tcp"],
+                           ["ufw", "delete", "allow", "443/tcp"]]),
 ])
-def test_firewall_plan(status, ports, expected):
-    assert firewall.plan(status, ports) == expected
+def test_firewall_plan(status, rules, expected):
+    assert firewall.plan(status, rules, ssh_port=22) == expected
+
+
+def test_firewall_never_deletes_the_ssh_port_and_keeps_what_another_site_needs():
+    assert firewall.plan(TAGGED, [(80, ANY), (443, ANY)], ssh_port=22) == []
+    assert firewall.stale(TAGGED, [], ssh_port=22) == [["ufw", "delete", "allow", "80/tcp"],
+                                                        ["ufw", "delete", "allow", "443/tcp"]]
+
+
+def test_firewall_registry_records_each_sites_rules():
+    text = firewall.registry_text([(22, ANY), (5432, "10.0.0.2")])
+    assert text == "22 Anywhere\n5432 10.0.0.2\n"
+    out = "".join(f"/etc/vpskit/firewall/shop-production:{line}\n" for line in text.split("\n")
+                  if line) + "/etc/vpskit/firewall/shop-staging:22 Anywhere\n"
+    assert firewall.parse_registry(out, 0) == {
+        "shop-production": {(22, ANY), (5432, "10.0.0.2")}, "shop-staging": {(22, ANY)}}
 
 
 def test_facts_sections_keep_output_and_exit_codes():
@@ -107,14 +132,17 @@ def test_secret_prints_masked():
     assert looks_secret("DATABASE_URL") and looks_secret("SECRET_KEY") and not looks_secret("DEBUG")
 
 
-def test_firewall_admits_app_hosts_to_db_ports_once():
-    admitted = ((5432, "10.0.0.2"), (6379, "10.0.0.2"))
-    assert firewall.plan(UFW_ACTIVE, [22], admitted) == [
-        ["ufw", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "5432"],
-        ["ufw", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "6379"]]
-    done = UFW_ACTIVE + "5432/tcp                   ALLOW IN    10.0.0.2\n" \
-                        "6379/tcp                   ALLOW IN    10.0.0.2\n"
-    assert firewall.plan(done, [22], admitted) == []
+def test_firewall_admits_app_hosts_to_db_ports_once_and_drops_departed_ones():
+    admitted = [(5432, "10.0.0.2"), (6379, "10.0.0.2")]
+    assert firewall.plan(UFW_ACTIVE, [(22, ANY), *admitted], 22) == [
+        allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "5432"),
+        allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "6379")]
+    done = UFW_ACTIVE + "5432/tcp                   ALLOW IN    10.0.0.2                   # vpskit\n" \
+                        "6379/tcp                   ALLOW IN    10.0.0.2                   # vpskit\n"
+    assert firewall.plan(done, [(22, ANY), *admitted], 22) == []
+    assert firewall.plan(done, [(22, ANY), (80, ANY), (443, ANY)], 22) == [
+        ["ufw", "delete", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", p]
+        for p in ("5432", "6379")]
 
 
 HBA = "local all postgres peer\nhost all all 127.0.0.1/32 scram-sha-256\n"
@@ -159,9 +187,9 @@ def test_firewall_roles_lb_web_db():
     db = Host("203.0.113.3", roles=("db",), private_address="10.0.0.3")
     env = Environment("production", (lb, web, db), ("shop.test",), App("shop", "repo"))
     assert [firewall.public_ports(env, h) for h in (lb, web, db)] == [[22, 80, 443], [22], [22]]
-    assert firewall.admitted(env, web) == ((8080, "10.0.0.1"),)
-    assert firewall.admitted(env, db) == ((5432, "10.0.0.1"), (6379, "10.0.0.1"),
-                                          (5432, "10.0.0.2"), (6379, "10.0.0.2"))
+    assert firewall.wanted(env, web) == ((22, ANY), (8080, "10.0.0.1"))
+    assert firewall.wanted(env, db) == ((22, ANY), (5432, "10.0.0.1"), (6379, "10.0.0.1"),
+                                        (5432, "10.0.0.2"), (6379, "10.0.0.2"))
 
 
 def test_each_site_gets_its_own_redis_database():

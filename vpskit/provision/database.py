@@ -18,7 +18,8 @@ from vpskit.provision.context import Context
 
 VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
-SERVICE_URLS = ("DATABASE_URL", "REDIS_URL")
+SERVICE_PORTS = {"DATABASE_URL": 5432, "REDIS_URL": 6379}  # the default port of each URL
+SERVICE_URLS = tuple(SERVICE_PORTS)
 
 
 def cluster_probes() -> list[facts.Probe]:
@@ -54,7 +55,8 @@ def credentials_path(env: Environment) -> str:
 
 def service_ports(env: Environment) -> list[int]:
     """The ports of the services the db host runs for the site (pure)."""
-    return [p for p, own in ((5432, env.own_postgres), (6379, env.own_redis)) if own]
+    own = {"DATABASE_URL": env.own_postgres, "REDIS_URL": env.own_redis}
+    return [port for key, port in SERVICE_PORTS.items() if own[key]]
 
 
 def remote_clients(env: Environment) -> list[str]:
@@ -149,20 +151,41 @@ def credentials(ctx: Context) -> list[str]:
     return ctx.apply_files([spec], ctx.facts["credentials_files"])
 
 
-REACH = 'for port in "${@:2}"; do timeout 3 bash -c "</dev/tcp/$1/$port" 2>/dev/null || ' \
-        '{ echo "$port"; exit 1; }; done'
+# Arguments: address port [address port ...]; prints the first unreachable one as address:port.
+REACH = 'while [ $# -gt 0 ]; do timeout 3 bash -c "</dev/tcp/$1/$2" 2>/dev/null || ' \
+        '{ echo "$1:$2"; exit 1; }; shift 2; done'
+
+
+def managed_endpoints(env: Environment) -> list[tuple[str, int]]:
+    """(address, port) of each managed service given as a secret URL; none for a Unix socket
+    (pure)."""
+    found = []
+    for key, default in SERVICE_PORTS.items():
+        if key in env.secrets:
+            url = urlsplit(env.secrets[key].reveal())
+            if url.hostname:
+                found.append((url.hostname, url.port or default))
+    return found
 
 
 def reach(ctx: Context) -> list[str]:
-    """An app host on another machine than the db host must reach its Postgres/Redis ports."""
-    db, ports = ctx.env.db_host, service_ports(ctx.env)
-    if ctx.dry_run or db is None or db == ctx.host or not ports:
+    """An app host must reach the Postgres/Redis ports of a db host on another machine, and
+    those of managed services."""
+    db, host = ctx.env.db_host, ctx.host
+    own = [(db.private, p) for p in service_ports(ctx.env)] if db and db != host else []
+    targets = own + managed_endpoints(ctx.env)
+    if ctx.dry_run or not targets:
         return []
-    result = ctx.remote.run(["bash", "-c", REACH, "reach", db.private, *map(str, ports)],
+    result = ctx.remote.run(["bash", "-c", REACH, "reach", *(str(x) for t in targets for x in t)],
                             check=False)
-    if not result.ok:
+    if result.ok:
+        return []
+    failed = result.stdout.strip()
+    if own and failed.startswith(f"{db.private}:"):
         raise ToolkitError(
-            f"{ctx.host.address} cannot reach the db host {db.address} at "
-            f"{db.private}:{result.stdout.strip()}; let the app hosts through any firewall or "
-            f"security group between them, or fix the db host's private_address")
-    return []
+            f"{host.address} cannot reach the db host {db.address} at {failed}; let the app "
+            f"hosts through any firewall or security group between them, or fix the db host's "
+            f"private_address")
+    raise ToolkitError(f"{host.address} cannot reach the managed service at {failed}; check "
+                       f"the host and port of DATABASE_URL/REDIS_URL in the secrets, and that the "
+                       f"provider admits this host")

@@ -1,52 +1,75 @@
 """ufw: deny incoming by default; allow SSH (the configured port), 80 and 443 on the hosts the
 world reaches (the lb, or the web hosts without one); from inside only what is needed: the
-backend port from the lb, Postgres/Redis on the db host from exactly the app hosts."""
+backend port from the lb, Postgres/Redis on the db host from exactly the app hosts.
+
+Rules we add carry the comment ``vpskit``. What each site needs is recorded in
+``/etc/vpskit/firewall/<site>``, so a rule no site on the host needs any more (an app host that
+left the inventory, a host that went behind an lb, a removed site) is deleted. Rules without
+our comment are the operator's and never touched, nor is the SSH port's.
+"""
 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 from vpskit import facts, render
 from vpskit.config import Environment, Host
+from vpskit.files import FileSpec, file_probe
 from vpskit.provision import database
 from vpskit.provision.context import Context
+from vpskit.remote import Remote
+
+REGISTRY = "/etc/vpskit/firewall"
+ANYWHERE = "Anywhere"
+TAG = "vpskit"
+Rule = tuple[int, str]  # (port, source address or ANYWHERE)
+RULE_LINE = re.compile(r"^(\d+)/tcp\s+ALLOW IN\s+(\S+)(?:\s+#\s*(.*?))?\s*$", re.M)
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
-    return [facts.Probe("ufw", "ufw status verbose", lambda out, rc: out)]
+    return [*_state_probes(), file_probe([registry_path(ctx.env.site)], "ufw_files")]
 
 
-def plan(status: str, ports: list[int], admitted: tuple[tuple[int, str], ...] = ()
-         ) -> list[list[str]]:
-    """Commands that bring ``ufw status verbose`` output to the wanted state (pure).
+def _state_probes() -> list[facts.Probe]:
+    return [facts.Probe("ufw", "ufw status verbose", lambda out, rc: out),
+            facts.Probe("ufw_sites", f"grep -H . {REGISTRY}/*", parse_registry)]
 
-    Will not delete rules the operator added by hand.
-    """
-    cmds: list[list[str]] = []
-    if not re.search(r"^Default: deny \(incoming\)", status, re.M):
-        cmds.append(["ufw", "default", "deny", "incoming"])
-    if not re.search(r"allow \(outgoing\)", status):
-        cmds.append(["ufw", "default", "allow", "outgoing"])
-    for port in ports:
-        if not re.search(rf"^{port}/tcp\s+ALLOW IN\s+Anywhere\s*$", status, re.M):
-            cmds.append(["ufw", "allow", f"{port}/tcp"])
-    for port, source in admitted:
-        if not re.search(rf"^{port}/tcp\s+ALLOW IN\s+{re.escape(source)}\s*$", status, re.M):
-            cmds.append(["ufw", "allow", "proto", "tcp", "from", source, "to", "any", "port",
-                         str(port)])
-    if not re.search(r"^Status: active", status, re.M):
-        cmds.append(["ufw", "--force", "enable"])
-    return cmds
+
+def registry_path(site: str) -> str:
+    return f"{REGISTRY}/{site}"
+
+
+def parse_registry(out: str, rc: int) -> dict[str, set[Rule]]:
+    """``{site: rules}`` from ``grep -H`` lines ``/etc/vpskit/firewall/<site>:<port> <source>``
+    (pure)."""
+    found: dict[str, set[Rule]] = {}
+    for line in out.splitlines():
+        path, _, rule = line.rpartition(":")
+        port, _, source = rule.partition(" ")
+        if port.isdigit() and source:
+            found.setdefault(path.rsplit("/", 1)[-1], set()).add((int(port), source))
+    return found
+
+
+def registry_text(rules: Iterable[Rule]) -> str:
+    return "".join(f"{port} {source}\n" for port, source in rules)
+
+
+def wanted(env: Environment, host: Host) -> tuple[Rule, ...]:
+    """Every rule this site needs on ``host``: the public ports, then those let in from inside
+    (pure)."""
+    return (*((port, ANYWHERE) for port in public_ports(env, host)), *admitted(env, host))
 
 
 def public_ports(env: Environment, host: Host) -> list[int]:
     return [host.port, 80, 443] if host in env.public_hosts else [host.port]
 
 
-def admitted(env: Environment, host: Host) -> tuple[tuple[int, str], ...]:
+def admitted(env: Environment, host: Host) -> tuple[Rule, ...]:
     """(port, source address) pairs let in from inside: on the db host each other app host;
     on a web host behind an lb the lb, to the backend port (pure)."""
-    pairs: list[tuple[int, str]] = []
+    pairs: list[Rule] = []
     if host == env.db_host:
         pairs += [(port, h.private) for h in env.app_hosts if h != host
                   for port in database.service_ports(env)]
@@ -55,8 +78,69 @@ def admitted(env: Environment, host: Host) -> tuple[tuple[int, str], ...]:
     return tuple(pairs)
 
 
+def present(status: str) -> dict[Rule, str]:
+    """The IPv4 allow rules in ``ufw status verbose`` with their comments (pure)."""
+    return {(int(port), source): comment or ""
+            for port, source, comment in RULE_LINE.findall(status)}
+
+
+def plan(status: str, rules: Iterable[Rule], ssh_port: int) -> list[list[str]]:
+    """Commands that bring ``ufw status verbose`` output to allowing exactly ``rules`` of ours
+    (pure)."""
+    rules = list(dict.fromkeys(rules))
+    cmds: list[list[str]] = []
+    if not re.search(r"^Default: deny \(incoming\)", status, re.M):
+        cmds.append(["ufw", "default", "deny", "incoming"])
+    if not re.search(r"allow \(outgoing\)", status):
+        cmds.append(["ufw", "default", "allow", "outgoing"])
+    have = present(status)
+    cmds += [["ufw", "allow", *_rule_args(rule), "comment", TAG]
+             for rule in rules if rule not in have]
+    cmds += stale(status, rules, ssh_port)
+    if not re.search(r"^Status: active", status, re.M):
+        cmds.append(["ufw", "--force", "enable"])
+    return cmds
+
+
+def stale(status: str, rules: Iterable[Rule], ssh_port: int) -> list[list[str]]:
+    """Deletions of our rules that no longer appear in ``rules``; never the SSH port (pure)."""
+    keep = set(rules)
+    return [["ufw", "delete", "allow", *_rule_args(rule)]
+            for rule, comment in present(status).items()
+            if comment == TAG and rule not in keep and rule[0] != ssh_port]
+
+
+def _rule_args(rule: Rule) -> list[str]:
+    port, source = rule
+    if source == ANYWHERE:
+        return [f"{port}/tcp"]
+    return ["proto", "tcp", "from", source, "to", "any", "port", str(port)]
+
+
+def _needed(sites: dict[str, set[Rule]], first: Iterable[Rule] = ()) -> list[Rule]:
+    return [*first, *(rule for site in sorted(sites) for rule in sorted(sites[site]))]
+
+
 def firewall(ctx: Context) -> list[str]:
-    cmds = plan(ctx.facts["ufw"], public_ports(ctx.env, ctx.host), admitted(ctx.env, ctx.host))
+    """Record what this site needs, then allow what any site on the host needs and no more."""
+    mine = wanted(ctx.env, ctx.host)
+    others = {s: r for s, r in ctx.facts["ufw_sites"].items() if s != ctx.env.site}
+    changes = ctx.apply_files([FileSpec(registry_path(ctx.env.site), registry_text(mine))],
+                              ctx.facts["ufw_files"])
+    cmds = plan(ctx.facts["ufw"], _needed(others, mine), ctx.host.port)
     for cmd in cmds:
         ctx.act(cmd)
-    return [" ".join(cmd) for cmd in cmds]
+    return changes + [" ".join(cmd) for cmd in cmds]
+
+
+def forget(remote: Remote, site: str, ssh_port: int) -> list[str]:
+    """For ``fab remove``: drop the site's record and the rules no other site needs."""
+    found = facts.gather(remote, _state_probes())
+    if site not in found["ufw_sites"]:
+        return []
+    others = {s: r for s, r in found["ufw_sites"].items() if s != site}
+    cmds = stale(found["ufw"], _needed(others), ssh_port)
+    for cmd in cmds:
+        remote.run(cmd)
+    remote.run(["rm", "-f", registry_path(site)])
+    return [" ".join(cmd) for cmd in cmds] + [registry_path(site)]
