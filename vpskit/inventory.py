@@ -231,7 +231,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     _check_roles(doc, name, hosts, needs_db=(
         sections["postgres"].enabled and "DATABASE_URL" not in required + optional
         or sections["redis"].enabled and "REDIS_URL" not in required + optional),
-        needs_worker=bool(processes))
+        needs_worker=bool(processes), tls=sections["tls"].enabled)
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
         env=env_vars, secrets=resolved, processes=processes, **sections,
@@ -239,8 +239,9 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
 
 
 def _check_roles(doc: _Doc, env: str, hosts: tuple[config.Host, ...], needs_db: bool,
-                 needs_worker: bool) -> None:
-    """Every needed role has a host; db and lb have at most one."""
+                 needs_worker: bool, tls: bool) -> None:
+    """Every needed role has a host; db and lb have at most one; several web hosts with TLS
+    have an lb host, which holds the one certificate."""
     path = ("environments", env, "hosts")
     wanted = {"web": "every environment serves its app from a host with role 'web'",
               "worker": "its processes run on hosts with role 'worker'" if needs_worker else "",
@@ -256,6 +257,12 @@ def _check_roles(doc: _Doc, env: str, hosts: tuple[config.Host, ...], needs_db: 
                      f"a second host with role '{role}' ({hosts[holders[1]].address}; the first "
                      f"is {hosts[holders[0]].address}): an environment has one {role} host; "
                      f"remove '{role}' from one of them")
+    web = [h.address for h in hosts if "web" in h.roles]
+    if tls and len(web) > 1 and not any("lb" in h.roles for h in hosts):
+        doc.fail(path, f"{len(web)} web hosts ({', '.join(web)}) and TLS, but no host has role "
+                       f"'lb': each would ask for the same certificate and answer the ACME "
+                       f"challenges of the others; add 'lb' to one host's roles, or terminate "
+                       f"TLS at a cloud load balancer and set tls.enabled: false")
 
 
 def _key_path(doc: _Doc, body: dict, env: str, *keys: str) -> tuple[str, ...]:

@@ -123,6 +123,8 @@ BAD = {
     "process count": (GOOD + "processes:\n  worker: {command: x, count: 99}\n", "0 to 32"),
     "two db hosts": (GOOD.replace("roles: [web]", "roles: [web, db]"),
                      "a second host with role 'db' (198.51.100.9; the first is 198.51.100.8)"),
+    "two web hosts, TLS, no lb": (GOOD.replace("roles: [db]", "roles: [web, db]"),
+                                  "2 web hosts (198.51.100.8, 198.51.100.9) and TLS, but no host"),
     "no web host": (GOOD.replace("roles: [web]", "roles: [worker]"), "no host has role 'web'"),
     "no db host": (GOOD.replace("roles: [db]", "roles: [worker]"),
                    "no host has role 'db': Postgres/Redis run on the host with role 'db'; or list"),
