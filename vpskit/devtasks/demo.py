@@ -45,7 +45,8 @@ def run() -> str:
     print(f"\nThe example app is live: {url}\n  {body}\n"
           f"  try: curl --cacert {ca} {url}health/\n"
           f"  the operator's view: cd {WORKDIR} && fab -r {sandbox.ROOT} status --env production\n"
-          f"  tear down: {sys.executable} -m vpskit.testvps down --name {NAME}")
+          f"  tear down: {sys.executable} -m vpskit.testvps down --name {NAME} && "
+          f"{sys.executable} -m vpskit.testvps pebble-down")
     return url
 
 
