@@ -1,0 +1,92 @@
+"""The PaaS's files: ``Procfile`` and ``railway.toml``/``railway.json`` give the web command,
+the release commands and the other processes."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import tomllib
+
+from vpskit.init.detected import Detected
+from vpskit.init.repo import Repo
+
+SPLIT = re.compile(r"\s*(?:&&|;)\s*")
+_SHELL_CHARS = re.compile(r"[$`|<>*?]")
+
+
+def procfile(repo: Repo, d: Detected) -> tuple[str, str] | None:
+    """Process lines: ``release`` -> release commands, ``web`` -> returned, the rest reported."""
+    text = repo.text("Procfile")
+    if text is None:
+        return None
+    web = None
+    for line in text.splitlines():
+        match = re.match(r"^([A-Za-z0-9_-]+):\s*(.+?)\s*$", line)
+        if not match or line.lstrip().startswith("#"):
+            continue
+        name, command = match[1], match[2]
+        if name == "web":
+            web = (command, "Procfile web:")
+        elif name == "release":
+            d.found("release_commands", release_lines(command, d), "Procfile release:")
+        else:
+            d.processes[name] = command
+    return web
+
+
+def railway(repo: Repo, d: Detected) -> tuple[str, str] | None:
+    """``railway.toml`` (or ``.json``) ``[deploy]``: startCommand, preDeployCommand,
+    healthcheckPath; other settings become notes."""
+    for rel, parse in (("railway.toml", tomllib.loads), ("railway.json", json.loads)):
+        text = repo.text(rel)
+        if text is None:
+            continue
+        try:
+            data = parse(text)
+        except ValueError as exc:
+            d.notes.append(f"{rel} does not parse ({exc}); ignored")
+            return None
+        deploy, build = data.get("deploy") or {}, data.get("build") or {}
+        if deploy.get("healthcheckPath"):
+            path = "/" + str(deploy["healthcheckPath"]).lstrip("/")
+            d.found("health_path", path, f"{rel} healthcheckPath")
+        if deploy.get("healthcheckTimeout"):
+            d.notes.append(f"{rel} healthcheckTimeout = {deploy['healthcheckTimeout']}: vpskit "
+                           f"waits health.retries x health.timeout seconds instead")
+        pre = deploy.get("preDeployCommand")
+        if pre:
+            lines = [line for item in ([pre] if isinstance(pre, str) else pre)
+                     for line in release_lines(str(item), d)]
+            d.found("release_commands", lines, f"{rel} preDeployCommand")
+        if build.get("buildCommand"):
+            d.notes.append(f"{rel} buildCommand `{build['buildCommand']}`: vpskit has no build "
+                           f"step; add what it does to release_commands if the app needs it")
+        if deploy.get("cronSchedule"):
+            d.notes.append(f"{rel} cronSchedule `{deploy['cronSchedule']}`: not run by vpskit; "
+                           f"use a systemd timer on the server")
+        if deploy.get("numReplicas", 1) != 1:
+            d.notes.append(f"{rel} numReplicas = {deploy['numReplicas']}: vpskit runs one web "
+                           f"service per host; raise app.workers instead")
+        if deploy.get("startCommand"):
+            return str(deploy["startCommand"]), f"{rel} startCommand"
+    return None
+
+
+def release_lines(command: str, d: Detected) -> list[str]:
+    """A release command line as vpskit runs it: one argv per command, no shell. A leading
+    ``python`` runs from the venv; anything needing a shell or another program goes through
+    ``/bin/sh -c`` (whose PATH starts with the venv's bin)."""
+    lines = []
+    for part in SPLIT.split(command.strip()):
+        if not part:
+            continue
+        words = part.split()
+        if words[0] in ("python", "python3") and not _SHELL_CHARS.search(part):
+            lines.append(part)
+        else:
+            lines.append(f"/bin/sh -c {shlex.quote(part)}")
+    if len(lines) > 1:
+        d.notes.append(f"release `{command}` became {len(lines)} commands, run in order "
+                       f"(a failing one stops the deploy)")
+    return lines
