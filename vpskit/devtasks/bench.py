@@ -96,7 +96,9 @@ def table(rows: list[Row]) -> str:
 
 
 def run() -> list[Row]:
-    """Boot a fresh VPS, measure, write ``bench/results.md``, tear down."""
+    """Boot a fresh VPS, measure, write ``bench/results.md``, tear down (Pebble too, when
+    started here)."""
+    pebble_was_up = testvps.pebble_is_up()
     testvps.down(NAME)
     vps = testvps.up(NAME, INDEX, domains=(DOMAIN,))
     try:
@@ -109,6 +111,8 @@ def run() -> list[Row]:
                 lambda: bench_multi.run(fab, row, timings)])
     finally:
         testvps.down(NAME)
+        if not pebble_was_up:
+            testvps.pebble_down()
     header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
               f"test VPS: Debian 12 in systemd-nspawn.\n\n")
     RESULTS.parent.mkdir(exist_ok=True)
