@@ -121,6 +121,18 @@ def link(path: str, name: str = "link") -> Probe:
     return Probe(name, f"readlink {shlex.quote(path)}", lambda out, rc: out.strip())
 
 
+def registry(directory: str, name: str, convert: Callable[[dict[str, list[str]]], Any]
+             ) -> Probe:
+    """A registry of one file per site in ``directory``: ``convert`` gets ``{site: [lines]}``."""
+    def parse(out: str, rc: int) -> Any:
+        found: dict[str, list[str]] = {}
+        for line in out.splitlines():  # grep -H: <directory>/<site>:<line>
+            path, _, value = line.partition(":")  # a path has no ':', a value may (IPv6)
+            found.setdefault(path.rsplit("/", 1)[-1], []).append(value)
+        return convert(found)
+    return Probe(name, f"grep -H . {shlex.quote(directory)}/*", parse)
+
+
 def text(path: str, name: str) -> Probe:
     """A file's content, or None when missing (keep secret-bearing ones out of logs)."""
     return Probe(name, f"cat {shlex.quote(path)}", lambda out, rc: out if rc == 0 else None)

@@ -52,12 +52,14 @@ def test_firewall_never_deletes_the_ssh_port_and_keeps_what_another_site_needs()
 
 
 def test_firewall_registry_records_each_sites_rules():
-    text = firewall.registry_text([(22, ANY), (5432, "10.0.0.2")])
-    assert text == "22 Anywhere\n5432 10.0.0.2\n"
+    text = firewall.registry_text([(22, ANY), (5432, "10.0.0.2"), (6379, "fd00::2")])
+    assert text == "22 Anywhere\n5432 10.0.0.2\n6379 fd00::2\n"
     out = "".join(f"/etc/vpskit/firewall/shop-production:{line}\n" for line in text.split("\n")
                   if line) + "/etc/vpskit/firewall/shop-staging:22 Anywhere\n"
-    assert firewall.parse_registry(out, 0) == {
-        "shop-production": {(22, ANY), (5432, "10.0.0.2")}, "shop-staging": {(22, ANY)}}
+    sites = facts.registry(firewall.REGISTRY, "ufw_sites", firewall.site_rules)
+    assert sites.parse(out, 0) == {
+        "shop-production": {(22, ANY), (5432, "10.0.0.2"), (6379, "fd00::2")},
+        "shop-staging": {(22, ANY)}}
 
 
 def test_facts_sections_keep_output_and_exit_codes():
@@ -193,8 +195,9 @@ def test_firewall_roles_lb_web_db():
 
 
 def test_each_site_gets_its_own_redis_database():
-    assert cache.parse_registry("/etc/vpskit/redis-db/shop-production:0\n"
-                                "/etc/vpskit/redis-db/shop-staging:1\n", 0) == {
+    numbers = facts.registry(cache.REGISTRY, "redis_dbs", cache.db_numbers)
+    assert numbers.parse("/etc/vpskit/redis-db/shop-production:0\n"
+                         "/etc/vpskit/redis-db/shop-staging:1\n", 0) == {
         "shop-production": 0, "shop-staging": 1}
     registry = {"shop-production": 0}
     assert cache.redis_db("shop-production", registry, "", "h") == 0

@@ -30,7 +30,7 @@ def probes(ctx: Context) -> list[facts.Probe]:
                     lambda out, rc: rc == 0),
         facts.text(VPSKIT_CONF, "redis_conf"),
         file_probe([VPSKIT_CONF, registry_path(ctx.env.site)], "redis_files"),
-        facts.Probe("redis_dbs", f"grep -H . {REGISTRY}/*", parse_registry),
+        facts.registry(REGISTRY, "redis_dbs", db_numbers),
     ]
 
 
@@ -38,14 +38,9 @@ def registry_path(site: str) -> str:
     return f"{REGISTRY}/{site}"
 
 
-def parse_registry(out: str, rc: int) -> dict[str, int]:
-    """``{site: number}`` from ``grep -H`` lines ``/etc/vpskit/redis-db/<site>:<n>`` (pure)."""
-    found = {}
-    for line in out.splitlines():
-        path, _, number = line.rpartition(":")
-        if number.strip().isdigit():
-            found[path.rsplit("/", 1)[-1]] = int(number)
-    return found
+def db_numbers(found: dict[str, list[str]]) -> dict[str, int]:
+    """``{site: number}`` from the registry's ``{site: [lines]}`` (pure)."""
+    return {site: int(lines[0]) for site, lines in found.items() if lines[0].strip().isdigit()}
 
 
 def redis_db(site: str, registry: dict[str, int], current_url: str, host: str) -> int:

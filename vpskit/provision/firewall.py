@@ -33,23 +33,22 @@ def probes(ctx: Context) -> list[facts.Probe]:
 
 def _state_probes() -> list[facts.Probe]:
     return [facts.Probe("ufw", "ufw status verbose", lambda out, rc: out),
-            facts.Probe("ufw_sites", f"grep -H . {REGISTRY}/*", parse_registry)]
+            facts.registry(REGISTRY, "ufw_sites", site_rules)]
 
 
 def registry_path(site: str) -> str:
     return f"{REGISTRY}/{site}"
 
 
-def parse_registry(out: str, rc: int) -> dict[str, set[Rule]]:
-    """``{site: rules}`` from ``grep -H`` lines ``/etc/vpskit/firewall/<site>:<port> <source>``
-    (pure)."""
-    found: dict[str, set[Rule]] = {}
-    for line in out.splitlines():
-        path, _, rule = line.rpartition(":")
-        port, _, source = rule.partition(" ")
-        if port.isdigit() and source:
-            found.setdefault(path.rsplit("/", 1)[-1], set()).add((int(port), source))
-    return found
+def site_rules(found: dict[str, list[str]]) -> dict[str, set[Rule]]:
+    """``{site: rules}`` from the registry's ``{site: ["<port> <source>", ...]}`` (pure)."""
+    rules: dict[str, set[Rule]] = {}
+    for site, lines in found.items():
+        for line in lines:
+            port, _, source = line.partition(" ")
+            if port.isdigit() and source:
+                rules.setdefault(site, set()).add((int(port), source))
+    return rules
 
 
 def registry_text(rules: Iterable[Rule]) -> str:
