@@ -8,12 +8,13 @@ session; tests that use them are marked ``vps`` (``pytest -m "not vps"`` runs in
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
-from tests.helpers import machines
+from harness import testvps
+from tests.helpers import installed, machines
 from tests.helpers.site import Site
-from vpskit import testvps
 from vpskit.config import Host
 
 VPS_INDEX = machines.INDEX
@@ -62,3 +63,15 @@ def provisioned(site) -> dict:
 def deployed(site, provisioned) -> dict:
     """The example app deployed once (version 1.0.0)."""
     return {"first": site.fab("deploy")}
+
+
+@pytest.fixture(scope="session")
+def wheel(tmp_path_factory) -> Path:
+    """``pip wheel`` of this checkout."""
+    return installed.build_wheel(tmp_path_factory.mktemp("dist"))
+
+
+@pytest.fixture(scope="session")
+def installed_vpskit(wheel, tmp_path_factory) -> installed.Installed:
+    """The wheel installed in a fresh virtualenv outside this checkout."""
+    return installed.install(wheel, tmp_path_factory.mktemp("installed"))

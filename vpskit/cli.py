@@ -1,4 +1,4 @@
-"""Shared plumbing of the ``fab`` tasks: inventory lookup and error-to-exit conversion."""
+"""Shared plumbing of the tasks: inventory lookup, flag checks and error-to-exit conversion."""
 
 from __future__ import annotations
 
@@ -7,14 +7,15 @@ import os
 import shlex
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from fabric.executor import Executor as FabricExecutor
+from invoke import Executor as InvokeExecutor
 from invoke import Exit
 
-from vpskit import inventory
-from vpskit.config import Environment
 from vpskit.errors import ToolkitError
+
+if TYPE_CHECKING:
+    from vpskit.config import Environment
 
 DEFAULT_INVENTORY = "inventory.yml"
 
@@ -26,6 +27,7 @@ def inventory_path(given: str | None = None) -> str:
 
 def load_env(env: str | None, given_path: str | None = None) -> Environment:
     """The validated environment; ``--env`` is required."""
+    from vpskit import inventory  # here, so ``--help`` never loads YAML
     path = inventory_path(given_path)
     if not env:
         names = ", ".join(inventory.environment_names(path))
@@ -44,18 +46,30 @@ def exits(func: Callable[..., Any]) -> Callable[..., Any]:
     return wrapper
 
 
-class Executor(FabricExecutor):
-    """Hand ``fab TASK -- WORDS`` to the task (see :func:`remainder`) rather than running WORDS
-    as a shell command on ``-H`` hosts."""
+def positive_int(flag: str, value: Any) -> int:
+    """A flag's value as an integer of at least 1, or a one-line error naming the flag."""
+    try:
+        number = int(value)
+    except (TypeError, ValueError):
+        number = 0
+    if number < 1:
+        raise ToolkitError(f"{flag} {value!r}: expected a whole number of at least 1")
+    return number
 
-    def expand_calls(self, calls, apply_hosts=True):
+
+class Executor(InvokeExecutor):
+    """Hand ``TASK -- WORDS`` to the task (see :func:`remainder`); under ``fab`` this also keeps
+    Fabric from running WORDS as a shell command on ``-H`` hosts. The tasks open their own
+    connections, so Invoke's executor is all they need."""
+
+    def expand_calls(self, calls):
         if calls and self.core.remainder:
             # The words as the shell gave them: Invoke's remainder is one re-joined string.
             words = sys.argv[sys.argv.index("--") + 1:] if "--" in sys.argv else \
                 shlex.split(self.core.remainder)
             self.config.load_overrides({"vpskit_remainder": words})
             self.core.remainder = ""
-        return super().expand_calls(calls, apply_hosts)
+        return super().expand_calls(calls)
 
 
 def remainder(c: Any) -> list[str]:

@@ -60,6 +60,10 @@ class Remote:
         if value and value not in self.secrets:
             self.secrets.append(value)
 
+    def masked(self, text: str) -> str:
+        """``text`` with every secret replaced by ``***``, as in every error raised here."""
+        return mask(text, self.secrets)
+
     def command(self, argv: Sequence[str], sudo: bool = True, user: str | None = None) -> str:
         """The shell line for ``argv``: as root (``sudo -n``) or as ``user`` when given."""
         prefix: list[str] = []
@@ -94,7 +98,7 @@ class Remote:
             detail = (f"user '{self.conn.user}' needs a password for sudo; give it passwordless "
                       f"sudo or log in as root")
         message = f"{self.host}: `{describe(argv)}` exited {result.exited}: {detail}"
-        return RemoteError(mask(message, self.secrets))
+        return RemoteError(self.masked(message))
 
     def _exec(self, line: str, stdin: bytes | str | None, timeout: float | None,
               on_stdout: Callable[[str], None] | None) -> Result:

@@ -12,10 +12,11 @@ from pathlib import Path
 
 import jinja2
 
+import vpskit.templates
 from vpskit.config import APP_KINDS, Environment
 from vpskit.errors import InventoryError
 
-TEMPLATES = Path(__file__).resolve().parent.parent / "templates"
+TEMPLATES = Path(vpskit.templates.__file__).parent  # templates/, shipped as package data
 COMMON_CONF = "/etc/nginx/conf.d/vpskit.conf"
 ACME_WEBROOT = "/var/lib/vpskit/acme"
 SYSTEMD_DIR = "/etc/systemd/system"
@@ -36,7 +37,8 @@ _jinja = jinja2.Environment(
 )
 
 
-def _render(template: str, **context: object) -> str:
+def render_template(template: str, **context: object) -> str:
+    """``templates/<template>`` rendered with ``context``; a name it lacks is an error."""
     return _jinja.get_template(template).render(**context)
 
 
@@ -128,7 +130,7 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
     redirects = www_redirects(env) if mode != "backend" else []
     sources = {source for source, _ in redirects}
     lb = env.lb_host
-    return _render(
+    return render_template(
         "nginx/site.conf.j2",
         env=env,
         mode=mode,
@@ -149,16 +151,16 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
 
 def nginx_upstream(env: Environment, release_id: str | None) -> str:
     """The upstream naming the live release's socket: the only file a deploy switch rewrites."""
-    return _render("nginx/upstream.conf.j2", site=env.site, ident=ident(env),
-                   release_id=release_id, socket=web_socket(env, release_id))
+    return render_template("nginx/upstream.conf.j2", site=env.site, ident=ident(env),
+                           release_id=release_id, socket=web_socket(env, release_id))
 
 
 def nginx_lb_upstream(env: Environment, out_of_rotation: tuple[str, ...] = ()) -> str:
     """The lb's upstream: every web host's backend port, those ``out_of_rotation`` marked down
     (a deploy switching them)."""
-    return _render("nginx/lb-upstream.conf.j2", site=env.site, ident=lb_ident(env),
-                   port=BACKEND_PORT, down=out_of_rotation,
-                   servers=[h.private for h in env.hosts_with("web")])
+    return render_template("nginx/lb-upstream.conf.j2", site=env.site, ident=lb_ident(env),
+                           port=BACKEND_PORT, down=out_of_rotation,
+                           servers=[h.private for h in env.hosts_with("web")])
 
 
 def web_mode(env: Environment) -> str:
@@ -168,7 +170,7 @@ def web_mode(env: Environment) -> str:
 
 def nginx_common() -> str:
     """Http-context settings shared by every vpskit site on a host (installed once)."""
-    return _render("nginx/vpskit.conf.j2")
+    return render_template("nginx/vpskit.conf.j2")
 
 
 # ---- systemd ------------------------------------------------------------------------------------
@@ -216,7 +218,7 @@ def exec_start(env: Environment) -> list[str]:
 def web_unit(env: Environment) -> str:
     """The ``<site>-web@.service`` template; one instance per release, each on its own socket."""
     settings = env.app.django_settings
-    return _render(
+    return render_template(
         "systemd/web@.service.j2",
         env=env,
         exec_start=" ".join(exec_start(env)),
@@ -231,9 +233,9 @@ def backup_units(env: Environment) -> dict[str, str]:
     if not env.backups.timer:
         return {}
     return {
-        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": _render(
+        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": render_template(
             "systemd/backup.service.j2", site=env.site, script=backup_script(env)),
-        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": _render(
+        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": render_template(
             "systemd/backup.timer.j2", site=env.site,
             on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),
     }
@@ -252,7 +254,7 @@ def process_units(env: Environment) -> dict[str, str]:
         for word in words:
             _checked(word, _COMMAND_WORD, f"processes.{process.name}.command")
         program = words[0] if "/" in words[0] else f"{env.current_link}/.venv/bin/{words[0]}"
-        units[f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}"] = _render(
+        units[f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}"] = render_template(
             "systemd/process@.service.j2", env=env, process=process,
             exec_start=" ".join([program, *words[1:]]))
     return units

@@ -6,7 +6,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from vpskit import testvps
+from harness import testvps
 
 KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
 INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # 10.77.INDEX.2; far from 10.77.0.x

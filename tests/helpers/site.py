@@ -11,10 +11,10 @@ import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from harness.devtasks import sandbox
+from harness.devtasks.sandbox import git
 from vpskit import inventory, session
 from vpskit.config import Environment
-from vpskit.devtasks import sandbox
-from vpskit.devtasks.sandbox import ROOT, git
 from vpskit.remote import Remote
 
 FAB = Path(sys.executable).parent / "fab"
@@ -28,6 +28,7 @@ class Site:
     ca_file: Path  # Pebble's root: verifies the certificates it issued
     env_name: str = "production"
     outputs: list[str] = field(default_factory=list)  # every fab run's stdout+stderr
+    fab_command: Path = FAB  # another installation's fab (see tests/helpers/installed.py)
 
     @classmethod
     def create(cls, base: Path, vps, pebble, staging_domain: str | None = None) -> Site:
@@ -46,13 +47,13 @@ class Site:
     def fab(self, *args: str, check: bool = True, timeout: float = 900, env: str | None = None,
             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run the real ``fab`` CLI in the site directory (``--env`` added after the task)."""
-        argv = [str(FAB), "-r", str(ROOT), args[0], "--env", env or self.env_name, *args[1:]]
+        argv = [str(self.fab_command), args[0], "--env", env or self.env_name, *args[1:]]
         result = subprocess.run(argv, cwd=self.dir, capture_output=True, text=True,
                                 timeout=timeout, env={**os.environ, **(extra_env or {})},
                                 stdin=subprocess.DEVNULL)
         self.outputs.append(result.stdout + result.stderr)
         if check and result.returncode != 0:
-            raise AssertionError(f"{' '.join(argv[2:])} exited {result.returncode}:\n"
+            raise AssertionError(f"{' '.join(argv[1:])} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")
         return result
 

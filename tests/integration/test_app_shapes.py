@@ -23,11 +23,11 @@ from urllib.parse import quote
 import pytest
 import yaml
 
+from harness.devtasks import sandbox
+from harness.devtasks.load import Load
 from tests.helpers import machines
-from tests.helpers.site import FAB, ROOT, SECRET_KEY, NoRedirect, Site
+from tests.helpers.site import FAB, SECRET_KEY, NoRedirect, Site
 from vpskit import envfile, init, inventory, pgadmin, render
-from vpskit.devtasks import sandbox
-from vpskit.devtasks.load import Load
 
 pytestmark = pytest.mark.vps
 
@@ -67,17 +67,22 @@ def chat(machine, tmp_path_factory) -> Site:
 
 
 @pytest.fixture(scope="module")
-def shop(machine, tmp_path_factory) -> Site:
-    """The Django example with the inventory ``fab init`` wrote into its repository, only the
-    placeholders filled in; provisioned and deployed. The site's directory is the repository
-    itself (so commit there, not with ``Site.commit``); the sandbox's inventory is unused."""
+def shop(machine, tmp_path_factory, installed_vpskit) -> Site:
+    """The Django example driven as a user drives it: vpskit installed from a wheel into a
+    virtualenv outside this checkout, ``vpskit init`` in the app's repository, the placeholders
+    filled in, its files committed, then ``fab provision`` and ``fab deploy`` from there. The
+    site's directory is the repository itself (so commit there, not with ``Site.commit``)."""
     vps, pebble = machine
     base = sandbox.create(tmp_path_factory.mktemp("django"), vps, pebble, secret_key=SECRET_KEY,
                           domains=(DOMAINS["django"],))
     app = base / "app"
-    fill_placeholders(fab_init(app, "shop"), vps, pebble, DOMAINS["django"])
+    fill_placeholders(vpskit_init(installed_vpskit, app, "shop"), vps, pebble,
+                      DOMAINS["django"])
     shutil.move(base / ".env.production", app / ".env.production")
-    site = Site(app, (DOMAINS["django"],), base / "pebble-root.pem")
+    sandbox.git(app, "add", "-A")
+    sandbox.git(app, "commit", "-qm", "vpskit init")
+    site = Site(app, (DOMAINS["django"],), base / "pebble-root.pem",
+                fab_command=installed_vpskit.bin / "fab")
     site.fab("provision")
     site.fab("deploy")
     return site
@@ -86,8 +91,15 @@ def shop(machine, tmp_path_factory) -> Site:
 # ---- helpers ------------------------------------------------------------------------------------
 def fab_init(app: Path, name: str) -> Path:
     """The real ``fab init`` in the app's repository; the inventory it wrote."""
-    subprocess.run([str(FAB), "-r", str(ROOT), "init", "--path", str(app), "--name", name],
+    subprocess.run([str(FAB), "init", "--path", str(app), "--name", name],
                    check=True, capture_output=True, text=True, stdin=subprocess.DEVNULL)
+    return app / "inventory.yml"
+
+
+def vpskit_init(tool, app: Path, name: str) -> Path:
+    """The installed ``vpskit init`` run in the app's repository; the inventory it wrote."""
+    subprocess.run([str(tool.bin / "vpskit"), "init", "--name", name], cwd=app, check=True,
+                   capture_output=True, text=True, stdin=subprocess.DEVNULL)
     return app / "inventory.yml"
 
 
@@ -260,6 +272,43 @@ def test_flask_redeploy_under_load_keeps_the_fernet_key_and_migrates(depot, mach
 
 # ---- Django through fab init: media, upload limit -----------------------------------------------
 UPLOAD = b"x" * 1_500_000 + b"\n"  # above the 1m limit set below, below Nginx's default 20m
+
+
+def test_installed_vpskit_runs_every_task_from_the_app_repository(shop, installed_vpskit):
+    """The wheel's vpskit, from the app's own repository: HTTPS 200 (the fixture deployed it),
+    management commands through fab, the vpskit command beside it, and nothing secret left
+    for git to add."""
+    assert shop.get("/")[0] == 200
+    code = ("import vpskit, vpskit.templates; print(vpskit.__file__)")
+    where = subprocess.run([str(installed_vpskit.bin / "python"), "-c", code], cwd=shop.dir,
+                           capture_output=True, text=True, check=True).stdout
+    assert where.startswith(str(installed_vpskit.bin.parent)), where  # not this checkout
+    assert "System check identified no issues" in shop.fab("manage", "--", "check").stdout
+    status = subprocess.run([str(installed_vpskit.bin / "vpskit"), "status", "--env",
+                             "production"], cwd=shop.dir, capture_output=True, text=True)
+    assert status.returncode == 0 and "active" in status.stdout, status.stderr
+    shop.fab("backup")
+    assert list((shop.dir / "backups").glob("shop-production-*.dump"))
+    untracked = sandbox.git(shop.dir, "status", "--porcelain", "--untracked-files=all")
+    assert untracked == "", untracked  # .env.production and backups/ are ignored
+    assert ".env.production" not in sandbox.git(shop.dir, "ls-files")
+
+
+def test_deploy_refuses_a_commit_that_tracks_a_secrets_file(shop):
+    live = health(shop)["release"]
+    sandbox.git(shop.dir, "add", "-f", ".env.production")
+    sandbox.git(shop.dir, "commit", "-qm", "oops: secrets committed")
+    try:
+        result = shop.fab("deploy", check=False)
+        assert result.returncode == 1
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and "tracks .env.production" in lines[0], result.stderr
+        assert SECRET_KEY not in result.stdout + result.stderr
+        assert result.stdout == ""  # refused before connecting
+        assert health(shop)["release"] == live
+    finally:
+        sandbox.git(shop.dir, "rm", "-q", "--cached", ".env.production")
+        sandbox.git(shop.dir, "commit", "-qm", "secrets out again")
 
 
 def test_fab_init_inventory_provisions_and_deploys_the_django_example(shop):

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.helpers.site import FAB, ROOT, Site
+from tests.helpers.site import FAB, Site
 from vpskit import backups, pgadmin
 
 pytestmark = pytest.mark.vps
@@ -202,7 +202,7 @@ def test_restore_on_a_terminal_asks_and_a_wrong_answer_changes_nothing(site):
     master, terminal = pty.openpty()
     try:
         os.write(master, b"staging\n")
-        result = subprocess.run([str(FAB), "-r", str(ROOT), "restore", "--env", "production"],
+        result = subprocess.run([str(FAB), "restore", "--env", "production"],
                                 cwd=site.dir, stdin=terminal, capture_output=True, text=True,
                                 timeout=120)
     finally:
@@ -296,8 +296,7 @@ def test_failed_copy_prunes_nothing(site):
 def test_cron_like_run_without_terminal_or_environment(site, tmp_path):
     before = local_files(site)
     result = subprocess.run(
-        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}", str(FAB), "-r", str(ROOT),
-         "backup", "--env", "production", "--inventory", str(site.dir / "inventory.yml")],
+        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}", str(FAB), "backup", "--env", "production", "--inventory", str(site.dir / "inventory.yml")],
         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert new_regular_dump(before, local_files(site))

@@ -10,7 +10,7 @@ import time
 import pytest
 
 from tests.helpers import machines
-from tests.helpers.site import FAB, ROOT, Site
+from tests.helpers.site import FAB, Site
 from vpskit import ssh
 
 pytestmark = pytest.mark.vps
@@ -42,7 +42,7 @@ def wait_for_dpkg(vps, timeout: float = 120) -> None:
 
 def test_provision_cut_off_mid_install_converges(trixie):
     vps, site = trixie
-    proc = subprocess.Popen([str(FAB), "-r", str(ROOT), "provision", "--env", "production"],
+    proc = subprocess.Popen([str(FAB), "provision", "--env", "production"],
                             cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             stdin=subprocess.DEVNULL, text=True)
     try:

@@ -12,10 +12,11 @@ from urllib.parse import urlsplit
 
 import pytest
 
-from tests.helpers.site import FAB, ROOT, SECRET_KEY, Site
+from harness.devtasks.load import Load
+from harness.devtasks.sandbox import ROOT
+from tests.helpers.site import FAB, SECRET_KEY, Site
 from vpskit import envfile, pgadmin
 from vpskit.deploy.lock import deploy_lock
-from vpskit.devtasks.load import Load
 
 pytestmark = pytest.mark.vps
 
@@ -183,7 +184,7 @@ def test_a_second_deploy_is_refused_while_one_holds_the_lock(site, deployed):
 
 def test_a_killed_deploy_does_not_block_the_next_one(site, deployed):
     site.commit("6.0.0", {"VERSION": "6.0.0\n"})
-    argv = [str(FAB), "-r", str(ROOT), "deploy", "--env", "production"]
+    argv = [str(FAB), "deploy", "--env", "production"]
     proc = subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
                             stdin=subprocess.DEVNULL)
     for line in proc.stdout:

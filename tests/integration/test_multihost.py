@@ -13,12 +13,12 @@ from collections.abc import Iterator
 
 import pytest
 
+from harness.devtasks import sandbox
+from harness.devtasks.load import Load
 from tests.helpers import machines
 from tests.helpers.site import SECRET_KEY, Site
 from vpskit import envfile, session
 from vpskit.config import Environment
-from vpskit.devtasks import sandbox
-from vpskit.devtasks.load import Load
 
 pytestmark = pytest.mark.vps
 

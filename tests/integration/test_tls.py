@@ -17,9 +17,9 @@ from typing import TypeVar
 
 import pytest
 
+from harness.testvps import network, state
 from tests.helpers import machines
 from tests.helpers.site import Site
-from vpskit.testvps import network, state
 
 pytestmark = pytest.mark.vps
 T = TypeVar("T")

@@ -7,8 +7,8 @@ import time
 
 import pytest
 
+from harness import testvps
 from tests.helpers import machines
-from vpskit import testvps
 from vpskit.errors import ConnectError
 from vpskit.ssh import connect
 

@@ -122,3 +122,33 @@ def test_dump_name_is_timestamped():
     now = datetime(2026, 11, 26, 3, 0, tzinfo=UTC)
     assert backups.dump_name("shop-production", "", now) == "shop-production-20261126T030000Z.dump"
     assert backups.dump_name("shop-production", "predeploy-x/y", now).endswith("-predeploy-x-y.dump")
+
+
+@pytest.mark.parametrize("path, refused", [
+    (".env", True), (".env.production", True), ("config/.env.staging", True),
+    (".env.local", True), (".env.example", False), (".env.sample", False),
+    (".envrc", False), (".flaskenv", False), ("shop-production-20261130T000000Z.dump", True),
+    ("media/shop-production-20261130T000000Z-media.tar.gz", True), ("backups/notes.txt", True),
+    ("migrations/0001_items.sql", False), ("docs/backups.md", False),
+])
+def test_a_release_never_carries_secrets_files_or_backups(path, refused):
+    assert source.unsafe_files([path], "backups") == ([path] if refused else [])
+
+
+def test_an_absolute_backup_dir_is_never_inside_the_commit():
+    assert source.unsafe_files(["srv/backups/x.txt", "backups/x.txt"], "/srv/backups") == []
+
+
+def test_a_commit_tracking_a_secrets_file_is_refused_in_one_line(tmp_path):
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path,
+                       check=True, capture_output=True)
+    git("init", "-q", "-b", "main")
+    (tmp_path / "app.py").write_text("app = None\n")
+    (tmp_path / ".env.production").write_text("SECRET_KEY=do-not-ship\n")
+    git("add", "-A")
+    git("commit", "-qm", "oops")
+    with pytest.raises(ToolkitError) as caught:
+        source.refuse_unsafe_files(source.resolve(str(tmp_path), "main"), "backups")
+    assert "tracks .env.production" in str(caught.value) and "\n" not in str(caught.value)
+    assert "do-not-ship" not in str(caught.value)

@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
-from vpskit import init, inventory
+from vpskit import init, inventory, render
 from vpskit.errors import InventoryError, ToolkitError
+from vpskit.init.dependencies import admits_from
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 SECRETS = {"SECRET_KEY": "s3cret", "FERNET_KEY": "k3y"}
@@ -45,12 +46,18 @@ EXPECTED = {
 }
 
 
+PROCESSES = {"django": {"worker": "celery -A shop worker --concurrency 2 --loglevel INFO"},
+             "flask": {}, "channels": {}}
+
+
 @pytest.mark.parametrize("example", sorted(EXPECTED))
 def test_examples_give_a_loadable_inventory(example, tmp_path):
     env, text = load(EXAMPLES / example, tmp_path, name=example)
     app = env.app
     got = {key: getattr(app, key) for key in EXPECTED[example]}
     assert got == EXPECTED[example]
+    assert {p.name: p.command for p in env.processes} == PROCESSES[example]
+    assert len(render.process_units(env)) == len(PROCESSES[example])
     assert app.requirements == "requirements.txt"
     assert env.health.path == "/health/"
     assert env.postgres.enabled and env.redis.enabled
@@ -86,7 +93,10 @@ def test_procfile_only_repo(tmp_path):
     assert env.health.path == "/health/"
     assert "path: /health/                    # not detected:" in text
     assert "requirements: requirements.txt    # not detected: FILL ME" in text
-    assert "#   worker: celery -A main worker -l info" in text
+    assert "worker: celery -A main worker -l info # from Procfile worker:" in text
+    assert [(p.name, p.command, p.count) for p in env.processes] == [
+        ("worker", "celery -A main worker -l info", 1), ("beat", "celery -A main beat", 1)]
+    assert len(render.process_units(env)) == 2  # commands their units can run
     assert env.secrets == {}
 
 
@@ -227,3 +237,164 @@ def test_bad_app_name_and_missing_directory(tmp_path):
     with pytest.raises(ToolkitError, match="no such directory"):
         init.detect(tmp_path / "nope")
     assert init.default_app_name(tmp_path / "123") == "app"
+
+
+def test_procfile_processes_vpskit_cannot_run_as_written_are_notes(tmp_path):
+    detected = init.detect(write(tmp_path, {"Procfile": (
+        "web: gunicorn app:app\n"
+        "celery_beat: celery -A app beat\n"
+        "worker: celery -A app worker --concurrency=${CONCURRENCY:-2}\n"
+        "clock: ./bin/clock --every 5m\n"
+        "Web: celery -A app flower\n")}))
+    assert detected.processes == {"celerybeat": "celery -A app beat"}
+    assert detected.sources["processes.celerybeat"] == "Procfile celery_beat:"
+    notes = "\n".join(detected.notes)
+    assert "Procfile celery_beat: is the process celerybeat" in notes
+    assert "Procfile worker: `celery -A app worker --concurrency=${CONCURRENCY:-2}` needs a shell" \
+        in notes
+    assert "Procfile clock: `./bin/clock --every 5m` needs a shell" in notes
+    assert "Procfile Web: `celery -A app flower`: 'Web' makes no process name" in notes
+
+
+# ---- Django settings: the production module, DEBUG ---------------------------------------------
+def django_site(root: Path, settings: dict[str, str], manage: str = "mysite.settings.dev",
+                wsgi: str = "mysite.settings.dev") -> Path:
+    """A Django project whose settings package holds ``settings`` (file name -> text)."""
+    return write(root, {
+        "manage.py": f'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{manage}")\n',
+        "mysite/__init__.py": "",
+        "mysite/wsgi.py": (f'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "{wsgi}")\n'
+                           "application = get_wsgi_application()\n"),
+        "mysite/settings/__init__.py": "",
+        "mysite/settings/base.py": 'WSGI_APPLICATION = "mysite.wsgi.application"\n',
+        "mysite/settings/dev.py": "from .base import *\nDEBUG = True\n",
+        **{f"mysite/settings/{name}": text for name, text in settings.items()},
+        "requirements.txt": "Django\ngunicorn\n",
+    })
+
+
+@pytest.mark.parametrize(("settings", "chosen"), [
+    ({"production.py": "from .base import *\n"}, "mysite.settings.production"),
+    ({"prod.py": "from .base import *\n"}, "mysite.settings.prod"),
+    ({"prod.py": "", "production.py": ""}, "mysite.settings.production"),
+    ({"staging.py": "from .base import *\n"}, "mysite.settings.dev"),  # no production module
+])
+def test_settings_package_production_module_chosen_over_the_dev_default(tmp_path, settings,
+                                                                        chosen):
+    detected = init.detect(django_site(tmp_path / "site", settings))
+    env, text = load(tmp_path / "site", tmp_path, environ={})
+    assert detected.django_settings == env.app.django_settings == chosen
+    notes = "\n".join(detected.notes)
+    if chosen.endswith("dev"):
+        assert "production module" not in notes
+        assert detected.sources["django_settings"] == "manage.py"
+    else:
+        assert (f"the inventory uses {chosen}, not mysite.settings.dev that manage.py "
+                f"defaults to: the settings package has a production module") in notes
+        assert f"from mysite/settings/{chosen.rpartition('.')[2]}.py" in text
+
+
+def test_settings_package_itself_named_gets_its_production_module(tmp_path):
+    app_dir = django_site(tmp_path, {"production.py": ""}, manage="mysite.settings",
+                          wsgi="mysite.settings")
+    detected = init.detect(app_dir)
+    assert detected.django_settings == "mysite.settings.production"
+    assert any("not mysite.settings that manage.py defaults to" in n for n in detected.notes)
+
+
+def test_production_settings_named_by_wsgi_py_stay(tmp_path):
+    app_dir = django_site(tmp_path, {"production.py": "", "prod.py": ""},
+                          wsgi="mysite.settings.prod")
+    detected = init.detect(app_dir)
+    assert detected.django_settings == "mysite.settings.prod"
+    assert not any("production module" in note for note in detected.notes)
+
+
+@pytest.mark.parametrize(("settings", "warning"), [
+    ({"production.py": "from .base import *\nDEBUG = True\n"},
+     "WARNING: mysite.settings.production sets DEBUG = True: "),
+    ({"base.py": 'WSGI_APPLICATION = "mysite.wsgi.application"\nDEBUG = True\n',
+      "production.py": "from .base import *\n"},
+     "WARNING: mysite.settings.production sets DEBUG = True (in mysite/settings/base.py): "),
+    ({"base.py": "DEBUG = True\n", "production.py": "from mysite.settings.base import *\n"},
+     "(in mysite/settings/base.py)"),
+    ({"base.py": "DEBUG = True\n", "production.py": "from .base import *\nDEBUG = False\n"},
+     None),
+    ({"production.py": 'from .base import *\nDEBUG = os.environ.get("DEBUG") == "1"\n'}, None),
+    ({"base.py": 'DEBUG = env.bool("DEBUG", False)\n', "production.py": "from .base import *\n"},
+     None),
+    ({"production.py": "from .base import *\nif LOCAL:\n    DEBUG = True\n"}, None),
+    ({"staging.py": ""}, "WARNING: mysite.settings.dev sets DEBUG = True: "),  # no production
+])
+def test_debug_true_in_the_chosen_settings_is_a_warning(tmp_path, settings, warning):
+    detected = init.detect(django_site(tmp_path, settings))
+    warnings = [note for note in detected.notes if note.startswith("WARNING:")]
+    assert [warning in note for note in warnings] == ([True] if warning else [])
+
+
+def test_debug_true_in_a_lone_settings_module_is_a_warning(tmp_path):
+    detected = init.detect(write(tmp_path, {
+        "manage.py": 'os.environ.setdefault("DJANGO_SETTINGS_MODULE", "shop.settings")\n',
+        "shop/__init__.py": "", "shop/production.py": "",  # not a settings package
+        "shop/settings.py": 'WSGI_APPLICATION = "shop.wsgi.application"\nDEBUG = True\n'}))
+    assert detected.django_settings == "shop.settings"
+    assert any(note.startswith("WARNING: shop.settings sets DEBUG = True: ")
+               for note in detected.notes)
+
+
+# ---- gunicorn 26 has no eventlet worker ---------------------------------------------------------
+@pytest.mark.parametrize(("spec", "admits"), [
+    ("", True),
+    (">=21", True),
+    (">21,!=26.0.0", True),
+    ("==27.0.1", True),
+    ("~=26.0", True),
+    ("==26.*", True),
+    ("<26.0.1", True),
+    ("<=26", True),
+    ("@ https://example.com/gunicorn.whl", True),  # unparseable: admits
+    ("^21.2", True),  # Poetry's caret is not read
+    ("==21.2.0", False),
+    ("<26", False),
+    ("< 26", False),
+    (">=21,<26", False),
+    ("<=25.9", False),
+    ("~=23.0", False),
+    ("~=25.1.0", False),
+    ("==25.*", False),
+])
+def test_admits_from_gunicorn_26(spec, admits):
+    assert admits_from(spec, (26,)) is admits
+
+
+@pytest.mark.parametrize(("files", "noted"), [
+    ({"requirements.txt": "gunicorn\neventlet\n"}, "(`gunicorn`)"),
+    ({"requirements.txt": "gunicorn>=21\neventlet\n"}, "(`gunicorn>=21`)"),
+    ({"requirements.txt": "gunicorn[eventlet]==27.0.1\n"}, "(`gunicorn==27.0.1`)"),
+    ({"requirements.txt": "eventlet\n"}, "nothing in requirements.txt pins gunicorn below 26"),
+    ({}, "nothing in the requirements pins gunicorn below 26"),
+    ({"requirements.txt": "gunicorn==21.2.0\neventlet\n"}, None),
+    ({"requirements.txt": "gunicorn<26\neventlet\n"}, None),
+    ({"requirements.txt": "gunicorn~=23.0\neventlet\n"}, None),
+    ({"requirements.txt": "-r base.txt\ngunicorn>=21\n", "base.txt": "gunicorn<26\n"}, None),
+])
+def test_eventlet_worker_needs_gunicorn_below_26(tmp_path, files, noted):
+    app_dir = write(tmp_path, {"Procfile": "web: gunicorn -k eventlet app:app\n", **files})
+    notes = [n for n in init.detect(app_dir).notes if "removed the eventlet worker" in n]
+    assert [noted in note for note in notes] == ([True] if noted else [])
+    if noted:
+        assert notes[0].startswith("worker class eventlet: gunicorn 26 removed the eventlet")
+        assert "the server will fail to start; pin `gunicorn<26`" in notes[0]
+        assert "or move to gevent" in notes[0]
+
+
+@pytest.mark.parametrize(("conf", "noted"), [
+    ('worker_class = "eventlet"\n', True),
+    ('worker_class = "gunicorn.workers.geventlet.EventletWorker"\n', True),
+    ('worker_class = "gevent"\n', False),
+])
+def test_eventlet_worker_from_gunicorn_conf(tmp_path, conf, noted):
+    detected = init.detect(write(tmp_path, {
+        "gunicorn.conf.py": conf, "app.py": "from flask import Flask\napp = Flask(__name__)\n",
+        "requirements.txt": "flask\ngunicorn>=22\neventlet\ngevent\n"}))
+    assert any("removed the eventlet worker" in note for note in detected.notes) is noted

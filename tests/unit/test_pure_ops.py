@@ -228,3 +228,9 @@ def test_a_failed_script_is_named_on_one_line_without_its_text():
         "archive /var/b 'x y'"
     assert describe(["systemctl", "restart", "nginx"]) == "systemctl restart nginx"
     assert "\n" not in describe(["python3", "-c", "a\nb"])
+
+
+def test_database_owners_from_psql_lines():
+    out = "postgres postgres\nshop_production shop_production\ntemplate1 postgres\n"
+    assert database.database_owners(out)["shop_production"] == "shop_production"
+    assert database.database_owners("") == {}

@@ -2,10 +2,10 @@
 
 import pytest
 
-from vpskit.testvps import HarnessError
-from vpskit.testvps.network import hosts_with, hosts_without
-from vpskit.testvps.rootfs import host_release, sources_for
-from vpskit.testvps.state import check_args
+from harness.testvps import HarnessError
+from harness.testvps.network import hosts_with, hosts_without
+from harness.testvps.rootfs import host_release, sources_for
+from harness.testvps.state import check_args
 
 BOOKWORM = """\
 Types: deb

@@ -11,7 +11,7 @@ from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
 from vpskit.deploy.pipeline import Deploy, deploy_line
-from vpskit.deploy.source import release_id, resolve
+from vpskit.deploy.source import refuse_unsafe_files, release_id, resolve
 from vpskit.errors import ToolkitError
 from vpskit.remote import Remote
 from vpskit.session import closing_remote
@@ -29,6 +29,7 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
     failure anywhere puts every host back on the release it was serving.
     """
     source = resolve(env.app.repo, ref or env.app.ref)
+    refuse_unsafe_files(source, env.backups.local_dir)
     rid = release_id(source)
     targets = [h for h in (hosts or env.hosts) if h.serves_app]
     if not targets:

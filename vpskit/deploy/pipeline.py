@@ -15,7 +15,7 @@ from datetime import UTC, datetime
 
 from vpskit import backups, facts, render, session
 from vpskit.config import Environment, Host
-from vpskit.deploy import appcmd, releases, switch
+from vpskit.deploy import appcmd, pipfail, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
 from vpskit.errors import RemoteError, ToolkitError
@@ -24,19 +24,23 @@ from vpskit.steps import Reporter, run_steps
 
 VENV_SCRIPT = r"""
 set -e; umask 022
-venvs="$1" key="$2" release="$3" reqs="$4"
+venvs="$1" key="$2" release="$3" reqs="$4" log="$5"
 dir="$venvs/$key"
 if [ ! -f "$dir/.vpskit-complete" ]; then  # built in place: venv scripts embed their path
   rm -rf "$dir"; mkdir -p "$venvs"
   python3 -m venv "$dir"
-  if [ -f "$release/$reqs" ]; then
-    "$dir/bin/pip" install --quiet --disable-pip-version-check -r "$release/$reqs"
+  if [ -f "$release/$reqs" ]; then  # the log holds pip's full output; only root reads it
+    (umask 077; : > "$log")
+    "$dir/bin/pip" install --disable-pip-version-check --no-input --progress-bar off \
+      -r "$release/$reqs" > "$log" 2>&1 || { cat "$log"; exit 3; }
   fi
   touch "$dir/.vpskit-complete"
   echo built
 fi
 ln -sfn "$dir" "$release/.venv"
 """
+PIP_FAILED = 3  # VENV_SCRIPT's exit code when pip failed; its output is then pip's log
+PIP_LOG = ".vpskit-pip.log"
 
 UNPACK_SCRIPT = r"""
 set -e; umask 027
@@ -60,6 +64,7 @@ class Deploy:
     release_id: str
     out: Reporter
     before: Releases | None = None
+    python: tuple[int, int] | None = None
     tls: bool = False
     started: bool = False
     switched: bool = False
@@ -109,7 +114,7 @@ class Deploy:
                                f"(no {self.env.env_file}); run: fab provision --env "
                                f"{self.env.name}")
         check_python(self.source, found["python"])
-        self.before, self.tls = found["releases"], found["tls"]
+        self.before, self.python, self.tls = found["releases"], found["python"], found["tls"]
         return []
 
     def upload(self) -> list[str]:
@@ -120,11 +125,21 @@ class Deploy:
         return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
 
     def virtualenv(self) -> list[str]:
-        reqs = self.source.read(self.env.app.requirements) or b""
-        key = hashlib.sha256(reqs).hexdigest()[:16]
-        result = self.remote.run(["bash", "-c", VENV_SCRIPT, "venv", f"{self.env.root}/venvs",
-                                  key, self.release_dir, self.env.app.requirements],
-                                 timeout=1800)
+        """Build the venv for this requirements file (reused when built before); a pip failure
+        is one line, with pip's full output left in the release's .vpskit-pip.log (0600)."""
+        name = self.env.app.requirements
+        key = hashlib.sha256(self.source.read(name) or b"").hexdigest()[:16]
+        log = f"{self.release_dir}/{PIP_LOG}"
+        argv = ["bash", "-c", VENV_SCRIPT, "venv", f"{self.env.root}/venvs", key,
+                self.release_dir, name, log]
+        result = self.remote.run(argv, check=False, timeout=1800)
+        if result.exited == PIP_FAILED:
+            summary = pipfail.summarize_pip_failure(result.stdout, self.python)
+            raise RemoteError(self.remote.masked(
+                f"{self.remote.host}: pip install -r {name} failed: {summary} (full output: "
+                f"{log})"))
+        if not result.ok:
+            raise self.remote.error(argv, result)
         return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
 
     def backup(self) -> list[str]:

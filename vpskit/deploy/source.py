@@ -17,6 +17,9 @@ from pathlib import Path
 from vpskit.errors import ToolkitError
 
 CACHE = Path.home() / ".cache" / "vpskit" / "repos"
+# Files a release must never carry: secrets files (examples aside) and vpskit's backups.
+_SECRETS_FILE = re.compile(r"(?:^|/)\.env(?:\.(?!(?:example|sample|template|dist)$)[^/]+)?$")
+_BACKUP_SUFFIXES = (".dump", "-media.tar.gz")
 
 
 @dataclass(frozen=True)
@@ -35,6 +38,10 @@ class Source:
                                 capture_output=True)
         return result.stdout if result.returncode == 0 else None
 
+    def files(self) -> list[str]:
+        """The paths the commit tracks."""
+        return _git(self.repo, "ls-tree", "-r", "-z", "--name-only", self.sha).split("\0")[:-1]
+
     def archive(self) -> bytes:
         """The commit's tree as an uncompressed tar."""
         return _git(self.repo, "archive", "--format=tar", self.sha, binary=True)
@@ -49,6 +56,27 @@ def resolve(repo: str, ref: str) -> Source:
         raise ToolkitError(f"ref '{ref}' not found in {repo}; push it or pass --ref "
                            f"with a branch, tag or sha that exists") from None
     return Source(local, sha, ref)
+
+
+def refuse_unsafe_files(source: Source, backup_dir: str) -> None:
+    """Refuse a commit that tracks a secrets file or a backup (see :func:`unsafe_files`)."""
+    found = unsafe_files(source.files(), backup_dir)
+    if found:
+        shown = " ".join(found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3 else "")
+        raise ToolkitError(
+            f"commit {source.short} ({source.ref}) tracks {shown}: secrets and backups never "
+            f"go to a server in a release; git rm --cached them, commit, and rotate any secret "
+            f"they held (vpskit init adds them to .gitignore)")
+
+
+def unsafe_files(paths: list[str], backup_dir: str) -> list[str]:
+    """The secrets files (``.env``, ``.env.*`` but ``.env.example`` and the like), dumps
+    (``*.dump``, ``*-media.tar.gz``) and files under ``backup_dir`` (when relative) in
+    ``paths`` (pure)."""
+    inside = backup_dir.strip("/") + "/" if not Path(backup_dir).is_absolute() else None
+    return [path for path in paths
+            if _SECRETS_FILE.search(path) or path.endswith(_BACKUP_SUFFIXES)
+            or (inside and path.startswith(inside))]
 
 
 def release_id(source: Source, now: datetime | None = None) -> str:

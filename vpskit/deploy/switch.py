@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from vpskit import files, render
 from vpskit.config import Environment
+from vpskit.deploy import applog
 from vpskit.errors import HealthCheckError, RemoteError
 from vpskit.remote import Remote
 
@@ -53,9 +54,10 @@ def stop(remote: Remote, env: Environment, release_id: str, wait: bool = True) -
 
 
 def check_socket(remote: Remote, env: Environment, release_id: str) -> None:
-    """Health-check a release on its own socket, before it gets traffic."""
+    """Health-check a release on its own socket, before it gets traffic; on failure the
+    message adds the last error line of the release's web process (from its journal)."""
     _check(remote, env, "socket", render.web_socket(env, release_id),
-           f"release {release_id} on its socket")
+           f"release {release_id} on its socket", render.web_unit_name(env, release_id))
 
 
 def check_public(remote: Remote, env: Environment, tls: bool, lb: bool = False) -> str:
@@ -70,13 +72,22 @@ def check_public(remote: Remote, env: Environment, tls: bool, lb: bool = False) 
     return url
 
 
-def _check(remote: Remote, env: Environment, mode: str, target: str, what: str) -> None:
+def _check(remote: Remote, env: Environment, mode: str, target: str, what: str,
+           unit: str | None = None) -> None:
+    """Poll until the health path answers; on failure raise one masked line, naming ``unit``'s
+    last error when given."""
     h = env.health
     result = remote.run(["bash", "-c", HEALTH_SCRIPT, "health", mode, target, env.primary_domain,
                          h.path, str(h.status), str(h.retries), str(h.timeout)],
                         check=False, timeout=h.retries * (h.timeout + 2) + 30)
-    if not result.ok:
-        raise HealthCheckError(f"health check of {what} failed: {result.stdout.strip()}")
+    if result.ok:
+        return
+    message = f"health check of {what} failed: {result.stdout.strip().removesuffix(':')}"
+    if unit:
+        journal = remote.run(applog.journal_argv(unit), check=False, timeout=30)
+        error = applog.last_error_line(journal.stdout) if journal.ok else None
+        message += f"; last error in {unit}: {error}" if error else ""
+    raise HealthCheckError(remote.masked(" ".join(message.split())))
 
 
 def point_nginx(remote: Remote, env: Environment, release_id: str, previous: str | None) -> None:

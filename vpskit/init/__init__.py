@@ -4,8 +4,9 @@
 ``railway.toml``/``railway.json``, ``gunicorn.conf.py``, requirements or ``pyproject.toml``,
 ``runtime.txt``/``.python-version`` and ``.git``. :func:`render_inventory` turns that into a
 complete, commented inventory whose only placeholders are valid values marked ``FILL ME``, and
-:func:`write_inventory` writes it beside the app. Pure and local: nothing here runs the app's
-code or touches a server.
+:func:`write_inventory` writes it beside the app; :func:`write_files` adds what the repository
+needs to run the tasks and stay safe to commit (see :mod:`vpskit.init.scaffold`). Local: nothing
+here runs the app's code or touches a server.
 """
 
 from __future__ import annotations
@@ -13,13 +14,15 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+from vpskit.config import Backups
 from vpskit.errors import ToolkitError
+from vpskit.init import scaffold
 from vpskit.init.detect import detect
 from vpskit.init.detected import Detected
 from vpskit.init.render import PLACEHOLDER_ADDRESS, PLACEHOLDER_DOMAIN, render_inventory
 
 __all__ = ["PLACEHOLDER_ADDRESS", "PLACEHOLDER_DOMAIN", "Detected", "default_app_name", "detect",
-           "render_inventory", "write_inventory"]
+           "render_inventory", "write_files", "write_inventory"]
 
 
 def default_app_name(app_dir: Path) -> str:
@@ -37,3 +40,12 @@ def write_inventory(app_dir: Path, force: bool = False, app_name: str | None = N
     text = render_inventory(detect(app_dir), app_name or default_app_name(app_dir))
     target.write_text(text)
     return target
+
+
+def write_files(app_dir: Path, force: bool = False, app_name: str | None = None) -> list[str]:
+    """``inventory.yml``, then ``fabfile.py``/``fabric.yaml`` and ``.gitignore`` entries in
+    ``app_dir``; one line per file written or kept."""
+    said = [f"wrote {write_inventory(app_dir, force=force, app_name=app_name)}"]
+    said += scaffold.write_fabfile(Path(app_dir))
+    said += scaffold.update_gitignore(Path(app_dir), scaffold.ignored_lines(Backups().local_dir))
+    return said

@@ -31,9 +31,11 @@ def detect(app_dir: Path) -> Detected:
     web = railway_web or procfile_web
     if web:
         webserver.web_command(repo, d, *web)
+    framework.settings_choice(repo, d)
     scan.scan_sources(repo, d)
     _git(app_dir, d)
     _defaults(repo, d, deps)
+    _eventlet(d, deps)
     return d
 
 
@@ -52,7 +54,7 @@ def _git(app_dir: Path, d: Detected) -> None:
         d.remote = remote[1]
 
 
-def _defaults(repo: Repo, d: Detected, deps: set[str]) -> None:
+def _defaults(repo: Repo, d: Detected, deps: dict[str, str]) -> None:
     """Fill in what follows from the rest; note what the requirements lack."""
     names = {dep.split("[")[0] for dep in deps}
     if deps:
@@ -77,3 +79,20 @@ def _defaults(repo: Repo, d: Detected, deps: set[str]) -> None:
             d.release_commands.append("python manage.py collectstatic --noinput")
             d.notes.append("added `python manage.py collectstatic --noinput` to release_commands: "
                            "PaaS buildpacks run it during the build, vpskit before the switch")
+
+
+def _eventlet(d: Detected, deps: dict[str, str]) -> None:
+    """Note that gunicorn 26 and later lack the eventlet worker, unless the requirements keep
+    gunicorn below 26."""
+    if d.server not in (None, "gunicorn") or "eventlet" not in (d.worker_class or "").lower():
+        return
+    spec = next((spec for dist, spec in deps.items() if dist.split("[")[0] == "gunicorn"), None)
+    if spec is not None and not dependencies.admits_from(spec, (26,)):
+        return
+    requirements = d.requirements or "the requirements"
+    lets = (f"{requirements} lets pip install gunicorn 26 or later (`gunicorn{spec}`)"
+            if spec is not None else f"nothing in {requirements} pins gunicorn below 26")
+    d.notes.append(f"worker class {d.worker_class}: gunicorn 26 removed the eventlet worker and "
+                   f"{lets}, so the server will fail to start; pin `gunicorn<26` in "
+                   f"{requirements}, or move to gevent (worker_class: gevent, with gevent in "
+                   f"the requirements)")

@@ -9,8 +9,9 @@ from dataclasses import dataclass, field
 class Detected:
     """What :func:`detect` found; ``None`` = could not be determined (the renderer says so).
 
-    ``sources`` names where each field came from; ``notes`` are what the operator should know
-    (a flag vpskit cannot honour, a command moved, a Python version the server lacks).
+    ``sources`` names where each field came from (a process: ``processes.<name>``); ``notes``
+    are what the operator should know (a flag vpskit cannot honour, a command moved, a Python
+    version the server lacks).
     """
 
     kind: str | None = None

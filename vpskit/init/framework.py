@@ -3,6 +3,7 @@ or ASGI app object."""
 
 from __future__ import annotations
 
+import ast
 import re
 
 from vpskit.init.detected import Detected
@@ -12,6 +13,7 @@ _SETTINGS_DEFAULT = re.compile(r"DJANGO_SETTINGS_MODULE[\"']\s*,\s*[\"']([\w.]+)
 _APP_OBJECT = re.compile(r"^(\w+)\s*(?::[^=\n]+)?=\s*(Flask|FastAPI|Starlette|Quart|Litestar)\(",
                          re.MULTILINE)
 _FACTORY = re.compile(r"^def (create_app|make_app)\(", re.MULTILINE)
+PRODUCTION_SETTINGS = ("production", "prod")  # a settings package's module for the server
 
 
 def code(repo: Repo, d: Detected) -> None:
@@ -99,5 +101,81 @@ def entry_settings(repo: Repo, d: Detected, entry: str) -> None:
     if match and match[1] != d.django_settings:
         if d.django_settings:
             d.notes.append(f"manage.py defaults to {d.django_settings}, {found[0]} to {match[1]}; "
-                           f"the inventory uses {found[0]}'s (what the server runs)")
+                           f"{found[0]}'s wins over manage.py's (the server runs {found[0]})")
         d.found("django_settings", match[1], found[0])
+
+
+def settings_choice(repo: Repo, d: Detected) -> None:
+    """Prefer a settings package's production module (``production.py``, else ``prod.py``) over
+    what manage.py/wsgi.py/asgi.py default to, often development settings; then warn when the
+    chosen module sets ``DEBUG = True``. Settings in a single module are kept as found."""
+    current = d.django_settings
+    if not current:
+        return
+    package = _settings_package(repo, current)
+    chosen = next((f"{package}.{name}" for name in PRODUCTION_SETTINGS
+                   if package and _module_file(repo, f"{package}.{name}")), None)
+    if chosen and current.rpartition(".")[2] not in PRODUCTION_SETTINGS:
+        d.notes.append(f"the inventory uses {chosen}, not {current} that "
+                       f"{d.sources.get('django_settings', 'the code')} defaults to: the "
+                       f"settings package has a production module, which the server should "
+                       f"run (defaults often name development settings); change "
+                       f"app.django_settings if not")
+        d.found("django_settings", chosen, _module_file(repo, chosen))
+    debug = _debug_literal(repo, d.django_settings, set())
+    if debug and debug[0] is True:
+        where = "" if debug[1] == _module_file(repo, d.django_settings) else f" (in {debug[1]})"
+        d.notes.append(f"WARNING: {d.django_settings} sets DEBUG = True{where}: Django would show "
+                       f"tracebacks and settings to every visitor; set it False, or read it "
+                       f"from the environment")
+
+
+def _settings_package(repo: Repo, module: str) -> str | None:
+    """The package of several settings modules that ``module`` is, or is in (``mysite.settings``
+    of ``mysite.settings.dev``); ``None`` for a lone ``settings.py``."""
+    if _module_file(repo, module, package=True):
+        return module
+    parent, _, name = module.rpartition(".")
+    if name != "settings" and parent and _module_file(repo, parent, package=True):
+        return parent
+    return None
+
+
+def _module_file(repo: Repo, module: str, package: bool = False) -> str | None:
+    """The repository path of a dotted module (``package``: only a package's __init__.py)."""
+    base = module.replace(".", "/")
+    names = [f"{base}/__init__.py"] if package else [f"{base}.py", f"{base}/__init__.py"]
+    return next((rel for rel in names if (repo.root / rel).is_file()), None)
+
+
+def _debug_literal(repo: Repo, module: str, seen: set[str]) -> tuple[object, str] | None:
+    """``(value, file)`` of the last module-level ``DEBUG =`` in ``module`` or in what it
+    star-imports from the repository; ``value`` is the literal, ``None`` when computed (read
+    from the environment). ``None`` when nothing there sets DEBUG."""
+    rel = _module_file(repo, module)
+    if rel is None or rel in seen:
+        return None
+    seen.add(rel)
+    try:
+        tree = ast.parse(repo.text(rel) or "")
+    except SyntaxError:
+        return None
+    found = None
+    for node in tree.body:
+        if isinstance(node, ast.ImportFrom) and any(alias.name == "*" for alias in node.names):
+            target = _imported(module, rel.endswith("/__init__.py"), node)
+            found = (_debug_literal(repo, target, seen) if target else None) or found
+        elif isinstance(node, ast.Assign) and any(
+                isinstance(target, ast.Name) and target.id == "DEBUG" for target in node.targets):
+            value = node.value
+            found = (value.value if isinstance(value, ast.Constant) else None, rel)
+    return found
+
+
+def _imported(module: str, is_package: bool, node: ast.ImportFrom) -> str | None:
+    """The module ``from <node.module> import *`` in ``module`` names (relative or absolute)."""
+    if not node.level:
+        return node.module
+    parts = module.split(".")[:None if is_package else -1]
+    parts = parts[:max(0, len(parts) - node.level + 1)]
+    return ".".join([*parts, *([node.module] if node.module else [])]) or None

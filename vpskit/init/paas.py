@@ -13,10 +13,15 @@ from vpskit.init.repo import Repo
 
 SPLIT = re.compile(r"\s*(?:&&|;)\s*")
 _SHELL_CHARS = re.compile(r"[$`|<>*?]")
+# What a process unit's ExecStart takes (vpskit.render.process_units): words without quotes, $,
+# % or spaces, the first a program of the venv or an absolute path.
+_PROCESS_WORD = re.compile(r"^[\w.:=/@+,-]+$")
+_PROGRAM = re.compile(r"^(?:[\w.+-]+|/[\w./+-]+)$")
 
 
 def procfile(repo: Repo, d: Detected) -> tuple[str, str] | None:
-    """Process lines: ``release`` -> release commands, ``web`` -> returned, the rest reported."""
+    """Process lines: ``release`` -> release commands, ``web`` -> returned, the rest ->
+    processes."""
     text = repo.text("Procfile")
     if text is None:
         return None
@@ -31,8 +36,33 @@ def procfile(repo: Repo, d: Detected) -> tuple[str, str] | None:
         elif name == "release":
             d.found("release_commands", release_lines(command, d), "Procfile release:")
         else:
-            d.processes[name] = command
+            _process(d, name, command)
     return web
+
+
+def _process(d: Detected, name: str, command: str) -> None:
+    """A Procfile process as an inventory process, named as vpskit names them; or a note when
+    its process unit could not run the command as written."""
+    source = f"Procfile {name}:"
+    key = re.sub(r"[^a-z0-9]", "", name.lower()).lstrip("0123456789")[:20]
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        words = []
+    if not key or key == "web" or key in d.processes:
+        d.notes.append(f"{source} `{command}`: {name!r} makes no process name of its own "
+                       f"(lowercase letters and digits, not web); add it to processes: yourself")
+    elif not words or not _PROGRAM.match(words[0]) or not all(map(_PROCESS_WORD.match, words)):
+        d.notes.append(f"{source} `{command}` needs a shell ($, quotes, &&) or a relative "
+                       f"program path, which a process unit does not have: left out of "
+                       f"processes:; add it there as a plain command, or a script by its "
+                       f"absolute path")
+    else:
+        if key != name:
+            d.notes.append(f"{source} is the process {key} (vpskit's process names are "
+                           f"lowercase letters and digits)")
+        d.processes[key] = command
+        d.sources[f"processes.{key}"] = source
 
 
 def railway(repo: Repo, d: Detected) -> tuple[str, str] | None:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import secrets
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts, pgadmin
+from vpskit import envfile, facts
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
@@ -29,7 +29,16 @@ def cluster_probes() -> list[facts.Probe]:
                     lambda out, rc: out.strip()),
         facts.Probe("pg_hba", f"cat /etc/postgresql/{LATEST}/main/pg_hba.conf",
                     lambda out, rc: out if rc == 0 else ""),
+        # Fixed queries, no values of ours in them: which databases exist and who owns them.
+        facts.Probe("pg_owners", "runuser -u postgres -- psql -XAt -F ' ' -c "
+                                 "'SELECT datname, pg_get_userbyid(datdba) FROM pg_database'",
+                    lambda out, rc: database_owners(out) if rc == 0 else {}),
     ]
+
+
+def database_owners(out: str) -> dict[str, str]:
+    """``{database: owner}`` from ``psql -At`` lines ``name owner`` (pure)."""
+    return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
@@ -128,9 +137,15 @@ def postgres(ctx: Context) -> list[str]:
         ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
     changes += hba_changes
     known = url_password(known_url(ctx, "DATABASE_URL"))
+    if known and ctx.facts["pg_owners"].get(env.db_name) == env.db_user:
+        ctx.remote.add_secret(known)  # role and database in place: no superuser session
+        ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, known, env.db_name)
+        return changes
     if ctx.dry_run:
         ctx.managed_env["DATABASE_URL"] = ctx.app_env.get("DATABASE_URL", "")
         return changes + ([] if known else [f"role {env.db_user} + database {env.db_name}"])
+    from vpskit import pgadmin  # psycopg loads only when a role or database must change
+
     with pgadmin.admin_connection(ctx.remote) as conn:
         password = known if known and pgadmin.role_exists(conn, env.db_user) else None
         new_password = None if password else secrets.token_urlsafe(24)

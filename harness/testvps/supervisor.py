@@ -1,4 +1,4 @@
-"""The process that runs a VPS: ``python -m vpskit.testvps.supervisor NAME ROOT CIDR [--bind=]..``.
+"""The process that runs a VPS: ``python -m harness.testvps.supervisor NAME ROOT CIDR [--bind=]..``.
 
 It moves itself into the VPS's own cgroup, runs systemd-nspawn, gives the host's end of each new
 veth its address, and starts nspawn again when it exits with 133 (``systemctl reboot`` inside),
@@ -14,8 +14,8 @@ import sys
 import time
 from pathlib import Path
 
-from vpskit.testvps import cgroup, network
-from vpskit.testvps.shell import HarnessError, run
+from harness.testvps import cgroup, network
+from harness.testvps.shell import HarnessError, run
 
 REBOOT = 133
 

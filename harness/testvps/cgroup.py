@@ -12,7 +12,7 @@ import signal
 import time
 from pathlib import Path
 
-from vpskit.testvps.shell import HarnessError
+from harness.testvps.shell import HarnessError
 
 
 def _hierarchies() -> list[tuple[Path, str]]:

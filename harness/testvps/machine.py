@@ -8,17 +8,17 @@ import sys
 import time
 from pathlib import Path
 
-import vpskit
-from vpskit.testvps import cgroup
-from vpskit.testvps.shell import HarnessError, answers, find_pids, last_line, spawn, terminate
+import harness
+from harness.testvps import cgroup
+from harness.testvps.shell import HarnessError, answers, find_pids, last_line, spawn, terminate
 
-SUPERVISOR = "vpskit.testvps.supervisor"
+SUPERVISOR = "harness.testvps.supervisor"
 
 
 def start(name: str, vps_dir: Path, host_cidr: str, binds: list[str]) -> int:
     """Start the supervisor of VPS ``name`` (rootfs in ``vps_dir/rootfs``); return its PID."""
-    package_parent = str(Path(vpskit.__file__).resolve().parent.parent)
-    env = dict(os.environ, PYTHONPATH=package_parent)
+    repository = str(Path(harness.__file__).resolve().parent.parent)  # harness/ lives here
+    env = dict(os.environ, PYTHONPATH=repository)
     argv = [sys.executable, "-m", SUPERVISOR, name, str(vps_dir / "rootfs"), host_cidr, *binds]
     return spawn(argv, vps_dir / "console.log", cwd=vps_dir, env=env)
 

@@ -1,6 +1,6 @@
 """A working directory that drives a test VPS like an operator would: an example app (Django by
 default, or Flask, or Channels) in its own git repository, an inventory pointing at the VPS and
-Pebble, and the secrets file.
+Pebble, the secrets file, and the ``fabfile.py`` that ``vpskit init`` writes.
 
 Used by the demo (``scripts/demo``) and by the integration tests.
 """
@@ -16,7 +16,8 @@ import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
 
-from vpskit.testvps import Pebble, Vps
+from harness.testvps import Pebble, Vps
+from vpskit.init import scaffold
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -99,7 +100,7 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
            staging_domain: str | None = None, example: str = "django",
            domains: Sequence[str] | None = None,
            roles: Sequence[tuple[Vps, Sequence[str]]] = ()) -> Path:
-    """Fill ``base`` (app repo, inventory.yml, .env.<env>, pebble-root.pem); return it.
+    """Fill ``base`` (app repo, inventory.yml, fabfile.py, .env.<env>, pebble-root.pem); return it.
 
     ``example`` names the app under examples/. Production serves ``domains`` (default: the
     VPS's) from ``vps``, or from several VPSes given as ``roles`` ((vps, its roles) pairs;
@@ -126,6 +127,7 @@ def create(base: Path, vps: Vps, pebble: Pebble, secret_key: str | None = None,
     if staging_domain:
         text += STAGING.format(domain=staging_domain, **host)
     (base / "inventory.yml").write_text(text)
+    scaffold.write_fabfile(base)
     for env_name in ("production", "staging"):
         env_file = base / f".env.{env_name}"
         if not env_file.exists():

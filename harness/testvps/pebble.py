@@ -1,7 +1,7 @@
 """Pebble, Let's Encrypt's ACME server for tests, on the host where every VPS can reach it.
 
 Pebble validates http-01 challenges by resolving the domain through the host's /etc/hosts (which
-:func:`vpskit.testvps.up` fills in) and fetching ``http://<domain>/.well-known/...`` from the VPS.
+:func:`harness.testvps.up` fills in) and fetching ``http://<domain>/.well-known/...`` from the VPS.
 """
 
 from __future__ import annotations
@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit.testvps import state
-from vpskit.testvps.shell import (
+from harness.testvps import state
+from harness.testvps.shell import (
     HarnessError,
     answers,
     cmdline,

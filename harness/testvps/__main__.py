@@ -1,4 +1,4 @@
-"""``python -m vpskit.testvps up|down|status|pebble-up|pebble-down``: one line per result."""
+"""``python -m harness.testvps up|down|status|pebble-up|pebble-down``: one line per result."""
 
 from __future__ import annotations
 
@@ -6,13 +6,13 @@ import argparse
 import sys
 import time
 
-from vpskit import testvps
+from harness import testvps
+from harness.testvps.state import SUITES
 from vpskit.errors import ToolkitError
-from vpskit.testvps.state import SUITES
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m vpskit.testvps", description=__doc__)
+    parser = argparse.ArgumentParser(prog="python -m harness.testvps", description=__doc__)
     parser.add_argument("command", choices=("up", "down", "status", "pebble-up", "pebble-down"))
     parser.add_argument("--name", default="vps1")
     parser.add_argument("--index", type=int, default=0, help="the VPS gets 10.77.<index>.2")

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from harness.testvps.shell import HarnessError
 from vpskit.config import Host
-from vpskit.testvps.shell import HarnessError
 
 STATE_DIR = Path("/var/lib/vpskit-testvps")  # operator key, Pebble CA, one directory per VPS
 CACHE_DIR = Path("/var/cache/vpskit")  # rootfs tarballs, apt and pip caches (kept across runs)
@@ -27,7 +27,7 @@ DOMAIN_RE = re.compile(rf"(?=.{{1,253}}$)({LABEL}\.)*{LABEL}")
 
 @dataclass(frozen=True)
 class Vps:
-    """A running test VPS, as :func:`vpskit.testvps.up` started it."""
+    """A running test VPS, as :func:`harness.testvps.up` started it."""
 
     name: str
     index: int

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vpskit.testvps import caches, keys, machine, network, pebble, rootfs, state
-from vpskit.testvps.shell import HarnessError, ensure_packages, run
-from vpskit.testvps.state import Vps, check_args, vps_dir
+from harness.testvps import caches, keys, machine, network, pebble, rootfs, state
+from harness.testvps.shell import HarnessError, ensure_packages, run
+from harness.testvps.state import Vps, check_args, vps_dir
 
 HOST_PACKAGES = ("debootstrap", "systemd-container", "nftables", "openssl", "acl", "iproute2")
 
@@ -49,7 +49,7 @@ def _check_free(name: str, index: int) -> None:
     if vps_dir(name).exists():
         raise HarnessError(
             f"{vps_dir(name)} is left from a failed run: "
-            f"run `python -m vpskit.testvps down --name {name}`"
+            f"run `python -m harness.testvps down --name {name}`"
         )
     network.check_free(name, index)
 

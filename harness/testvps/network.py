@@ -7,8 +7,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from vpskit.testvps.shell import HarnessError, run
-from vpskit.testvps.state import STATE_DIR
+from harness.testvps.shell import HarnessError, run
+from harness.testvps.state import STATE_DIR
 
 TABLE = "vpsnat"
 IP_FORWARD = Path("/proc/sys/net/ipv4/ip_forward")
@@ -29,7 +29,7 @@ def check_free(name: str, index: int) -> None:
     if Path(f"/sys/class/net/{veth(name)}").exists():
         raise HarnessError(
             f"interface {veth(name)} already exists (left by an earlier run?): "
-            f"run `python -m vpskit.testvps down --name {name}`"
+            f"run `python -m harness.testvps down --name {name}`"
         )
     used = run("ip", "-4", "-o", "addr", "show", "to", subnet(index)).stdout.split()
     if used:

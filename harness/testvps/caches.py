@@ -10,8 +10,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from vpskit.testvps.shell import HarnessError, run
-from vpskit.testvps.state import CACHE_DIR
+from harness.testvps.shell import HarnessError, run
+from harness.testvps.state import CACHE_DIR
 
 PIP_CACHE = CACHE_DIR / "pip"
 

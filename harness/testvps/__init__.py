@@ -7,17 +7,17 @@
 
 Needs root on a Debian host; installs its host packages with apt-get when missing. Test-machine
 facts (this machine's CAs, Pebble's CA, apt/pip caches) live here, never in the toolkit.
-CLI: ``python -m vpskit.testvps up|down|status|pebble-up|pebble-down``.
+CLI: ``python -m harness.testvps up|down|status|pebble-up|pebble-down``.
 """
 
-from vpskit.testvps.keys import generate_key
-from vpskit.testvps.lifecycle import describe, down, is_running, status, up
-from vpskit.testvps.pebble import Pebble
-from vpskit.testvps.pebble import down as pebble_down
-from vpskit.testvps.pebble import is_up as pebble_is_up
-from vpskit.testvps.pebble import up as pebble_up
-from vpskit.testvps.shell import HarnessError
-from vpskit.testvps.state import Vps
+from harness.testvps.keys import generate_key
+from harness.testvps.lifecycle import describe, down, is_running, status, up
+from harness.testvps.pebble import Pebble
+from harness.testvps.pebble import down as pebble_down
+from harness.testvps.pebble import is_up as pebble_is_up
+from harness.testvps.pebble import up as pebble_up
+from harness.testvps.shell import HarnessError
+from harness.testvps.state import Vps
 
 __all__ = [
     "HarnessError",

@@ -10,8 +10,8 @@ from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
-from vpskit import testvps
-from vpskit.devtasks import sandbox
+from harness import testvps
+from harness.devtasks import sandbox
 
 NAMES, FIRST_INDEX, DOMAIN = ("bench-m1", "bench-m2", "bench-m3"), 21, "multi.bench.test"
 ROLES = (("lb", "web", "worker"), ("web",), ("db",))

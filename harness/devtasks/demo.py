@@ -11,9 +11,9 @@ from pathlib import Path
 
 from invoke import task
 
-from vpskit import testvps
+from harness import testvps
+from harness.devtasks import sandbox
 from vpskit.cli import exits
-from vpskit.devtasks import sandbox
 from vpskit.errors import ToolkitError
 
 WORKDIR = Path("/var/lib/vpskit-demo")
@@ -33,7 +33,7 @@ def run() -> str:
     for task_name in ("provision", "deploy"):
         print(f"\n$ fab {task_name} --env production   (in {WORKDIR})", flush=True)
         fab = Path(sys.executable).parent / "fab"
-        code = subprocess.call([str(fab), "-r", str(sandbox.ROOT), task_name, "--env",
+        code = subprocess.call([str(fab), task_name, "--env",
                                 "production"], cwd=WORKDIR)
         if code:
             raise ToolkitError(f"fab {task_name} failed (exit {code}); see its output above")
@@ -44,9 +44,9 @@ def run() -> str:
         body = response.read().decode().strip()
     print(f"\nThe example app is live: {url}\n  {body}\n"
           f"  try: curl --cacert {ca} {url}health/\n"
-          f"  the operator's view: cd {WORKDIR} && fab -r {sandbox.ROOT} status --env production\n"
-          f"  tear down: {sys.executable} -m vpskit.testvps down --name {NAME} && "
-          f"{sys.executable} -m vpskit.testvps pebble-down")
+          f"  the operator's view: cd {WORKDIR} && vpskit status --env production\n"
+          f"  tear down: {sys.executable} -m harness.testvps down --name {NAME} && "
+          f"{sys.executable} -m harness.testvps pebble-down")
     return url
 
 

@@ -13,8 +13,8 @@ import shutil
 import uuid
 from pathlib import Path
 
-from vpskit.testvps.shell import HarnessError, chroot, run
-from vpskit.testvps.state import CACHE_DIR
+from harness.testvps.shell import HarnessError, chroot, run
+from harness.testvps.state import CACHE_DIR
 
 INCLUDE = "systemd,systemd-sysv,dbus,openssh-server,python3,sudo,ca-certificates"
 HOST_SOURCES = Path("/etc/apt/sources.list.d/debian.sources")

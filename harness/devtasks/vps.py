@@ -1,10 +1,10 @@
-"""``inv vps.up|vps.down|vps.status``: the local test VPS (see :mod:`vpskit.testvps`)."""
+"""``inv vps.up|vps.down|vps.status``: the local test VPS (see :mod:`harness.testvps`)."""
 
 from __future__ import annotations
 
 from invoke import task
 
-from vpskit import testvps
+from harness import testvps
 from vpskit.cli import exits
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
 
-from vpskit.testvps.state import STATE_DIR
+from harness.testvps.state import STATE_DIR
 
 
 def generate_key(path: Path, comment: str = "vpskit-testvps") -> str:

@@ -1,0 +1,5 @@
+"""``python -m vpskit``: the ``vpskit`` command."""
+
+from vpskit.program import main
+
+main()

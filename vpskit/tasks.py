@@ -1,0 +1,162 @@
+"""The operator's tasks: ``vpskit deploy --env production`` or ``fab deploy --env production``.
+
+One collection, :data:`ns`, behind the ``vpskit`` command, this repository's ``fabfile.py`` and
+the ``fabfile.py`` that ``vpskit init`` writes into an app's repository. Each task parses its
+flags, loads the inventory, calls one function of the package and turns a ``ToolkitError`` into
+a one-line message on stderr with exit code 1. The work is imported inside each task, so
+``--help`` and ``--list`` start without loading SSH, Postgres or template code.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from invoke import Collection, task
+
+from vpskit.cli import exits, inventory_path, load_env, positive_int, remainder
+
+ENV = {"env": "environment from the inventory (e.g. production)",
+       "inventory": "inventory file (default inventory.yml or $VPSKIT_INVENTORY)"}
+HOSTS = {"hosts": "only these hosts (comma-separated addresses)",
+         "role": "only the hosts with this role (web, worker, db, lb)"}
+
+
+def _reporter(quiet: bool = False):
+    from vpskit.steps import Reporter
+    return Reporter(quiet=quiet)
+
+
+def _selected(environment, hosts, role):
+    from vpskit import fleet
+    return fleet.select(environment, hosts, role)
+
+
+@task(help={"path": "the app's repository (default: here)", "force": "overwrite inventory.yml",
+            "name": "app name (default: from the directory)"})
+@exits
+def init(c, path=".", force=False, name=None):
+    """Detect the app and write inventory.yml, fabfile.py and .gitignore entries beside it."""
+    from vpskit import init as app_init
+    for line in app_init.write_files(Path(path), force=force, app_name=name):
+        print(line)
+    print("next: fill in the host address and domains marked FILL ME in inventory.yml, "
+          "then run: vpskit provision --env production")
+
+
+@task(help={**ENV, **HOSTS,
+            "dry_run": "show what would change (diffs, secrets masked), change nothing"})
+@exits
+def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None):
+    """Turn fresh Debian/Ubuntu hosts into hardened app servers, all at once (idempotent)."""
+    environment = load_env(env, inventory)
+    from vpskit.provision import provision_environment
+    provision_environment(environment, _reporter(), dry_run=dry_run,
+                          hosts=_selected(environment, hosts, role))
+
+
+@task(help={**ENV, **HOSTS, "ref": "branch, tag or sha to deploy (default: app.ref)",
+            "batch": "web hosts switched at a time (default 1)"})
+@exits
+def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="1"):
+    """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
+    size = positive_int("--batch", batch)
+    environment = load_env(env, inventory)
+    from vpskit.deploy import deploy_environment
+    deploy_environment(environment, ref, _reporter(), _selected(environment, hosts, role),
+                       batch=size)
+
+
+@task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)"})
+@exits
+def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None):
+    """Switch back to the previous good release."""
+    environment = load_env(env, inventory)
+    from vpskit.deploy import rollback_environment
+    rollback_environment(environment, to, _reporter(), _selected(environment, hosts, role))
+
+
+@task(help=ENV)
+@exits
+def releases(c, env=None, inventory=None):
+    """List releases with sha, time and state (* = live)."""
+    environment = load_env(env, inventory)
+    from vpskit import operate
+    operate.list_releases(environment, _reporter())
+
+
+@task(help=ENV)
+@exits
+def status(c, env=None, inventory=None):
+    """Live release, sha, deploy time, service states, free disk."""
+    environment = load_env(env, inventory)
+    from vpskit import operate
+    operate.status(environment, _reporter())
+
+
+@task(help={**ENV, "follow": "keep streaming", "lines": "how many recent lines"})
+@exits
+def logs(c, env=None, follow=False, lines="100", inventory=None):
+    """The app's journal."""
+    count = positive_int("--lines", lines)
+    environment = load_env(env, inventory)
+    from vpskit import operate
+    operate.logs(environment, follow, count, _reporter())
+
+
+@task(help=ENV)
+@exits
+def manage(c, env=None, inventory=None):
+    """Run a management command in the live release: vpskit manage --env E -- createsuperuser."""
+    environment = load_env(env, inventory)
+    from vpskit import operate
+    code = operate.manage(environment, remainder(c))
+    if code:
+        raise SystemExit(code)
+
+
+@task(name="env", iterable=["set", "unset"],
+      help={**ENV, "set": "KEY=VALUE (repeatable; KEY=- reads stdin)", "unset": "KEY"})
+@exits
+def env_(c, env=None, set=None, unset=None, inventory=None):  # noqa: A002 - CLI flag names
+    """List the app's variables (values hidden), or set/unset them and restart the app."""
+    environment = load_env(env, inventory)
+    from vpskit import operate
+    operate.env_vars(environment, set or [], unset or [], _reporter())
+
+
+@task(help={**ENV, "list": "show the backups on the server and here, with sizes and ages",
+            "verbose": "print each step (default: silent unless it fails, for cron)"})
+@exits
+def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A002 - CLI flag
+    """Dump the database on the server, verify it, copy it here, prune old backups."""
+    environment = load_env(env, inventory)
+    from vpskit import backups
+    local = backups.local_dir(environment, inventory_path(inventory))
+    if list:
+        backups.list_backups(environment, local, _reporter())
+    else:
+        backups.backup(environment, local, _reporter(quiet=not verbose))
+
+
+@task(help={**ENV, "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
+@exits
+def remove(c, env=None, yes=False, inventory=None):
+    """Take the environment off its hosts (a last dump is kept); other sites are untouched."""
+    environment = load_env(env, inventory)
+    from vpskit.remove import remove as remove_site
+    remove_site(environment, yes, _reporter())
+
+
+@task(help={**ENV, "file": "latest (default: the server's newest dump, safety dumps aside), a "
+                           "backup's name on the server, or a local file to upload",
+            "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
+@exits
+def restore(c, env=None, file="latest", yes=False, inventory=None):
+    """Restore the database from a backup (after a safety dump), restart the app, check it."""
+    environment = load_env(env, inventory)
+    from vpskit.restore import restore as restore_database
+    restore_database(environment, file, yes, _reporter())
+
+
+ns = Collection(init, provision, deploy, rollback, releases, status, logs, manage, env_, backup,
+                remove, restore)
