@@ -29,6 +29,7 @@ import paramiko
 
 from vpskit import facts, session
 from vpskit.config import Environment, Host
+from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
 from vpskit.steps import Reporter, run_steps
@@ -36,8 +37,11 @@ from vpskit.steps import Reporter, run_steps
 STAMP = "%Y%m%dT%H%M%SZ"  # UTC; strftime and `date +` read it alike; sorts as time does
 DUMP, MEDIA = ".dump", "-media.tar.gz"
 SAFETY_LABEL = "prerestore"
+AUTOMATIC_LABELS = ("predeploy", SAFETY_LABEL)  # dumps taken by vpskit itself before a change
+NO_SPACE = 28  # exit code of a server script that found too little free space (ENOSPC)
 CHUNK = 1 << 20
 IDLE_TIMEOUT = 300  # seconds without a byte before a transfer counts as dead
+LOCK_QUEUE = 3600  # seconds a backup waits for a deploy, rollback or restore to finish
 
 ARCHIVE_SCRIPT = r"""
 set -eo pipefail; umask 077
@@ -45,6 +49,14 @@ dir="$1" name="$2" kind="$3" source="$4"
 tmp="$dir/.$name.partial"
 trap 'rm -f "$tmp"' EXIT
 mkdir -p "$dir"; chmod 700 "$dir"
+if [ "$kind" = dump ]; then  # room for the last dump and a fifth more, or the whole database
+  last=$(find "$dir" -maxdepth 1 -name '*.dump' -printf '%T@ %s\n' | sort -n | tail -1)
+  if [ -n "$last" ]; then need=$(( ${last#* } * 12 / 10 ))
+  else need=$(runuser -u postgres -- psql -XAtc 'SELECT pg_database_size(current_database())' \
+                -d "$source"); fi
+  free=$(df --output=avail -B1 "$dir" | tail -1)
+  if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; exit 28; fi
+fi
 if [ "$kind" = dump ]; then  # checksummed on the way to disk, not read back for it
   sum=$(runuser -u postgres -- pg_dump --format=custom "$source" | tee "$tmp" | sha256sum)
   pg_restore --list "$tmp" > /dev/null
@@ -204,6 +216,9 @@ def prune_argv(env: Environment) -> list[str]:
 def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:
     """Write, verify and rename one backup file on the server (always acts)."""
     result = remote.run(archive_argv(env, name, kind), check=False, timeout=3600)
+    if result.exited == NO_SPACE and result.stdout.startswith("NOSPACE"):
+        need, free = (int(n) for n in result.stdout.split()[1:3])
+        raise ToolkitError(no_space(remote.host, "a dump", str(env.backup_dir), need, free))
     if not result.ok:
         what = ["pg_dump", env.db_name] if kind == "dump" else ["tar", str(env.shared_dir)]
         raise remote.error(what, result)
@@ -211,9 +226,33 @@ def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> 
     return Artifact(f"{env.backup_dir}/{name}", int(size), sha256)
 
 
+def no_space(host: str, what: str, path: str, need: int, free: int) -> str:
+    """The one line for too little free space, in MB (pure)."""
+    return (f"{host}: not enough free space for {what} in {path}: it needs about "
+            f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; free some space (old backups, "
+            f"releases) or grow the disk, then try again")
+
+
 def dump(remote: Remote, env: Environment, label: str = "") -> str:
     """Dump the app's database on the server; return its path and size. Always acts."""
     return str(archive(remote, env, dump_name(env.site, label)))
+
+
+def automatic_prune_plan(site: str, names: Iterable[str], keep: int) -> list[str]:
+    """The dumps vpskit took before deploys and restores, beyond the newest ``keep``, oldest
+    first (pure)."""
+    found = sorted((parsed[0], name) for name in names if (parsed := parse_name(site, name))
+                   and parsed[2] == DUMP and parsed[1].startswith(AUTOMATIC_LABELS))
+    return [name for _, name in found[:max(0, len(found) - keep)]]
+
+
+def prune_automatic(remote: Remote, env: Environment) -> list[str]:
+    """Delete the automatic dumps beyond ``backups.keep_predeploy``; return their names."""
+    found = facts.gather(remote, [server_backups(env)])["backups"]
+    doomed = automatic_prune_plan(env.site, found, env.backups.keep_predeploy)
+    if doomed:
+        remote.run(["rm", "-f", "--", *(f"{env.backup_dir}/{name}" for name in doomed)])
+    return doomed
 
 
 def stream(remote: Remote, argv: Sequence[str], what: Sequence[str],
@@ -338,12 +377,10 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup``: dump (and media) on the server, copy here verified, prune both sides."""
     host = db_host(env)
     start = time.monotonic()
-    remote = session.open_remote(env, host)
-    try:
+    with session.closing_remote(session.open_remote(env, host)) as remote, \
+            deploy_lock(remote, env.site, "backup", queue=LOCK_QUEUE):
         out.line(f"backup {env.site} on {host.address}")
         Backup(env, remote, local, datetime.now(UTC).strftime(STAMP)).run(out)
-    finally:
-        remote.conn.close()
     out.line(f"backed up {env.site} in {time.monotonic() - start:.1f}s")
 
 

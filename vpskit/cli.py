@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 from invoke import Executor as InvokeExecutor
 from invoke import Exit
 
+from vpskit import interrupts
 from vpskit.errors import ToolkitError
 
 if TYPE_CHECKING:
@@ -36,13 +37,18 @@ def load_env(env: str | None, given_path: str | None = None) -> Environment:
 
 
 def exits(func: Callable[..., Any]) -> Callable[..., Any]:
-    """Turn a :class:`ToolkitError` into ``invoke.Exit``: its one line on stderr, exit 1."""
+    """Run the task with SIGTERM and SIGHUP acting as Ctrl-C (see :mod:`vpskit.interrupts`);
+    turn a :class:`ToolkitError` into ``invoke.Exit`` (its one line on stderr, exit 1) and an
+    interrupt nothing recovered from into exit 130."""
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            return func(*args, **kwargs)
+            with interrupts.as_interrupts():
+                return func(*args, **kwargs)
         except ToolkitError as exc:
             raise Exit(f"error: {exc}", code=1) from None
+        except KeyboardInterrupt as exc:
+            raise Exit(f"error: interrupted ({exc or 'SIGINT'})", code=130) from None
     return wrapper
 
 

@@ -6,6 +6,7 @@ sockets, database and role, Nginx server block, certificate and backup directory
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -15,6 +16,11 @@ APP_KINDS = ("django", "flask", "asgi")
 ROLES = ("web", "worker", "db", "lb")
 LETSENCRYPT = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
+# What inventory values may hold where they land in a unit file, matched whole (no quotes, ``$``,
+# ``%`` or line breaks; spaces only in a calendar): inventory.load rejects the rest, render asserts.
+SYSTEMD_WORD = re.compile(r"[\w.:()-]+")  # app.entry, worker_class, django_settings
+COMMAND_WORD = re.compile(r"[\w.:=/@+,-]+")  # each word of a process command
+CALENDAR = re.compile(r"[\w*,./:~+-]+( [\w*,./:~+-]+)*")  # backups.timer (systemd OnCalendar)
 
 
 @dataclass(frozen=True)
@@ -57,6 +63,7 @@ class App:
     requirements: str = "requirements.txt"
     release_commands: tuple[str, ...] = ()  # run before the switch; () = the kind's default
     django_settings: str = ""  # DJANGO_SETTINGS_MODULE, django/asgi apps only
+    memory_max: str = ""  # systemd MemoryMax= of each web/process unit, e.g. "512M"; "" = none
 
 
 @dataclass(frozen=True)
@@ -93,6 +100,7 @@ class TLS:
 @dataclass(frozen=True)
 class Backups:
     keep_days: int = 30
+    keep_predeploy: int = 3  # dumps taken before deploys and restores, newest first
     local_dir: str = "backups"  # operator-side directory for the off-site copy
     timer: str = ""  # systemd OnCalendar for a server-side timer; "" = none
     media: bool = False
@@ -103,6 +111,8 @@ class Nginx:
     client_max_body_size: str = "20m"
     rate_limit: str = "10r/s"
     rate_burst: int = 20
+    # Load balancers/CDNs in front whose X-Forwarded-For names the client (IPs or networks).
+    trusted_proxies: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,8 @@ import re
 
 from vpskit.errors import ToolkitError
 
-KEY_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+# A variable name. Use with fullmatch; the ``\Z`` keeps a bare ``.match`` whole-string too.
+KEY_RE = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 
 
 def parse(text: str, name: str = ".env") -> dict[str, str]:
@@ -24,8 +25,8 @@ def parse(text: str, name: str = ".env") -> dict[str, str]:
         line = line.removeprefix("export ").strip()
         key, sep, value = line.partition("=")
         key = key.strip()
-        if not sep or not KEY_RE.match(key):
-            raise ToolkitError(f"{name}:{number}: expected KEY=value")
+        if not sep or not KEY_RE.fullmatch(key):
+            raise ToolkitError(f"{name}:{number}: expected KEY=value; fix or remove the line")
         values[key] = _unquote(value.strip())
     return values
 
@@ -38,12 +39,17 @@ def _unquote(value: str) -> str:
     return value
 
 
+def one_line(value: str) -> bool:
+    """Whether ``value`` has no line break (any that :func:`parse` would split the file at)."""
+    return "".join(value.splitlines()) == value
+
+
 def render(values: dict[str, str]) -> str:
-    """Render sorted ``KEY="value"`` lines; values may not contain newlines."""
+    """Render sorted ``KEY="value"`` lines; each value must be :func:`one_line`."""
     lines = []
     for key in sorted(values):
         value = values[key]
-        if "\n" in value or not KEY_RE.match(key):
+        if not one_line(value) or not KEY_RE.fullmatch(key):
             raise ToolkitError(f"env variable {key}: names are A-Z, 0-9, _ and values one line")
         escaped = value.replace("\\", "\\\\").replace('"', '\\"')
         lines.append(f'{key}="{escaped}"\n')

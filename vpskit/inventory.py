@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import ipaddress
 import os
 import re
+import shlex
 import stat
 import typing
 from collections.abc import Mapping
@@ -26,7 +28,7 @@ from typing import Any
 import yaml
 
 from vpskit import config, envfile
-from vpskit.errors import InventoryError
+from vpskit.errors import InventoryError, ToolkitError
 from vpskit.secret import Secret
 
 SECTIONS: dict[str, type] = {
@@ -47,15 +49,123 @@ CHOICES = {
     ("app", "kind"): config.APP_KINDS,
     ("app", "server"): ("gunicorn", "uvicorn", "daphne"),
     ("tls", "www_redirect"): ("none", "to_bare", "to_www"),
+    ("redis", "policy"): ("noeviction", "allkeys-lru", "allkeys-lfu", "allkeys-random",
+                          "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl"),
 }
-NAME_RE = re.compile(r"^[a-z][a-z0-9]{0,19}$")
-ENV_VAR_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
-DOMAIN_RE = re.compile(
-    r"^(?=.{1,253}$)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}$")
-ENTRY_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?$")
-SIZE_RE = re.compile(r"^\d+[kmg]?$")
-RATE_RE = re.compile(r"^\d+r/[sm]$")
+# Every pattern is used with fullmatch.
+NAME_RE = re.compile(r"[a-z][a-z0-9]{0,19}")
+DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
+HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
+USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a Linux user name (useradd's rules)
+ENTRY_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?")
+EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
+PATH_RE = re.compile(r"/[\w./+-]+")
+SIZE_RE = re.compile(r"[0-9]{1,9}[kmg]?")  # an Nginx size (bigger overflows its off_t)
+RATE_RE = re.compile(r"[1-9][0-9]{0,8}r/[sm]")  # Nginx refuses a rate of 0
+MEMORY_RE = re.compile(r"[0-9]{1,15}(k|kb|m|mb|g|gb)?", re.IGNORECASE)  # a Redis memory size
+UNIT_MEMORY_RE = re.compile(r"[1-9][0-9]{0,15}[KMGT]?|[1-9][0-9]?%")  # systemd MemoryMax=
+TIMEZONE_RE = re.compile(r"[A-Za-z][\w+-]*(/[\w+-]+)*", re.ASCII)  # UTC, America/New_York
+PG_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+# Keywords of pg_hba.conf's database/user columns, and what every cluster already has.
+PG_RESERVED = ("all", "replication", "sameuser", "samerole", "samegroup", "postgres",
+               "template0", "template1")
 TYPE_WORDS = {int: "an integer", str: "a string", bool: "true or false"}
+MAX_VALUES = 10_000  # YAML aliases can blow a short file up; past this the file is refused
+CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # shown escaped in a message
+UNIT_CHARS = "letters, digits, '.', '_', ':', '-'"
+
+
+def _words(command: str) -> list[str] | None:
+    """``command`` split as systemd and systemd-run will run it; None if it has no word or an
+    unbalanced quote."""
+    try:
+        return shlex.split(command) or None
+    except ValueError:
+        return None
+
+
+def _is_ip(value: str) -> bool:
+    """An IPv4 or IPv6 literal, without an IPv6 zone (``%eth0``)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return False
+    return "%" not in value
+
+
+def _is_network(value: str) -> bool:
+    """An IP address or a network whose host bits are zero (``10.0.0.0/8``), no IPv6 zone."""
+    try:
+        ipaddress.ip_network(value)
+    except ValueError:
+        return False
+    return "%" not in value
+
+
+def _is_host(value: str) -> bool:
+    """An IP literal or a DNS name (whose last label is not all digits, unlike a bad IPv4)."""
+    return _is_ip(value) or (bool(HOSTNAME_RE.fullmatch(value))
+                             and not value.rsplit(".", 1)[-1].isdigit())
+
+
+def _pg_name(value: str) -> bool:
+    """A Postgres identifier that is no pg_hba.conf keyword nor a cluster's own, or ''."""
+    return not value or (bool(PG_NAME_RE.fullmatch(value)) and value not in PG_RESERVED)
+
+
+PG_RULE = (_pg_name, "expected lowercase letters, digits and '_', starting with a letter, at "
+                     f"most 63, none of {', '.join(PG_RESERVED)}; or '' for the site name")
+USER_RULE = (USER_RE.fullmatch, "expected a Linux user name: lowercase letters, digits, '_' and "
+                                "'-', starting with a letter or '_', at most 32")
+# (section, key) -> (check, fix); "host" is one item of an environment's hosts.
+RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
+    ("app", "name"): (NAME_RE.fullmatch,
+                      "use 1-20 lowercase letters and digits, starting with a letter"),
+    ("app", "entry"): (ENTRY_RE.fullmatch,
+                       "expected 'module:callable', e.g. 'shop.wsgi:application'"),
+    ("app", "worker_class"): (config.SYSTEMD_WORD.fullmatch,
+                              f"expected a gunicorn worker class such as 'gthread' ({UNIT_CHARS})"),
+    ("app", "django_settings"): (lambda v: not v or config.SYSTEMD_WORD.fullmatch(v),
+                                 f"expected a module such as 'shop.settings' ({UNIT_CHARS})"),
+    ("app", "release_commands"): (_words, "expected a command such as 'python manage.py "
+                                          "migrate', with its quotes balanced"),
+    ("app", "workers"): (lambda v: 1 <= v <= 64, "expected 1 to 64"),
+    ("app", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+    ("app", "graceful_timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+    ("app", "memory_max"): (lambda v: not v or UNIT_MEMORY_RE.fullmatch(v),
+                            "expected a size such as '512M' or '2G' (K, M, G, T), a share of "
+                            "RAM such as '50%', or '' for no limit"),
+    ("postgres", "db"): PG_RULE,
+    ("postgres", "user"): PG_RULE,
+    ("redis", "maxmemory"): (MEMORY_RE.fullmatch, "expected a size such as '256mb' or '1gb'"),
+    ("health", "path"): (lambda v: v.startswith("/"), "expected a path starting with '/'"),
+    ("health", "status"): (lambda v: 100 <= v <= 599, "expected an HTTP status code"),
+    ("health", "retries"): (lambda v: v >= 1, "expected at least 1"),
+    ("health", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
+    ("tls", "email"): (lambda v: not v or EMAIL_RE.fullmatch(v), "expected an email address"),
+    ("tls", "acme_url"): (lambda v: v.startswith("https://"), "expected an https:// URL"),
+    ("tls", "ca_bundle"): (lambda v: not v or PATH_RE.fullmatch(v),
+                           "expected an absolute path of letters, digits and ./+-_"),
+    ("backups", "keep_days"): (lambda v: v >= 1, "keep at least 1 day of backups"),
+    ("backups", "timer"): (lambda v: not v or config.CALENDAR.fullmatch(v),
+                           "expected a systemd calendar such as 'daily' or '*-*-* 03:00:00'"),
+    ("nginx", "client_max_body_size"): (lambda v: SIZE_RE.fullmatch(v.lower()),
+                                        "expected a size such as '20m'"),
+    ("nginx", "rate_limit"): (RATE_RE.fullmatch, "expected a rate such as '10r/s'"),
+    ("nginx", "rate_burst"): (lambda v: v >= 1, "expected at least 1 (Nginx refuses 0)"),
+    ("nginx", "trusted_proxies"): (_is_network, "expected an IP address or a network such as "
+                                                "'10.0.0.0/8' (host bits zero)"),
+    ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
+    ("system", "timezone"): (TIMEZONE_RE.fullmatch,
+                             "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
+    ("system", "min_free_mb"): (lambda v: v >= 0, "expected 0 or a size in MiB"),
+    ("host", "address"): (_is_host, "expected an IP address or a DNS name, e.g. 203.0.113.10"),
+    ("host", "user"): USER_RULE,
+    ("host", "bootstrap_user"): USER_RULE,
+    ("host", "private_address"): (lambda v: not v or _is_ip(v),
+                                  "expected the IP address the other hosts reach it at"),
+}
 
 
 class _Doc:
@@ -64,35 +174,57 @@ class _Doc:
     def __init__(self, path: Path, text: str) -> None:
         self.path = path
         self.lines: dict[tuple[str, ...], int] = {}
+        self._open: set[int] = set()  # the collections being converted, to catch alias loops
+        self._count = 0
+        self._loader = yaml.SafeLoader("")  # constructs the scalars
         try:
             node = yaml.compose(text, Loader=yaml.SafeLoader)
+            self.data: Any = {} if node is None else self._convert(node, ())
         except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            line = mark.line + 1 if mark else 1
             problem = getattr(exc, "problem", None) or str(exc).splitlines()[0]
-            raise InventoryError(
-                f"{path.name}:{line}: malformed YAML: {problem}; fix the indentation or quoting"
-            ) from None
-        if node is None:
-            self.data: Any = {}
-        else:
-            self.data = self._convert(node, ())
+            raise InventoryError(f"{path.name}:{_error_line(exc, text)}: malformed YAML: "
+                                 f"{problem}; fix the indentation or quoting") from None
+        except RecursionError:
+            raise InventoryError(f"{path.name}: malformed YAML: nested too deeply; flatten "
+                                 f"it") from None
 
     def _convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
         self.lines.setdefault(path, node.start_mark.line + 1)
+        self._count += 1
+        if self._count > MAX_VALUES:
+            self.fail(path, f"the file expands to over {MAX_VALUES} values (YAML aliases?); "
+                            f"write the values out")
+        if isinstance(node, yaml.ScalarNode):
+            return self._scalar(node, path)
+        if id(node) in self._open:
+            self.fail(path, "a YAML alias inside the value it names (a loop); write it out")
+        self._open.add(id(node))
         if isinstance(node, yaml.MappingNode):
-            out: dict[str, Any] = {}
+            value: Any = {}
             for key_node, value_node in node.value:
+                if not isinstance(key_node, yaml.ScalarNode):
+                    self.fail(path, "a key must be a plain word, not a list or mapping",
+                              line=key_node.start_mark.line + 1)
                 key = str(key_node.value)
-                if key in out:
+                if key in value:
                     self.fail(path + (key,), "duplicate key; keep one of them",
                               line=key_node.start_mark.line + 1)
                 self.lines[path + (key,)] = key_node.start_mark.line + 1
-                out[key] = self._convert(value_node, path + (key,))
-            return out
-        if isinstance(node, yaml.SequenceNode):
-            return [self._convert(item, path + (str(i),)) for i, item in enumerate(node.value)]
-        return yaml.SafeLoader(" ").construct_object(node, deep=True)
+                value[key] = self._convert(value_node, path + (key,))
+        else:
+            value = [self._convert(item, path + (str(i),)) for i, item in enumerate(node.value)]
+        self._open.remove(id(node))
+        return value
+
+    def _scalar(self, node: yaml.ScalarNode, path: tuple[str, ...]) -> Any:
+        try:
+            value = self._loader.construct_object(node, deep=True)
+        except (yaml.YAMLError, ValueError, LookupError, AttributeError):  # what bad text raises
+            kind = node.tag.rsplit(":", 1)[-1]
+            self.fail(path, f"{node.value!r} is not a valid {kind}; quote it to make it a string")
+        if isinstance(value, str) and "\x00" in value:  # no path, argument or file can hold it
+            self.fail(path, f"{value!r} has a NUL character (\\0); remove it")
+        return value
 
     def line(self, path: tuple[str, ...]) -> int:
         while path and path not in self.lines:
@@ -101,7 +233,17 @@ class _Doc:
 
     def fail(self, path: tuple[str, ...], message: str, line: int | None = None) -> typing.NoReturn:
         where = ".".join(path) if path else "(top level)"
-        raise InventoryError(f"{self.path.name}:{line or self.line(path)}: {where}: {message}")
+        text = f"{self.path.name}:{line or self.line(path)}: {where}: {message}"
+        raise InventoryError(CONTROL_RE.sub(lambda m: repr(m[0])[1:-1], text))  # one line
+
+
+def _error_line(exc: yaml.YAMLError, text: str) -> int:
+    """The line a YAML error points at: its mark, or a bad character's position."""
+    mark = getattr(exc, "problem_mark", None)
+    if mark:
+        return mark.line + 1
+    position = getattr(exc, "position", None)  # a ReaderError's
+    return text.count("\n", 0, position) + 1 if position is not None else 1
 
 
 def environment_names(path: str | Path) -> list[str]:
@@ -134,13 +276,8 @@ def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = No
 
 
 def _read(path: Path) -> _Doc:
-    try:
-        text = path.read_text()
-    except FileNotFoundError:
-        raise InventoryError(
-            f"{path}: no such inventory file; copy the example inventory.yml or pass --inventory"
-        ) from None
-    doc = _Doc(path, text)
+    doc = _Doc(path, _text(path, "inventory file",
+                           "copy the example inventory.yml or pass --inventory"))
     if not isinstance(doc.data, dict):
         doc.fail((), "expected a mapping with 'app' and 'environments' at the top level")
     _check_keys(doc, (), doc.data, TOP_KEYS)
@@ -150,12 +287,31 @@ def _read(path: Path) -> _Doc:
     return doc
 
 
+def _text(path: Path, kind: str, fix: str) -> str:
+    """The UTF-8 text of ``path``; ``fix`` says what to do when it is missing or a directory."""
+    try:
+        data = path.read_bytes()
+    except FileNotFoundError:
+        raise InventoryError(f"{path}: no such {kind}; {fix}") from None
+    except IsADirectoryError:
+        raise InventoryError(f"{path}: a directory, not the {kind}; {fix}") from None
+    except OSError as exc:
+        raise InventoryError(f"{path}: cannot read it ({exc.strerror}); check its "
+                             f"permissions") from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise InventoryError(f"{path.name}:{line}: not UTF-8 text (byte 0x{data[exc.start]:02x}); "
+                             f"save the file as UTF-8") from None
+
+
 def _environments(doc: _Doc) -> dict[str, dict[str, Any]]:
     envs = doc.data["environments"]
     if not isinstance(envs, dict) or not envs:
         doc.fail(("environments",), "expected a mapping of environment names, e.g. 'production:'")
     for name, body in envs.items():
-        if not NAME_RE.match(name):
+        if not NAME_RE.fullmatch(name):
             doc.fail(("environments", name),
                      "environment names are lowercase letters and digits, starting with a letter")
         if not isinstance(body, dict):
@@ -180,6 +336,8 @@ def _check_domains_unique(doc: _Doc, envs: dict[str, dict[str, Any]]) -> None:
     for name, body in envs.items():
         domains = body.get("domains")
         for i, domain in enumerate(domains if isinstance(domains, list) else []):
+            if not isinstance(domain, str):
+                continue  # _domains names it
             if domain in owner and owner[domain] != name:
                 doc.fail(("environments", name, "domains", str(i)),
                          f"'{domain}' is already claimed by environment '{owner[domain]}'; "
@@ -192,13 +350,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     body = envs[name]
     base = ("environments", name)
     sections = {key: _section(doc, name, key, body) for key in SECTIONS}
-    app = sections["app"]
-    if app.kind == "asgi" and not any("server" in src for _, src in _sources(doc, "app", body,
-                                                                             name)):
-        app = sections["app"] = dataclasses.replace(app, server="uvicorn")
-    if app.kind != "asgi" and app.server != "gunicorn":
-        doc.fail(_key_path(doc, body, name, "app", "server"),
-                 f"'{app.server}' serves ASGI apps only; use kind: asgi or server: gunicorn")
+    sections["app"] = _served(doc, name, body, sections["app"])
     if sections["tls"].enabled and not sections["tls"].email:
         doc.fail(_key_path(doc, body, name, "tls", "email"),
                  "missing required key (the ACME account email); set it or tls.enabled: false")
@@ -209,18 +361,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
         if key in required or key in optional:
             doc.fail(_key_path(doc, body, name, "env", key),
                      "also listed as a secret; keep secrets out of 'env'")
-    resolved: dict[str, Secret] = {}
-    if secrets is not None:
-        for key in required + optional:
-            value = secrets.get(key)
-            if value:
-                resolved[key] = Secret(value)
-            elif key in required:
-                raise InventoryError(
-                    f"{doc.path.name}:{doc.line(_key_path(doc, body, name, 'secrets'))}: "
-                    f"secret '{key}' of environment '{name}' is not set; export {key}=... "
-                    f"or add it to {doc.path.parent / ('.env.' + name)} (mode 0600)"
-                )
+    resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets)
     releases_keep = _scalar(doc, base + ("releases_keep",), body.get(
         "releases_keep", doc.data.get("releases_keep", 5)), int)
     if releases_keep < 2:
@@ -236,6 +377,42 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
         env=env_vars, secrets=resolved, processes=processes, **sections,
     )
+
+
+def _served(doc: _Doc, env: str, body: dict, app: config.App) -> config.App:
+    """``app`` with its server settled (uvicorn for an asgi app that names none); a server that
+    cannot serve the app as written is an error."""
+    if app.kind == "asgi" and not any("server" in src for _, src in _sources(doc, "app", body,
+                                                                             env)):
+        app = dataclasses.replace(app, server="uvicorn")
+    if app.kind != "asgi" and app.server != "gunicorn":
+        doc.fail(_key_path(doc, body, env, "app", "server"),
+                 f"'{app.server}' serves ASGI apps only; use kind: asgi or server: gunicorn")
+    if app.server == "daphne" and app.entry.endswith("()"):
+        doc.fail(_key_path(doc, body, env, "app", "entry"),
+                 f"{app.entry!r}: daphne cannot call an app factory; name the ASGI application "
+                 f"or use server: uvicorn")
+    return app
+
+
+def _resolve(doc: _Doc, env: str, body: dict, required: list[str], optional: list[str],
+             secrets: dict[str, str | None]) -> dict[str, Secret]:
+    """The values of the secrets; one required but unset, or any with a line break, is an
+    error (the app's env file holds one line per variable)."""
+    resolved: dict[str, Secret] = {}
+    for key in required + optional:
+        value = secrets.get(key)
+        listed = _key_path(doc, body, env, "secrets" if key in required else "optional_secrets")
+        where = f"{doc.path.name}:{doc.line(listed)}: secret '{key}' of environment '{env}'"
+        if value and not envfile.one_line(value):
+            raise InventoryError(f"{where} has a line break, which the app's env file cannot "
+                                 f"hold; put it on one line (e.g. base64-encoded)")
+        if value:
+            resolved[key] = Secret(value)
+        elif key in required:
+            raise InventoryError(f"{where} is not set; export {key}=... or add it to "
+                                 f"{doc.path.parent / ('.env.' + env)} (mode 0600)")
+    return resolved
 
 
 def _check_roles(doc: _Doc, env: str, hosts: tuple[config.Host, ...], needs_db: bool,
@@ -297,42 +474,34 @@ def _section(doc: _Doc, env: str, key: str, body: dict) -> Any:
         for required in REQUIRED_APP_KEYS:
             if required not in values:
                 doc.fail(("app", required), "missing required key; see the example inventory.yml")
-        values["repo"] = _resolve_repo(doc.path, values["repo"])
+        values["repo"] = _resolve_repo(doc, values["repo"])
     return cls(**values)
 
 
 def _check_value(doc: _Doc, path: tuple[str, ...], section: str, name: str, value: Any) -> None:
-    rules: dict[tuple[str, str], tuple[typing.Callable[[Any], bool], str]] = {
-        ("app", "name"): (lambda v: bool(NAME_RE.match(v)),
-                          "use 1-20 lowercase letters and digits, starting with a letter"),
-        ("app", "entry"): (lambda v: bool(ENTRY_RE.match(v)),
-                           "expected 'module:callable', e.g. 'shop.wsgi:application'"),
-        ("app", "workers"): (lambda v: 1 <= v <= 64, "expected 1 to 64"),
-        ("app", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
-        ("app", "graceful_timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
-        ("health", "path"): (lambda v: v.startswith("/"), "expected a path starting with '/'"),
-        ("health", "status"): (lambda v: 100 <= v <= 599, "expected an HTTP status code"),
-        ("health", "retries"): (lambda v: v >= 1, "expected at least 1"),
-        ("health", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
-        ("tls", "email"): (lambda v: not v or bool(re.match(r"^[^@\s]+@[^@\s]+\.[^@\s]+$", v)),
-                           "expected an email address"),
-        ("tls", "acme_url"): (lambda v: v.startswith("https://"), "expected an https:// URL"),
-        ("backups", "keep_days"): (lambda v: v >= 1, "keep at least 1 day of backups"),
-        ("nginx", "client_max_body_size"): (lambda v: bool(SIZE_RE.match(str(v).lower())),
-                                            "expected a size such as '20m'"),
-        ("nginx", "rate_limit"): (lambda v: bool(RATE_RE.match(v)),
-                                  "expected a rate such as '10r/s'"),
-        ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
-    }
-    rule = rules.get((section, name))
-    if rule and not rule[0](value):
-        doc.fail(path, f"{value!r}: {rule[1]}")
+    """Apply ``RULES[(section, name)]`` to ``value``, or to each item of a list."""
+    rule = RULES.get((section, name))
+    if rule is None:
+        return
+    items = enumerate(value) if isinstance(value, tuple) else [(None, value)]
+    for i, item in items:
+        if not rule[0](item):
+            doc.fail(path if i is None else path + (str(i),), f"{item!r}: {rule[1]}")
 
 
-def _resolve_repo(inventory: Path, repo: str) -> str:
-    if "://" in repo or re.match(r"^[\w.-]+@[\w.-]+:", repo):
+def _resolve_repo(doc: _Doc, repo: str) -> str:
+    """A URL or ``user@host:path`` as written; a local path made absolute."""
+    if "://" in repo or re.match(r"[\w.-]+@[\w.-]+:", repo):
         return repo
-    return str((inventory.parent / Path(repo).expanduser()).resolve())
+    return str((doc.path.parent / _expanded(doc, ("app", "repo"), repo)).resolve())
+
+
+def _expanded(doc: _Doc, path: tuple[str, ...], value: str) -> str:
+    """``value`` with a leading ``~`` or ``~user`` expanded."""
+    try:
+        return str(Path(value).expanduser())
+    except RuntimeError:  # no such user, or no home directory
+        doc.fail(path, f"{value!r}: cannot expand '~' here; write the path out")
 
 
 def _scalar(doc: _Doc, path: tuple[str, ...], raw: Any, hint: Any) -> Any:
@@ -393,6 +562,8 @@ def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
         if "address" not in item:
             doc.fail(item_path + ("address",), "missing required key: the host's IP or DNS name")
         values = {k: _scalar(doc, item_path + (k,), v, hints[k]) for k, v in item.items()}
+        for key, value in values.items():
+            _check_value(doc, item_path + (key,), "host", key, value)
         for role in values.get("roles", ()):
             if role not in config.ROLES:
                 doc.fail(item_path + ("roles",),
@@ -402,7 +573,7 @@ def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
             doc.fail(item_path + ("port",), f"{port} is not a TCP port (1-65535)")
         for path_key in ("key", "known_hosts"):
             if values.get(path_key):
-                values[path_key] = str(Path(values[path_key]).expanduser())
+                values[path_key] = _expanded(doc, item_path + (path_key,), values[path_key])
         host = config.Host(**values)
         ident = (host.address, host.port)
         if ident in seen:
@@ -420,7 +591,7 @@ def _domains(doc: _Doc, env: str, body: dict) -> tuple[str, ...]:
                          "list the domain names this environment serves",
                          "expected a non-empty list of domain names")
     for i, domain in enumerate(raw):
-        if not isinstance(domain, str) or not DOMAIN_RE.match(domain):
+        if not isinstance(domain, str) or not DOMAIN_RE.fullmatch(domain):
             doc.fail(path + (str(i),),
                      f"{domain!r} is not a valid domain name (lowercase, e.g. shop.example.com)")
     if len(set(raw)) != len(raw):
@@ -434,11 +605,14 @@ def _string_map(doc: _Doc, key: str, body: dict, env: str) -> dict[str, str]:
         if not isinstance(source, dict):
             doc.fail(path, "expected a mapping of VARIABLE: value")
         for var, value in source.items():
-            if not ENV_VAR_RE.match(var):
+            if not envfile.KEY_RE.fullmatch(var):
                 doc.fail(path + (var,), "not a valid environment variable name")
             if isinstance(value, (dict, list)) or value is None:
                 doc.fail(path + (var,), f"expected a string value, got {value!r}")
             merged[var] = str(value).lower() if isinstance(value, bool) else str(value)
+            if not envfile.one_line(merged[var]):
+                doc.fail(path + (var,), "has a line break, which the app's env file cannot "
+                                        "hold; put it on one line")
     return merged
 
 
@@ -453,13 +627,14 @@ def _processes(doc: _Doc, body: dict, env: str) -> tuple[config.Process, ...]:
                            "worker'")
         for name, spec in source.items():
             where = path + (name,)
-            if not NAME_RE.match(name) or name == "web":
+            if not NAME_RE.fullmatch(name) or name == "web":
                 doc.fail(where, "process names are lowercase letters and digits, not 'web'")
             spec = {"command": spec} if isinstance(spec, str) else spec
             if not isinstance(spec, dict) or not spec.get("command"):
                 doc.fail(where, "expected a command, or a mapping with 'command'")
             _check_keys(doc, where, spec, [f for f in hints if f != "name"])
             values = {k: _scalar(doc, where + (k,), v, hints[k]) for k, v in spec.items()}
+            _check_command(doc, where + ("command",), values["command"])
             if not 0 <= values.get("count", 1) <= 32:
                 doc.fail(where + ("count",), "expected 0 to 32 instances")
             if values.get("stop_timeout", 60) < 1:
@@ -468,13 +643,25 @@ def _processes(doc: _Doc, body: dict, env: str) -> tuple[config.Process, ...]:
     return tuple(found.values())
 
 
+def _check_command(doc: _Doc, path: tuple[str, ...], command: str) -> None:
+    """A process command becomes its unit's ExecStart: words of :data:`config.COMMAND_WORD`."""
+    words = _words(command)
+    if words is None:
+        doc.fail(path, f"{command!r}: expected a command such as 'celery -A shop worker', with "
+                       f"its quotes balanced")
+    for word in words:
+        if not config.COMMAND_WORD.fullmatch(word):
+            doc.fail(path, f"{word!r} has what a unit file can't take (spaces, quotes, $, %); "
+                           f"move the command into a script in the repo and run that")
+
+
 def _names(doc: _Doc, key: str, body: dict, env: str) -> list[str]:
     names: list[str] = []
     for path, source in _sources(doc, key, body, env):
         if not isinstance(source, list):
             doc.fail(path, "expected a list of secret names, e.g. [SECRET_KEY]")
         for i, name in enumerate(source):
-            if not isinstance(name, str) or not ENV_VAR_RE.match(name):
+            if not isinstance(name, str) or not envfile.KEY_RE.fullmatch(name):
                 doc.fail(path + (str(i),), f"{name!r} is not a valid environment variable name")
             if name not in names:
                 names.append(name)
@@ -487,10 +674,14 @@ def _secret_values(inventory: Path, env_name: str, environ: Mapping[str, str]
     values: dict[str, str | None] = {}
     env_file = inventory.parent / f".env.{env_name}"
     if env_file.exists():
+        text = _text(env_file, "secrets file", "make it a file of KEY=value lines (mode 0600)")
         mode = stat.S_IMODE(env_file.stat().st_mode)
         if mode & 0o077:
             raise InventoryError(
                 f"{env_file}: readable by others (mode {mode:04o}); run: chmod 600 {env_file}")
-        values.update(envfile.parse(env_file.read_text(), env_file.name))
-    values.update({k: v for k, v in environ.items() if ENV_VAR_RE.match(k)})
+        try:
+            values.update(envfile.parse(text, env_file.name))
+        except ToolkitError as exc:
+            raise InventoryError(str(exc)) from None
+    values.update({k: v for k, v in environ.items() if envfile.KEY_RE.fullmatch(k)})
     return values

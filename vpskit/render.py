@@ -13,8 +13,10 @@ from pathlib import Path
 import jinja2
 
 import vpskit.templates
-from vpskit.config import APP_KINDS, Environment
-from vpskit.errors import InventoryError
+from vpskit.config import CALENDAR as _CALENDAR
+from vpskit.config import COMMAND_WORD as _COMMAND_WORD
+from vpskit.config import SYSTEMD_WORD as _SYSTEMD_WORD
+from vpskit.config import Environment
 
 TEMPLATES = Path(vpskit.templates.__file__).parent  # templates/, shipped as package data
 COMMON_CONF = "/etc/nginx/conf.d/vpskit.conf"
@@ -22,10 +24,6 @@ ACME_WEBROOT = "/var/lib/vpskit/acme"
 SYSTEMD_DIR = "/etc/systemd/system"
 ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
 BACKEND_PORT = 8080  # web hosts behind an lb host serve it here, admitted from the lb only
-# What inventory values may contain where they land in a unit file (no quotes, ``$``, newlines).
-_SYSTEMD_WORD = re.compile(r"^[\w.:()-]+$")
-_COMMAND_WORD = re.compile(r"^[\w.:=/@+,-]+$")  # no quotes, $, % or spaces inside a word
-_CALENDAR = re.compile(r"^[\w*,./:~+ -]+$")
 
 _jinja = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -70,6 +68,12 @@ def web_unit_name(env: Environment, release_id: str) -> str:
 def backup_unit_name(env: Environment, suffix: str) -> str:
     """``shop-production-backup.service`` / ``.timer``."""
     return f"{env.site}-backup.{suffix}"
+
+
+def lock_path(site: str) -> str:
+    """The site's lock, taken by deploys, rollbacks, restores, removals and backups: in
+    ``/run`` itself, where only root creates files."""
+    return f"/run/vpskit-{site}.lock"
 
 
 def backup_script(env: Environment) -> str:
@@ -124,18 +128,22 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
 
     ``mode``: ``web`` serves the live release to the world; ``lb`` terminates TLS and spreads
     requests over the web hosts; ``backend`` is a web host behind an lb: plain HTTP on
-    :data:`BACKEND_PORT`, trusting the lb's client address and scheme headers.
+    :data:`BACKEND_PORT` to the lb alone, trusting its client address and scheme headers.
+    The client's address is the connection's, or what ``nginx.trusted_proxies`` (a cloud
+    load balancer, a CDN) say in X-Forwarded-For; the app is told that address alone.
     """
     tls_ready = tls_ready and env.tls.enabled and mode != "backend"
     redirects = www_redirects(env) if mode != "backend" else []
     sources = {source for source, _ in redirects}
-    lb = env.lb_host
+    lb_address = env.lb_host.private if env.lb_host else ""
     return render_template(
         "nginx/site.conf.j2",
         env=env,
         mode=mode,
         backend_port=BACKEND_PORT,
-        lb_address=lb.private if lb else "",
+        lb_address=lb_address,
+        real_ip_from=[lb_address] if mode == "backend" else list(env.nginx.trusted_proxies),
+        real_ip_header="X-Real-IP" if mode == "backend" else "X-Forwarded-For",
         ident=lb_ident(env) if mode == "lb" else ident(env),
         tls_ready=tls_ready,
         redirects=redirects,
@@ -174,9 +182,46 @@ def nginx_common() -> str:
 
 
 # ---- systemd ------------------------------------------------------------------------------------
+# The sandbox of everything a site runs: its web and process units, and through systemd-run its
+# release commands and ``fab manage``; ``systemd-analyze security`` rates it "OK". What a Python
+# app tolerates: no MemoryDenyWriteExecute= (JITs and cffi callbacks need W+X memory), no
+# ProcSubset=pid (os.getloadavg, psutil read /proc), no PrivateUsers= (group access to files).
+SANDBOX: tuple[tuple[str, str], ...] = (
+    ("NoNewPrivileges", "yes"),
+    ("ProtectSystem", "strict"),
+    ("ProtectHome", "yes"),
+    ("PrivateTmp", "yes"),
+    ("PrivateDevices", "yes"),
+    ("ProtectKernelTunables", "yes"),
+    ("ProtectKernelModules", "yes"),
+    ("ProtectKernelLogs", "yes"),
+    ("ProtectControlGroups", "yes"),
+    ("ProtectClock", "yes"),
+    ("ProtectHostname", "yes"),
+    ("ProtectProc", "invisible"),
+    ("RestrictNamespaces", "yes"),
+    ("RestrictRealtime", "yes"),
+    ("RestrictSUIDSGID", "yes"),
+    ("LockPersonality", "yes"),
+    ("RestrictAddressFamilies", "AF_UNIX AF_INET AF_INET6"),
+    ("CapabilityBoundingSet", ""),
+    ("SystemCallArchitectures", "native"),
+    ("SystemCallFilter", "@system-service"),
+    ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallErrorNumber", "EPERM"),
+)
+
+
+def sandbox(env: Environment, *writable: str, umask: str = "0027") -> list[tuple[str, str]]:
+    """:data:`SANDBOX` plus what differs per unit: the directories it may write (of
+    ``shared/``, e.g. ``media``; the rest of the system is read-only) and its umask."""
+    paths = " ".join(str(env.shared_dir / name) for name in writable)
+    return [*SANDBOX, ("ReadWritePaths", paths), ("UMask", umask)]
+
+
 def _checked(value: str, pattern: re.Pattern[str], key: str) -> str:
-    if not pattern.match(value):
-        raise InventoryError(f"{key}: {value!r} is empty or has characters a unit file can't take")
+    """``value``, which inventory.load has already matched whole against ``pattern``."""
+    assert pattern.fullmatch(value), f"{key}: {value!r} did not come through inventory.load"
     return value
 
 
@@ -185,12 +230,15 @@ def exec_start(env: Environment) -> list[str]:
 
     django/flask run gunicorn; asgi runs uvicorn, daphne (one process; ``workers`` is unused)
     or gunicorn with uvicorn's worker class (used when ``worker_class`` is left at ``sync``).
+
+    Forwarded headers: only nginx may connect to the socket (its directory is the site group's),
+    and it sends the client's address alone. Gunicorn trusts a Unix socket's peer whatever
+    ``--forwarded-allow-ips`` says, so none is given; uvicorn (alone or as gunicorn's worker) has
+    no peer address to match on a Unix socket and applies them only with ``*``; daphne's
+    ``--proxy-headers`` takes the first X-Forwarded-For entry.
     """
     app = env.app
-    if app.kind not in APP_KINDS:
-        raise InventoryError(f"app.kind: unknown kind {app.kind!r}")
-    if app.kind != "asgi" and app.server != "gunicorn":
-        raise InventoryError(f"app.server: {app.kind} apps run on gunicorn, not {app.server!r}")
+    uvicorn_trust = "--forwarded-allow-ips=*"
     entry = _checked(app.entry, _SYSTEMD_WORD, "app.entry")
     factory = entry.endswith("()")
     binary = f"{release_dir(env, '%i')}/.venv/bin/{app.server}"
@@ -202,17 +250,13 @@ def exec_start(env: Environment) -> list[str]:
         return [binary, f"--bind=unix:{socket}", f"--workers={app.workers}",
                 f"--worker-class={_checked(worker_class, _SYSTEMD_WORD, 'app.worker_class')}",
                 f"--timeout={app.timeout}", f"--graceful-timeout={app.graceful_timeout}",
-                "--forwarded-allow-ips=*", "--access-logfile=-", entry]
+                *([uvicorn_trust] if app.kind == "asgi" else []), "--access-logfile=-", entry]
     if app.server == "uvicorn":
         return [binary, f"--uds={socket}", f"--workers={app.workers}",
-                "--forwarded-allow-ips=*", f"--timeout-graceful-shutdown={app.graceful_timeout}",
+                uvicorn_trust, f"--timeout-graceful-shutdown={app.graceful_timeout}",
                 *(["--factory"] if factory else []), entry.removesuffix("()")]
-    if app.server == "daphne":
-        if factory:
-            raise InventoryError(f"app.entry: daphne cannot call a factory ({entry!r})")
-        return [binary, f"--unix-socket={socket}", "--proxy-headers",
-                f"--http-timeout={app.timeout}", "--access-log=-", entry]
-    raise InventoryError(f"app.server: unknown server {app.server!r}")
+    return [binary, f"--unix-socket={socket}", "--proxy-headers",  # daphne; load refuses "()"
+            f"--http-timeout={app.timeout}", "--access-log=-", entry]
 
 
 def web_unit(env: Environment) -> str:
@@ -221,6 +265,7 @@ def web_unit(env: Environment) -> str:
     return render_template(
         "systemd/web@.service.j2",
         env=env,
+        sandbox=sandbox(env, "media", umask="0007"),  # nginx, in the site's group, connects
         exec_start=" ".join(exec_start(env)),
         working_dir=release_dir(env, "%i"),
         socket=web_socket(env, "%i"),
@@ -234,7 +279,8 @@ def backup_units(env: Environment) -> dict[str, str]:
         return {}
     return {
         f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": render_template(
-            "systemd/backup.service.j2", site=env.site, script=backup_script(env)),
+            "systemd/backup.service.j2", site=env.site, script=backup_script(env),
+            lock=lock_path(env.site)),
         f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": render_template(
             "systemd/backup.timer.j2", site=env.site,
             on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),
@@ -256,6 +302,7 @@ def process_units(env: Environment) -> dict[str, str]:
         program = words[0] if "/" in words[0] else f"{env.current_link}/.venv/bin/{words[0]}"
         units[f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}"] = render_template(
             "systemd/process@.service.j2", env=env, process=process,
+            sandbox=sandbox(env, "media"),
             exec_start=" ".join([program, *words[1:]]))
     return units
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit import facts, render, session
+from vpskit import facts, interrupts, render, session
 from vpskit.backups import (
     SAFETY_LABEL,
     Artifact,
@@ -99,8 +99,10 @@ class Restore:
                   ("restore", Restore.restore), ("start app", Restore.start_app)]
         try:
             run_steps(self, steps, out)
-        except ToolkitError as exc:
-            raise type(exc)(f"{exc}; {self.recover()}") from exc
+        except BaseException as exc:  # any way out: an error, Ctrl-C, a signal, a lost link
+            with interrupts.shielded():
+                notes = self.recover()
+            raise interrupts.failure(exc, notes) from exc
 
     def upload(self) -> list[str]:
         source = self.upload_from
@@ -163,7 +165,7 @@ class Restore:
             try:
                 self._start()
                 notes.append("app started again")
-            except ToolkitError as exc:
+            except Exception as exc:  # a lost connection too: say so, keep the first error
                 notes.append(f"starting the app also failed: {exc}")
         if self.safety and self.restored:
             notes.append(f"data before the restore: fab restore --env {self.env.name} --file "

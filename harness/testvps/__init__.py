@@ -11,7 +11,7 @@ CLI: ``python -m harness.testvps up|down|status|pebble-up|pebble-down``.
 """
 
 from harness.testvps.keys import generate_key
-from harness.testvps.lifecycle import describe, down, is_running, status, up
+from harness.testvps.lifecycle import describe, down, is_running, power_cut, status, up
 from harness.testvps.pebble import Pebble
 from harness.testvps.pebble import down as pebble_down
 from harness.testvps.pebble import is_up as pebble_is_up
@@ -30,6 +30,7 @@ __all__ = [
     "pebble_down",
     "pebble_is_up",
     "pebble_up",
+    "power_cut",
     "status",
     "up",
 ]

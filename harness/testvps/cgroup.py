@@ -44,7 +44,8 @@ def enter_own(name: str) -> list[Path]:
     return dirs
 
 
-def _pids(dirs: list[Path]) -> set[int]:
+def pids(dirs: list[Path]) -> set[int]:
+    """Every process in the cgroup subtrees ``dirs``."""
     pids = set()
     for top in dirs:
         for folder, _, _ in os.walk(top):
@@ -56,8 +57,8 @@ def _pids(dirs: list[Path]) -> set[int]:
 def kill_and_remove(dirs: list[Path], timeout: float = 5) -> None:
     """SIGKILL whatever is left in ``dirs`` and remove the subtrees, deepest first."""
     deadline = time.monotonic() + timeout
-    while (pids := _pids(dirs)) and time.monotonic() < deadline:
-        for pid in pids:
+    while (left := pids(dirs)) and time.monotonic() < deadline:
+        for pid in left:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
         time.sleep(0.05)
@@ -68,6 +69,6 @@ def kill_and_remove(dirs: list[Path], timeout: float = 5) -> None:
             except FileNotFoundError:
                 pass
             except OSError as exc:
-                left = sorted(_pids([Path(folder)]))
-                why = f"cannot remove {folder} ({exc.strerror}); PIDs in it: {left}"
+                stuck = sorted(pids([Path(folder)]))
+                why = f"cannot remove {folder} ({exc.strerror}); PIDs in it: {stuck}"
                 raise HarnessError(why) from None

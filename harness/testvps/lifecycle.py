@@ -101,6 +101,12 @@ def down(name: str) -> None:
     run("rm", "-rf", "--one-file-system", folder)
 
 
+def power_cut(vps: Vps) -> None:
+    """Cut the power of ``vps``: every process killed at once, then a boot; returns when SSH
+    answers again."""
+    machine.power_cut(vps.name, vps.address, vps_dir(vps.name))
+
+
 def status() -> list[Vps]:
     """Every VPS that has a saved record (see :func:`is_running` for whether it still runs)."""
     return state.load_all()

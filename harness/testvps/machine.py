@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -38,6 +39,17 @@ def stop(name: str, vps_dir: Path, timeout: float = 20) -> None:
     saved = vps_dir / "cgroups.json"
     if saved.exists():
         cgroup.kill_and_remove([Path(d) for d in json.loads(saved.read_text())])
+
+
+def power_cut(name: str, address: str, vps_dir: Path) -> None:
+    """Kill every process of VPS ``name`` at once (its supervisor boots it again); return once
+    SSH answers again."""
+    for pid in _supervisors(name):
+        os.kill(pid, signal.SIGUSR1)
+    deadline = time.monotonic() + 10
+    while answers(address, 22, b"SSH-", timeout=0.5) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    wait_ssh(name, address, vps_dir)
 
 
 def wait_ssh(name: str, address: str, vps_dir: Path, timeout: float = 90) -> None:

@@ -7,7 +7,9 @@ as a real VPS comes back after a reboot. SIGTERM halts the container and ends th
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -35,7 +37,7 @@ def main(name: str, root: str, host_cidr: str, *binds: str) -> int:
     (Path(root).parent / "cgroups.json").write_text(json.dumps([str(d) for d in dirs]))
     veth = Path(f"/sys/class/net/{network.veth(name)}")
     child: subprocess.Popen | None = None
-    stopping = False
+    stopping = power_cut = False
 
     def stop(signum, frame):
         nonlocal stopping
@@ -43,8 +45,16 @@ def main(name: str, root: str, host_cidr: str, *binds: str) -> int:
         if child is not None and child.poll() is None:
             child.send_signal(signal.SIGTERM)
 
+    def cut_power(signum, frame):
+        nonlocal power_cut
+        power_cut = True
+        for pid in cgroup.pids(dirs) - {os.getpid()}:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
     for signum in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP):
         signal.signal(signum, stop)
+    signal.signal(signal.SIGUSR1, cut_power)
     while not stopping:
         child = subprocess.Popen([
             "systemd-nspawn", "-D", root, "--boot", f"--machine={name}",
@@ -58,10 +68,12 @@ def main(name: str, root: str, host_cidr: str, *binds: str) -> int:
             except HarnessError as exc:
                 print(f"supervisor: {exc}", flush=True)
         code = child.wait()
-        if code != REBOOT or stopping:
+        if (code != REBOOT and not power_cut) or stopping:
             print(f"supervisor: systemd-nspawn exited with {code}", flush=True)
             return code
-        print("supervisor: VPS rebooted, starting it again", flush=True)
+        print(f"supervisor: {'power cut' if power_cut else 'VPS rebooted'}, starting it again",
+              flush=True)
+        power_cut = False
         if not _wait_for(lambda: not veth.exists(), 5):
             run("ip", "link", "delete", veth.name, check=False)
     return 0

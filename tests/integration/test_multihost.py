@@ -260,7 +260,8 @@ def test_managed_services_need_no_db_host(cluster, provisioned):
 
 def test_a_web_host_leaving_the_inventory_loses_its_way_in(cluster, provisioned):
     """Scaling down is an inventory change too: after the next provision the db host neither
-    admits nor trusts the host that left, and the lb no longer sends it requests."""
+    admits nor trusts the host that left, and the lb no longer sends it requests. The one web
+    host left behind the lb deploys in place under load: zero failed requests."""
     site, (web1, web2), db = cluster["site"], cluster["web"], cluster["db"]
     before = site.env()
     inventory = site.dir / "inventory.yml"
@@ -269,6 +270,9 @@ def test_a_web_host_leaving_the_inventory_loses_its_way_in(cluster, provisioned)
                                 "", text))
     try:
         out = site.fab("provision").stdout
+        site.commit("2.1.0", {"VERSION": "2.1.0\n"})
+        with Load(web1.address, DOMAIN, str(site.ca_file), clients=8) as load:
+            deployed = site.fab("deploy").stdout  # one web host behind the lb: never out
         ufw = sh(site, db.address, "ufw status")
         hba = sh(site, db.address, "cat /etc/postgresql/*/main/pg_hba.conf")
         upstream = sh(site, web1.address,
@@ -282,4 +286,6 @@ def test_a_web_host_leaving_the_inventory_loses_its_way_in(cluster, provisioned)
     assert web2.address not in hba and web1.address in hba, hba
     assert web2.address not in upstream and web1.address in upstream, upstream
     assert "open" not in blocked
-    assert served(site) == "2.0.0"
+    assert load.result.failures == 0 and load.result.requests > 100, load.result.summary()
+    assert "switching in place" in deployed and "out of rotation" not in deployed, deployed
+    assert served(site) == "2.1.0"

@@ -209,3 +209,21 @@ def test_timer_step_changes_nothing_when_all_is_in_place():
     ctx.facts["backup_files"] = {s.path: FileState(s.sha256, "root", "root", s.mode)
                                  for s in backup_timer.specs(e)}
     assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
+
+
+def test_automatic_dumps_beyond_the_newest_n_are_pruned_others_never():
+    names = [f"shop-production-2026113{d}T000000Z-predeploy-r{d}.dump" for d in range(5)]
+    names += ["shop-production-20261129T000000Z-prerestore.dump",
+              "shop-production-20261101T000000Z.dump",            # a nightly backup: kept
+              "shop-production-20261101T000000Z-preremove.dump",  # fab remove's last dump: kept
+              "shop-staging-20261101T000000Z-predeploy-x.dump"]   # another site's
+    assert backups.automatic_prune_plan("shop-production", names, 3) == [
+        "shop-production-20261129T000000Z-prerestore.dump", names[0], names[1]]
+    assert backups.automatic_prune_plan("shop-production", names, 10) == []
+
+
+def test_too_little_space_is_one_line_in_megabytes():
+    line = backups.no_space("10.0.0.2", "a dump", "/var/backups/shop", 12_500_000, 65_536)
+    assert line == ("10.0.0.2: not enough free space for a dump in /var/backups/shop: it needs "
+                    "about 12.5 MB, 0.1 MB are free; free some space (old backups, releases) or "
+                    "grow the disk, then try again")

@@ -17,8 +17,9 @@ from pathlib import Path
 
 import pytest
 
-from vpskit import render
+from vpskit import inventory, render
 from vpskit.config import TLS, App, Backups, Environment, Host, Nginx, Process
+from vpskit.deploy import appcmd
 from vpskit.errors import InventoryError
 
 RELEASE = "20261126T184500Z-abc1234"
@@ -248,7 +249,7 @@ def test_https_site_content(app):
     assert proxy.args("proxy_http_version") == [["1.1"]]
     forwarded = {args[0]: args[1] for args in proxy.args("proxy_set_header")}
     assert forwarded == {"Host": "$host", "X-Real-IP": "$remote_addr",
-                         "X-Forwarded-For": "$proxy_add_x_forwarded_for",
+                         "X-Forwarded-For": "$remote_addr",
                          "X-Forwarded-Proto": "$scheme", "X-Forwarded-Host": "$host",
                          "Upgrade": "$http_upgrade", "Connection": "$connection_upgrade"}
     timeout = "3600s" if app.kind == "asgi" else f"{max(60, app.timeout + 5)}s"
@@ -325,7 +326,7 @@ def test_upstream_names_the_release_socket():
 def test_common_conf_defines_the_websocket_map_once():
     text = render.nginx_common()
     assert text.count("map $http_upgrade $connection_upgrade") == 1
-    assert "server_tokens" not in text  # Debian 13's nginx.conf sets it in http context
+    assert not parse_nginx(text).args("server_tokens")  # Debian 13's nginx.conf sets it there
 
 
 def test_every_server_block_hides_the_nginx_version():
@@ -351,7 +352,8 @@ def test_backup_units_pass_systemd_analyze_verify(tmp_path):
     assert "OnCalendar=*-*-* 03:00:00\n" in timer and "Persistent=true\n" in timer
     assert "RandomizedDelaySec=" in timer and "WantedBy=timers.target" in timer
     service = files["/etc/systemd/system/shop-production-backup.service"]
-    assert "ExecStart=/usr/local/lib/vpskit/backup-shop-production\n" in service
+    assert ("ExecStart=/usr/bin/flock --wait 3600 /run/vpskit-shop-production.lock "
+            "/usr/local/lib/vpskit/backup-shop-production\n") in service  # waits for deploys
     assert render.backup_units(make_env()) == {}
 
 
@@ -365,12 +367,6 @@ def test_process_units_pass_systemd_analyze_verify(tmp_path):
             "--concurrency 2\n") in unit
     assert "TimeoutStopSec=90s\n" in unit and "KillSignal=SIGTERM\n" in unit
     assert "WorkingDirectory=/srv/shop-production/current\n" in unit
-
-
-def test_process_command_cannot_inject_unit_lines():
-    env = dataclasses.replace(make_env(), processes=(Process("worker", "celery '-A x\nUser=root'"),))
-    with pytest.raises(InventoryError, match="processes.worker.command"):
-        render.process_units(env)
 
 
 def unit_settings(text: str) -> dict[str, list[str]]:
@@ -407,12 +403,12 @@ def test_web_unit_settings():
     ("django-gunicorn-sync",
      "/srv/shop-production/releases/%i/.venv/bin/gunicorn"
      " --bind=unix:/run/shop-production/web-%i.sock --workers=2 --worker-class=sync"
-     " --timeout=30 --graceful-timeout=30 --forwarded-allow-ips=* --access-logfile=-"
+     " --timeout=30 --graceful-timeout=30 --access-logfile=-"
      " shop.wsgi:application"),
     ("flask-gunicorn-gevent",
      "/srv/blog-production/releases/%i/.venv/bin/gunicorn"
      " --bind=unix:/run/blog-production/web-%i.sock --workers=3 --worker-class=gevent"
-     " --timeout=90 --graceful-timeout=30 --forwarded-allow-ips=* --access-logfile=-"
+     " --timeout=90 --graceful-timeout=30 --access-logfile=-"
      " blog:create_app()"),
     ("asgi-uvicorn",
      "/srv/chat-production/releases/%i/.venv/bin/uvicorn"
@@ -442,22 +438,173 @@ def test_uvicorn_factory_entry():
     assert render.exec_start(make_env(app))[-2:] == ["--factory", "chat.main:create_app"]
 
 
-@pytest.mark.parametrize(("change", "message"), [
-    ({"kind": "flask", "server": "uvicorn"}, "app.server: flask apps run on gunicorn"),
-    ({"kind": "asgi", "server": "daphne", "entry": "x:make()"}, "daphne cannot call a factory"),
-    ({"kind": "asgi", "server": "hypercorn"}, "app.server: unknown server"),
-    ({"kind": "rails"}, "app.kind: unknown kind"),
-    ({"entry": "x:app --reload"}, "app.entry"),
-    ({"entry": ""}, "app.entry"),
-    ({"worker_class": "gthread\nUser=root"}, "app.worker_class"),
-    ({"django_settings": "x.settings\nUser=root"}, "app.django_settings"),
+# ---- security: default server, client address, sandbox -----------------------------------------
+INVENTORY = """\
+app: {{name: shop, repo: ., entry: "shop.wsgi:application"{app}}}
+nginx: {{client_max_body_size: 20m{nginx}}}
+tls: {{enabled: false}}
+postgres: {{enabled: false}}
+redis: {{enabled: false}}
+environments:
+  production:
+    hosts: [{{address: 203.0.113.20, roles: [web]}}]
+    domains: [shop.example.com]
+"""
+LB_HOSTS = (Host("203.0.113.20", roles=("lb", "web", "worker"), private_address="10.0.0.20"),
+            Host("203.0.113.21", roles=("web",), private_address="10.0.0.21"),
+            Host("203.0.113.22", roles=("db",)))
+CELERY = Process("worker", "celery -A shop worker", count=2)
+
+
+def test_security_default_server_takes_unknown_names_so_no_site_does(tmp_path, certificate):
+    """The shared conf's server is the default of 80 and 443: 444 on 80, no TLS handshake for
+    an unknown SNI, with the sites' TLS settings (OpenSSL takes them from the default server)."""
+    (default,) = servers(render.nginx_common())
+    assert default.args("listen") == [["80", "default_server"], ["[::]:80", "default_server"],
+                                      ["443", "ssl", "default_server"],
+                                      ["[::]:443", "ssl", "default_server"]]
+    assert default.args("ssl_reject_handshake") == [["on"]]
+    assert default.args("return") == [["444"]] and default.args("server_tokens") == [["off"]]
+    site_tls = servers(render.nginx_site(make_env(), tls_ready=True))[1]
+    for name in ("ssl_protocols", "ssl_ciphers", "ssl_prefer_server_ciphers",
+                 "ssl_session_cache", "ssl_session_timeout", "ssl_session_tickets"):
+        assert default.args(name) == site_tls.args(name), name
+    lb_env = dataclasses.replace(make_env(), hosts=LB_HOSTS)
+    sites = [render.nginx_site(make_env(), ready) for ready in (True, False)] + [
+        render.nginx_site(lb_env, True, mode) for mode in ("lb", "backend")]
+    assert not any("default_server" in text for text in sites)
+    nginx_test(tmp_path, [(make_env(), True, RELEASE)], certificate)  # one default per port
+
+
+def test_security_backend_port_serves_only_the_lb_and_this_host(tmp_path, certificate):
+    env = dataclasses.replace(make_env(), hosts=LB_HOSTS)
+    text = render.nginx_site(env, True, "backend")
+    (geo,) = [b for b in parse_nginx(text).children if b.head.startswith("geo")]
+    assert geo.head == "geo $realip_remote_addr $shop_production_backend_peer"
+    assert {tuple(d) for d in geo.directives} == {("default", "0"), ("10.0.0.20", "1"),
+                                                 ("127.0.0.1", "1"), ("::1", "1")}
+    (server,) = servers(text)
+    (gate,) = [b for b in server.children if b.head.startswith("if")]
+    assert gate.head == "if ($shop_production_backend_peer = 0)"
+    assert gate.args("return") == [["444"]]
+    assert server.args("set_real_ip_from") == [["10.0.0.20"]]
+    assert server.args("real_ip_header") == [["X-Real-IP"]]
+    nginx_test(tmp_path, [(env, True, RELEASE)], certificate)
+
+
+@pytest.mark.parametrize("mode", ["web", "lb", "backend"])
+def test_security_app_hears_the_client_address_from_nginx_only(mode):
+    env = dataclasses.replace(make_env(), hosts=LB_HOSTS)
+    text = render.nginx_site(env, True, mode)
+    assert "$proxy_add_x_forwarded_for" not in text and "$http_x_forwarded_for" not in text
+    for server in servers(text):
+        for block in server.walk():
+            if block.args("proxy_pass"):
+                forwarded = {args[0]: args[1] for args in block.args("proxy_set_header")}
+                assert forwarded["X-Forwarded-For"] == forwarded["X-Real-IP"] == "$remote_addr"
+        if mode != "backend":  # nothing in front of the lb or a lone web host to trust
+            assert not server.args("set_real_ip_from") and not server.args("real_ip_header")
+
+
+def test_security_trusted_proxies_name_the_client_for_the_rate_limit(tmp_path, certificate):
+    env = dataclasses.replace(make_env(), nginx=Nginx(trusted_proxies=("10.0.0.0/8",
+                                                                       "2001:db8::/32")))
+    plain, secure = servers(render.nginx_site(env, tls_ready=True))
+    assert secure.args("set_real_ip_from") == [["10.0.0.0/8"], ["2001:db8::/32"]]
+    assert secure.args("real_ip_header") == [["X-Forwarded-For"]]
+    assert secure.args("real_ip_recursive") == [["on"]]
+    (http_only,) = servers(render.nginx_site(env, tls_ready=False))
+    assert http_only.args("set_real_ip_from") == secure.args("set_real_ip_from")
+    nginx_test(tmp_path, [(env, True, RELEASE)], certificate)
+
+
+@pytest.mark.parametrize("name", APPS)
+def test_security_app_servers_trust_forwarded_headers_from_the_socket_only(name):
+    """Gunicorn trusts its Unix socket's peer (nginx) without a list; uvicorn needs ``*``
+    there, as it sees no peer address on a Unix socket."""
+    argv = render.exec_start(make_env(APPS[name]))
+    trust = [a for a in argv if a.startswith("--forwarded-allow-ips")]
+    uvicorn = APPS[name].kind == "asgi" and APPS[name].server != "daphne"
+    assert trust == (["--forwarded-allow-ips=*"] if uvicorn else [])
+
+
+def security_score(tmp_path: Path, name: str, text: str) -> float:
+    """``systemd-analyze security --offline`` of the unit ``text`` saved as ``name``."""
+    if not shutil.which("systemd-analyze"):
+        pytest.skip("systemd-analyze is not installed (apt-get install systemd)")
+    unit = tmp_path / name
+    unit.write_text(text)
+    result = subprocess.run(["systemd-analyze", "security", "--offline=true", unit],
+                            capture_output=True, text=True, cwd=tmp_path)
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", result.stdout)
+    assert found, result.stdout + result.stderr
+    return float(found.group(1))
+
+
+@pytest.mark.parametrize("app", APPS.values(), ids=APPS.keys())
+def test_security_units_are_rated_ok_offline(tmp_path, app):
+    env = dataclasses.replace(make_env(app), processes=(CELERY,))
+    units = {render.web_unit_name(env, RELEASE): render.web_unit(env),
+             f"{env.site}-worker@1.service": render.process_units(env)[
+                 f"/etc/systemd/system/{env.site}-worker@.service"]}
+    for name, text in units.items():
+        score = security_score(tmp_path, name, text)
+        assert score <= 4.0, f"{name}: exposure {score}, above 4.0 (OK)"
+
+
+def test_security_release_commands_run_in_the_units_sandbox():
+    env = dataclasses.replace(make_env(), processes=(CELERY,))
+    argv = appcmd.systemd_run_argv(env, RELEASE, ["python", "manage.py", "migrate"])
+    properties = [a.removeprefix("--property=") for a in argv if a.startswith("--property=")]
+    web = unit_settings(render.web_unit(env))
+    worker = unit_settings(render.process_units(env)[
+        "/etc/systemd/system/shop-production-worker@.service"])
+    for key, value in render.SANDBOX:
+        assert f"{key}={value}" in properties
+        assert value in web[key] and value in worker[key], key
+    assert "ReadWritePaths=/srv/shop-production/shared/static /srv/shop-production/shared/media" \
+        in properties
+    assert web["UMask"] == ["0007"] and worker["UMask"] == ["0027"]
+    assert "UMask=0027" in properties
+    assert argv.index("--") > max(argv.index(f"--property={k}={v}") for k, v in render.SANDBOX)
+
+
+def test_security_memory_max_is_the_inventorys(tmp_path):
+    env = dataclasses.replace(make_env(), processes=(CELERY,))
+    assert "MemoryMax" not in render.web_unit(env)
+    env = dataclasses.replace(env, app=dataclasses.replace(env.app, memory_max="512M"))
+    for text in (render.web_unit(env), *render.process_units(env).values()):
+        assert unit_settings(text)["MemoryMax"] == ["512M"]
+    systemd_verify(tmp_path, render.unit_files(env), [render.web_unit_name(env, RELEASE),
+                                                      "shop-production-worker@1.service"])
+
+
+def load_inventory(tmp_path: Path, app: str = "", nginx: str = "") -> Environment:
+    path = tmp_path / "inventory.yml"
+    path.write_text(INVENTORY.format(app=app, nginx=nginx))
+    return inventory.load(path, "production", environ={})
+
+
+def test_security_keys_load_and_default_to_nothing(tmp_path):
+    env = load_inventory(tmp_path)
+    assert env.app.memory_max == "" and env.nginx.trusted_proxies == ()
+    env = load_inventory(tmp_path, app=", memory_max: 2G",
+                         nginx=", trusted_proxies: [10.0.0.0/8, 203.0.113.7, '2001:db8::/32']")
+    assert env.app.memory_max == "2G"
+    assert env.nginx.trusted_proxies == ("10.0.0.0/8", "203.0.113.7", "2001:db8::/32")
+    assert load_inventory(tmp_path, app=", memory_max: 50%").app.memory_max == "50%"
+
+
+@pytest.mark.parametrize(("app", "nginx", "message"), [
+    (", memory_max: 512m", "", "inventory.yml:1: app.memory_max: '512m': expected a size"),
+    (", memory_max: '512M\\nUser=root'", "", "app.memory_max"),
+    (", memory_max: 0", "", "app.memory_max: '0'"),
+    ("", ", trusted_proxies: [10.0.0.1/8]",
+     "inventory.yml:2: nginx.trusted_proxies.0: '10.0.0.1/8': expected an IP address or a net"),
+    ("", ", trusted_proxies: [lb.example.com]", "nginx.trusted_proxies.0: 'lb.example.com'"),
+    ("", ", trusted_proxies: [10.0.0.1, 'fe80::1%eth0']", "nginx.trusted_proxies.1"),
+    ("", ", trusted_proxies: 10.0.0.0/8", "nginx.trusted_proxies: expected a list"),
 ])
-def test_bad_app_settings_raise(change, message):
-    env = make_env(dataclasses.replace(APPS["django-gunicorn-sync"], **change))
+def test_security_keys_are_validated_at_load(tmp_path, app, nginx, message):
     with pytest.raises(InventoryError, match=re.escape(message)):
-        render.web_unit(env)
-
-
-def test_backup_timer_rejects_a_line_break():
-    with pytest.raises(InventoryError, match="backups.timer"):
-        render.backup_units(make_env(timer="daily\nOnCalendar=hourly"))
+        load_inventory(tmp_path, app=app, nginx=nginx)

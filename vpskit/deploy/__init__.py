@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
-from vpskit import fleet, render, session
+from vpskit import fleet, interrupts, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
@@ -49,6 +49,7 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                                 alone=len(targets) == 1)
 
         lb: Remote | None = None  # the lb host's runner, once opened
+        _lock_db_host(env, targets, stack, f"deploy {source.short}")
         try:
             fleet.each_or_raise(targets, prepare, out, "deploy")
             web = [h for h in targets if "web" in h.roles] or targets
@@ -62,17 +63,26 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                 url = switch.check_public(lb, env, _has_cert(lb, env), lb=True)
                 out.line(f"lb {env.lb_host.address}: {url} answered {env.health.status}")
             phase("finish", targets)
-        except ToolkitError as exc:
+        except BaseException as exc:  # any way out: an error, Ctrl-C, a signal, a lost link
             if not jobs:
                 raise
-            notes = _recover(list(jobs.values()), out)
-            if lb:
-                switch.rotate(lb, env)
-            raise type(exc)(f"{exc}; {notes}") from exc
+            with interrupts.shielded():
+                notes = _recover(list(jobs.values()), out)
+                if lb:
+                    switch.rotate(lb, env)
+            raise interrupts.failure(exc, notes) from exc
     tls = any(j.tls for j in jobs.values())
     out.line(deploy_line(env, rid, source.sha, time.monotonic() - start, tls)
              + (f" on {len(jobs)} hosts" if len(jobs) > 1 else ""))
     return rid
+
+
+def _lock_db_host(env: Environment, targets: list[Host], stack: ExitStack, what: str) -> None:
+    """A separate db host is locked too: its backups wait for the deploy's dump."""
+    db = env.db_host if env.own_postgres else None
+    if db is not None and db not in targets:
+        remote = stack.enter_context(closing_remote(session.open_remote(env, db)))
+        stack.enter_context(deploy_lock(remote, env.site, what))
 
 
 def _lb_remote(env: Environment, jobs: dict[str, Deploy], stack: ExitStack) -> Remote:
@@ -85,8 +95,13 @@ def _lb_remote(env: Environment, jobs: dict[str, Deploy], stack: ExitStack) -> R
 def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
                   switch_hosts: Callable[[list[Host]], None], out: Reporter) -> None:
     """Switch ``hosts``, out of the lb's rotation meanwhile when there is an lb; a host that
-    fails stays out until the deploy is undone."""
+    fails stays out until the deploy is undone. The last web hosts in rotation never leave
+    it: they switch in place (a graceful Nginx reload, as on a single host)."""
     if not lb:
+        switch_hosts(hosts)
+        return
+    if len(hosts) >= len([h for h in env.hosts if "web" in h.roles]):
+        out.line(f"lb {env.lb_host.address}: no other web host would serve; switching in place")
         switch_hosts(hosts)
         return
     names = ", ".join(h.address for h in hosts)
@@ -151,7 +166,7 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
 
     def flip(_):
         switch.point_nginx(remote, env, target.id, found.current)
-        switch.point_current(remote, env, target.id)
+        switch.point_current(remote, env, target.id, web=True)
         switch.check_public(remote, env, tls)
         return [f"nginx -> {target.id}"]
 
@@ -166,7 +181,7 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
         return [f"stopping {live.id}, marked bad"]
 
     def current(_):
-        switch.point_current(remote, env, target.id)
+        switch.point_current(remote, env, target.id, web=False)
         releases.set_state(remote, env, target, "ok")
         return [f"current -> {target.id}"]
 

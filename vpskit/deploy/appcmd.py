@@ -2,7 +2,8 @@
 
 ``systemd-run`` starts it as a transient unit with the same ``EnvironmentFile=``, so secrets
 reach the command without ever being in an argument list, and migrations see exactly the
-settings the web process will.
+settings the web process will; and in the same sandbox (:data:`vpskit.render.SANDBOX`), able to
+write only ``shared/static`` (collectstatic) and ``shared/media``.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import secrets
 import shlex
 from collections.abc import Callable, Sequence
 
+from vpskit import render
 from vpskit.config import App, Environment
 from vpskit.remote import Remote, Result
 
@@ -37,11 +39,13 @@ def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
     """
     release = f"{env.releases_dir}/{release_id}"
     program = argv[0] if "/" in argv[0] else f"{release}/.venv/bin/{argv[0]}"
+    sandbox = [f"--property={key}={value}"
+               for key, value in render.sandbox(env, "static", "media")]
     return ["systemd-run", "--quiet", "--wait", "--collect", "--pty" if pty else "--pipe",
             "--service-type=exec", f"--unit={env.site}-run-{secrets.token_hex(4)}",
             f"--property=User={env.app_user}", f"--property=Group={env.app_user}",
             f"--property=EnvironmentFile={env.env_file}",
-            f"--property=WorkingDirectory={release}",
+            f"--property=WorkingDirectory={release}", *sandbox,
             f"--setenv=RELEASE={release_id}", f"--setenv=PATH={release}/.venv/bin:/usr/bin:/bin",
             "--", program, *argv[1:]]
 

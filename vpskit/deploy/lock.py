@@ -1,4 +1,5 @@
-"""The site's deploy lock: a server-side ``flock`` held by an SSH channel for the whole deploy.
+"""The site's lock: a server-side ``flock`` held by an SSH channel for a whole deploy,
+rollback, restore, removal or backup (the backup timer takes it with ``flock`` too).
 
 The kernel drops the lock when the holder's SSH session ends (deploy finished, crashed or was
 killed), so a dead deploy never blocks the next one and nothing has to guess whether the holder
@@ -18,13 +19,10 @@ from datetime import UTC, datetime
 
 from vpskit.errors import LockHeldError, RemoteError
 from vpskit.remote import Remote
+from vpskit.render import lock_path
 
 BUSY = 75  # flock -E: exit code when the lock is taken
 HOLD = ('printf "%s\\n" "$2" > "$1.holder"; echo LOCKED; cat >/dev/null; rm -f "$1.holder"')
-
-
-def lock_path(site: str) -> str:
-    return f"/run/lock/vpskit-{site}.lock"
 
 
 def holder_info(what: str) -> str:
@@ -42,11 +40,15 @@ def describe_holder(raw: str) -> str:
 
 
 @contextmanager
-def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15) -> Iterator[None]:
-    """Hold the lock for the ``with`` block; raise :class:`LockHeldError` naming the holder."""
+def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: int = 0
+                ) -> Iterator[None]:
+    """Hold the lock for the ``with`` block; raise :class:`LockHeldError` naming the holder,
+    at once or after waiting ``queue`` seconds for it."""
     path = lock_path(site)
-    line = remote.command(["flock", "--nonblock", "--conflict-exit-code", str(BUSY), path,
+    how = ["--wait", str(queue)] if queue else ["--nonblock"]
+    line = remote.command(["flock", *how, "--conflict-exit-code", str(BUSY), path,
                            "bash", "-c", HOLD, "hold", path, holder_info(what)])
+    wait += queue
     remote.round_trips += 1
     channel = remote.conn.client.get_transport().open_session()
     channel.exec_command(line)

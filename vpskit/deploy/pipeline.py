@@ -7,6 +7,7 @@ after it switches back to the old release (still running) and marks the new one 
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import shlex
@@ -143,18 +144,19 @@ class Deploy:
         return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
 
     def backup(self) -> list[str]:
-        """A dump on the db host (this one or a separate one) before the release commands."""
+        """A dump on the db host (this one or a separate one) before the release commands;
+        then the automatic dumps beyond ``backups.keep_predeploy`` go."""
         db = self.env.db_host
         if not self.env.own_postgres or db is None:
             return []
-        label = f"predeploy-{self.release_id}"
-        if db == self.host:
-            return [backups.dump(self.remote, self.env, label=label)]
-        remote = session.open_remote(self.env, db)
-        try:
-            return [f"{db.address}: {backups.dump(remote, self.env, label=label)}"]
-        finally:
-            remote.conn.close()
+        with contextlib.ExitStack() as stack:
+            remote = self.remote if db == self.host else stack.enter_context(
+                session.closing_remote(session.open_remote(self.env, db)))
+            where = "" if db == self.host else f"{db.address}: "
+            made = backups.dump(remote, self.env, label=f"predeploy-{self.release_id}")
+            pruned = backups.prune_automatic(remote, self.env)
+        return [f"{where}{made}", *([f"pruned {len(pruned)} older pre-deploy dump(s)"]
+                                    if pruned else [])]
 
     def release_commands(self) -> list[str]:
         done = []
@@ -178,15 +180,15 @@ class Deploy:
         return [f"{self.env.health.path} answered {self.env.health.status}"]
 
     def switch(self) -> list[str]:
+        self.switched = True  # before the first change: an interrupt inside it is undone too
         switch.point_nginx(self.remote, self.env, self.release_id, self.live)
-        self.switched = True
-        switch.point_current(self.remote, self.env, self.release_id)
+        switch.point_current(self.remote, self.env, self.release_id, web=True)
         return [f"nginx -> {self.release_id}"]
 
     def current(self) -> list[str]:
         """A host without web: the ``current`` link its processes run from."""
         self.switched = True
-        switch.point_current(self.remote, self.env, self.release_id)
+        switch.point_current(self.remote, self.env, self.release_id, web=False)
         self._meta("ok")
         return [f"current -> {self.release_id}"]
 
@@ -194,11 +196,11 @@ class Deploy:
         return [switch.check_public(self.remote, self.env, self.tls)]
 
     def stop_old(self) -> list[str]:
+        """The release that served before, and any other left running (by a deploy killed
+        before it could stop them), stop in the background."""
         self._meta("ok")
-        if not self.live or self.live == self.release_id:
-            return []
-        switch.stop(self.remote, self.env, self.live, wait=False)
-        return [f"stopping {self.live}"]
+        stopped = switch.stop_all_but(self.remote, self.env, self.release_id)
+        return [f"stopping {', '.join(stopped)}"] if stopped else []
 
     def processes(self) -> list[str]:
         return switch.restart_processes(self.remote, self.env)
@@ -217,14 +219,14 @@ class Deploy:
             if self.switched and self.live:
                 if self.web:
                     switch.point_nginx(self.remote, self.env, self.live, self.release_id)
-                switch.point_current(self.remote, self.env, self.live)
+                switch.point_current(self.remote, self.env, self.live, web=self.web)
                 if "worker" in self.host.roles:
                     switch.restart_processes(self.remote, self.env)
                 notes.append(f"rolled back to {self.live}")
             if self.started:
                 switch.stop(self.remote, self.env, self.release_id)
             self._meta("bad" if self.switched else "failed")
-        except ToolkitError as exc:
+        except Exception as exc:  # a lost connection too: say so, keep the first error
             notes.append(f"cleanup also failed: {exc}")
         serving = self.live or "nothing (first deploy)"
         notes.append(f"release {self.release_id} marked {'bad' if self.switched else 'failed'}; "

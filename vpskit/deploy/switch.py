@@ -47,10 +47,30 @@ def start(remote: Remote, env: Environment, release_id: str) -> None:
 
 
 def stop(remote: Remote, env: Environment, release_id: str, wait: bool = True) -> None:
-    """Graceful stop (SIGTERM; in-flight requests get app.graceful_timeout); without ``wait``
-    it goes on in the background (a release Nginx no longer sends anything to)."""
-    remote.run(["systemctl", "stop", *([] if wait else ["--no-block"]),
-                render.web_unit_name(env, release_id)], timeout=env.app.graceful_timeout + 30)
+    """Graceful stop (SIGTERM; in-flight requests get app.graceful_timeout), and no start at
+    boot; without ``wait`` it goes on in the background (a release Nginx no longer sends
+    anything to)."""
+    remote.run(["systemctl", "disable", "--now", "--no-reload", "-q",
+                *([] if wait else ["--no-block"]), render.web_unit_name(env, release_id)],
+               timeout=env.app.graceful_timeout + 30)
+
+
+STOP_OTHERS = r"""
+site="$1" keep="$2"
+for unit in $(systemctl list-units --plain --no-legend "$site-web@*.service" | awk '{print $1}'); do
+  if [ "$unit" != "$keep" ]; then
+    systemctl disable --now --no-block --no-reload -q "$unit" && echo "${unit#*@}"
+  fi
+done
+"""
+
+
+def stop_all_but(remote: Remote, env: Environment, release_id: str) -> list[str]:
+    """Stop (in the background) and disable every web instance of the site but
+    ``release_id``'s; the release ids stopped."""
+    result = remote.run(["bash", "-c", STOP_OTHERS, "stop-others", env.site,
+                         render.web_unit_name(env, release_id)])
+    return [line.removesuffix(".service") for line in result.stdout.split()]
 
 
 def check_socket(remote: Remote, env: Environment, release_id: str) -> None:
@@ -114,11 +134,25 @@ def rotate(remote: Remote, env: Environment, out_of_rotation: tuple[str, ...] = 
         raise RemoteError(f"{remote.host}: nginx refused the lb upstream")
 
 
-def point_current(remote: Remote, env: Environment, release_id: str) -> None:
-    """Move the ``current`` symlink atomically (rename over the old link)."""
+POINT_CURRENT = r"""
+target="$1" tmp="$2" link="$3" unit="$4" wants=/etc/systemd/system/multi-user.target.wants
+ln -sfn "$target" "$tmp" && mv -T "$tmp" "$link"
+[ -n "$unit" ] || exit 0
+for enabled in "$wants/${unit%%@*}"@*.service; do
+  name=${enabled##*/}
+  if [ -L "$enabled" ] && [ "$name" != "$unit" ]; then systemctl disable --no-reload -q "$name"; fi
+done
+systemctl enable --no-reload -q "$unit"
+"""
+
+
+def point_current(remote: Remote, env: Environment, release_id: str, web: bool) -> None:
+    """Move the ``current`` symlink atomically (rename over the old link); on a ``web`` host
+    also make the release's web unit the one that starts at boot (the others' are disabled)."""
     tmp = f"{env.current_link}.vpskit-new"
-    remote.run(["bash", "-c", 'ln -sfn "$1" "$2" && mv -T "$2" "$3"', "link",
-                f"releases/{release_id}", tmp, str(env.current_link)])
+    unit = render.web_unit_name(env, release_id) if web else ""
+    remote.run(["bash", "-c", POINT_CURRENT, "current", f"releases/{release_id}", tmp,
+                str(env.current_link), unit])
 
 
 PROCESSES_SCRIPT = r"""

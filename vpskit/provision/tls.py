@@ -20,7 +20,7 @@ import urllib.request
 
 from vpskit import facts, render
 from vpskit.config import TLS, Environment
-from vpskit.errors import InventoryError, ToolkitError
+from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision import web
 from vpskit.provision.context import Context
@@ -31,7 +31,6 @@ HOOK_SCRIPT = ("#!/bin/sh\n# Managed by vpskit: serve renewed certificates.\n"
 # certbot.timer runs certbot.service: renewals against a private CA need its bundle there too.
 CA_DROPIN = "/etc/systemd/system/certbot.service.d/vpskit-ca-bundle.conf"
 CHALLENGE_DIR = f"{render.ACME_WEBROOT}/.well-known/acme-challenge"
-_PATH = re.compile(r"^/[\w./+-]+$")
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
@@ -52,13 +51,9 @@ def san_domains(openssl_ext: str) -> set[str]:
 
 
 def ca_env(tls: TLS) -> list[str]:
-    """``["REQUESTS_CA_BUNDLE=<ca_bundle>"]`` when a private CA bundle is set, else [] (pure)."""
-    if not tls.ca_bundle:
-        return []
-    if not _PATH.match(tls.ca_bundle):
-        raise InventoryError(f"tls.ca_bundle: {tls.ca_bundle!r} is not an absolute path of "
-                             f"letters, digits and ./+-_")
-    return [f"REQUESTS_CA_BUNDLE={tls.ca_bundle}"]
+    """``["REQUESTS_CA_BUNDLE=<ca_bundle>"]`` when a private CA bundle is set, else [] (pure;
+    inventory.load has checked it is a plain absolute path)."""
+    return [f"REQUESTS_CA_BUNDLE={tls.ca_bundle}"] if tls.ca_bundle else []
 
 
 def certbot_argv(env: Environment) -> list[str]:

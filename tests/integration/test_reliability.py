@@ -1,0 +1,181 @@
+"""A server that restarts by itself brings every site back with no operator command: after
+``systemctl reboot`` and after a power cut (every process of the VPS killed at once), both
+sites on the VPS answer 200 within 30 s of sshd answering, the worker runs, and each site's
+live release is the one enabled at boot."""
+
+from __future__ import annotations
+
+import re
+import signal
+import subprocess
+import time
+from datetime import datetime, timedelta
+
+import pytest
+
+from harness import testvps
+from harness.devtasks.load import Load
+from harness.testvps.shell import answers
+from tests.helpers.site import Site
+from vpskit.backups import STAMP
+from vpskit.deploy.lock import deploy_lock
+from vpskit.session import closing_remote
+
+pytestmark = pytest.mark.vps
+
+BACK_WITHIN = 30  # seconds after sshd answers again
+
+
+@pytest.fixture(scope="module")
+def two_sites(site, deployed, vps) -> Site:
+    """Production (with its Celery worker) and staging deployed side by side on the VPS."""
+    site.fab("provision", env="staging")
+    site.fab("deploy", env="staging")
+    return site
+
+
+def live_release(site: Site, env: str) -> str:
+    return site.sh(f"readlink /srv/shop-{env}/current").strip().rsplit("/", 1)[-1]
+
+
+def assert_everything_back(site: Site, vps) -> None:
+    """Both sites 200 within BACK_WITHIN s, the worker active, the live units enabled."""
+    deadline = time.monotonic() + BACK_WITHIN
+    domains = {"production": site.domain, "staging": vps.domains[2]}
+    waiting = dict(domains)
+    while waiting and time.monotonic() < deadline:
+        waiting = {env: d for env, d in waiting.items() if _status(site, d) != 200}
+        time.sleep(0.5)
+    assert not waiting, f"no 200 within {BACK_WITHIN} s from {sorted(waiting)}"
+    for env in domains:
+        unit = f"shop-{env}-web@{live_release(site, env)}.service"
+        assert site.sh(f"systemctl is-enabled {unit}").strip() == "enabled"
+        enabled = site.sh("ls /etc/systemd/system/multi-user.target.wants/").split()
+        assert [u for u in enabled if u.startswith(f"shop-{env}-web@")] == [unit]
+    assert site.sh("systemctl is-active shop-production-worker@1").strip() == "active"
+
+
+def _status(site: Site, domain: str) -> int:
+    try:
+        return site.get("/health/", domain=domain, timeout=3)[0]
+    except OSError:
+        return 0
+
+
+def test_reboot_brings_both_sites_and_the_worker_back(two_sites, vps):
+    two_sites.sh("systemd-run --on-active=1 --quiet systemctl reboot")
+    deadline = time.monotonic() + 20
+    while answers(vps.address, 22, b"SSH-", timeout=0.5) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    deadline = time.monotonic() + 60
+    while not answers(vps.address, 22, b"SSH-", timeout=0.5):
+        assert time.monotonic() < deadline, "the VPS did not come back within 60 s"
+        time.sleep(0.1)
+    assert_everything_back(two_sites, vps)
+
+
+def test_power_cut_brings_both_sites_and_the_worker_back(two_sites, vps):
+    testvps.power_cut(vps)
+    assert_everything_back(two_sites, vps)
+
+
+def test_disk_too_full_for_the_dump_fails_the_deploy_before_it(site, deployed):
+    """A 64 KiB filesystem over the site's backup directory: the deploy stops at the dump with
+    one line naming what it needs and what is free; the live release keeps serving."""
+    backup_dir = "/var/backups/shop-production"
+    live = live_release(site, "production")
+    site.commit("a release that never ships", {"VERSION": "disk-full\n"})
+    site.sh(f"mount -t tmpfs -o size=64k,mode=700 tmpfs {backup_dir}")
+    try:
+        result = site.fab("deploy", check=False)
+    finally:
+        site.sh(f"umount {backup_dir}")
+    assert result.returncode == 1
+    error = result.stderr.strip().splitlines()
+    assert len(error) == 1 and "not enough free space for a dump" in error[0], result.stderr
+    assert "MB are free" in error[0]
+    assert re.search(r"^\s+backup\s+failed", result.stdout, re.M), result.stdout
+    assert not re.search(r"^\s+release\s", result.stdout, re.M)  # no migration ran
+    assert live_release(site, "production") == live
+    assert site.get("/health/")[0] == 200
+
+
+def test_disk_predeploy_dumps_are_pruned_on_every_deploy(site, deployed):
+    """Dumps taken before deploys and restores beyond the newest three go on the next deploy;
+    nightly and pre-remove dumps stay."""
+    backup_dir = "/var/backups/shop-production"
+    old = [f"shop-production-2020010{d}T000000Z-predeploy-old{d}.dump" for d in range(1, 6)]
+    kept = "shop-production-20200101T000000Z.dump"
+    site.sh(f"cd {backup_dir} && touch {' '.join([*old, kept])} && chmod 600 *.dump")
+    site.commit("a release after old dumps", {"VERSION": "prune\n"})
+    out = site.fab("deploy").stdout
+    assert "pruned" in out
+    names = site.sh(f"ls {backup_dir}").split()
+    automatic = [n for n in names if "-predeploy-" in n or n.endswith("-prerestore.dump")]
+    assert len(automatic) == 3 and not set(old) & set(names) and kept in names
+
+
+def test_a_backup_during_a_deploy_waits_for_its_lock(site, deployed):
+    """``fab backup`` started while a deploy runs waits for the site's lock: its dump is stamped
+    after the deploy ended. A deploy started while a backup holds the lock is refused, naming
+    the backup."""
+    site.commit("a release to back up beside", {"VERSION": "beside-a-backup\n"})
+    argv = [str(site.fab_command), "deploy", "--env", "production"]
+    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
+                          stdin=subprocess.DEVNULL) as deploy:
+        assert "deploy shop-production" in deploy.stdout.readline()  # it holds the lock
+        backup = site.fab("backup", "--verbose")
+        deployed_out = deploy.stdout.read()
+        assert deploy.wait(timeout=60) == 0
+    release = live_release(site, "production")  # <UTC start>-<sha>
+    took = float(re.search(r"^deployed .* in ([\d.]+)s", deployed_out, re.M)[1])
+    ended = datetime.strptime(release.split("-")[0], STAMP) + timedelta(seconds=took - 1)
+    dumped = re.search(r"shop-production-(\d{8}T\d{6}Z)\.dump", backup.stdout)[1]
+    assert datetime.strptime(dumped, STAMP) >= ended, (dumped, release, took)
+    with closing_remote(site.remote()) as remote, deploy_lock(remote, "shop-production", "backup"):
+        refused = site.fab("deploy", check=False)
+    assert refused.returncode == 1, refused.stdout
+    assert "locked by" in refused.stderr and "backup" in refused.stderr
+
+
+DEPLOY_STEPS = ("inspect", "upload", "virtualenv", "backup", "release", "start", "health",
+                "switch", "public", "stop old", "processes", "prune")
+
+
+def deploy_killed_after(site: Site, step: str, sig: signal.Signals) -> tuple[int, str]:
+    """``fab deploy`` of a new commit, sent ``sig`` as soon as it prints ``step``'s line; its
+    exit code and output."""
+    site.commit(f"killed after {step}", {"VERSION": f"killed-{step.replace(' ', '-')}\n"})
+    argv = [str(site.fab_command), "deploy", "--env", "production"]
+    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, stdin=subprocess.DEVNULL) as deploy:
+        seen = []
+        for line in deploy.stdout:
+            seen.append(line)
+            if line.startswith(f"  {step} "):
+                deploy.send_signal(sig)
+                break
+        seen += deploy.stdout.readlines()
+        return deploy.wait(timeout=120), "".join(seen)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
+                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+def test_chaos_operator_killed_after_each_deploy_step_never_drops_a_request(site, deployed,
+                                                                             vps, sig):
+    """The operator's ``fab deploy`` killed after every step line, under load: no request
+    fails; after SIGINT/SIGTERM the deploy undoes itself and says so; the next deploy works."""
+    tried = 0
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        for step in DEPLOY_STEPS:
+            code, out = deploy_killed_after(site, step, sig)
+            tried += 1
+            if sig != signal.SIGKILL and code != 0:
+                assert "interrupted" in out and "serving:" in out, out
+            assert site.get("/health/")[0] == 200, out
+        site.commit("after the chaos", {"VERSION": "after-chaos\n"})
+        site.fab("deploy")
+    assert load.result.failures == 0, load.result.summary()
+    assert tried == len(DEPLOY_STEPS)
+    status, body, _ = site.get("/")
+    assert status == 200 and "after-chaos" in body

@@ -1,0 +1,207 @@
+"""Least privilege on a real VPS of its own: unknown ``Host``/SNI get no site, the app hears
+the client's address from Nginx only, and the units, release commands and ``fab manage`` run
+sandboxed (``systemd-analyze security`` "OK") under the inventory's memory limit, with the
+Django example (gunicorn, a Celery worker) and the Flask example (gevent workers) still serving.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+import yaml
+
+from harness.devtasks import sandbox
+from tests.helpers import machines
+from tests.helpers.site import SECRET_KEY, Site
+from vpskit import render
+
+pytestmark = pytest.mark.vps
+
+INDEX = machines.INDEX + 6
+DOMAINS = {"django": f"sec{INDEX}.test", "flask": f"secdepot{INDEX}.test"}
+MEMORY_MAX = "512M"
+SPOOFED = "6.6.6.6"
+# What the tests add to the Django example: a view echoing the client address the app sees.
+ECHO = {
+    "catalog/echo.py": '''from django.http import JsonResponse
+
+
+def echo(request):
+    return JsonResponse({key: request.META.get(key, "") for key in
+                         ("REMOTE_ADDR", "HTTP_X_FORWARDED_FOR", "HTTP_X_REAL_IP")})
+''',
+    "catalog/urls.py": '''from django.urls import path
+
+from . import echo, views
+
+urlpatterns = [
+    path("", views.index, name="index"),
+    path("health/", views.health, name="health"),
+    path("items/", views.items, name="items"),
+    path("echo/", echo.echo),
+]
+''',
+}
+
+
+@pytest.fixture(scope="module")
+def machine():
+    with machines.booted(f"vpskit-sec{INDEX}", INDEX, tuple(DOMAINS.values())) as vps, \
+            machines.pebble_for(vps) as pebble:
+        yield vps, pebble
+
+
+def edit_inventory(site: Site, change) -> None:
+    path = site.dir / "inventory.yml"
+    doc = yaml.safe_load(path.read_text())
+    change(doc)
+    path.write_text(yaml.safe_dump(doc, sort_keys=False))
+
+
+def example_site(machine, tmp_path_factory, example: str, files: dict[str, str]) -> Site:
+    """``example`` on its own domain with ``app.memory_max`` set and ``files`` committed,
+    provisioned and deployed."""
+    vps, pebble = machine
+    domain = DOMAINS[example]
+    base = sandbox.create(tmp_path_factory.mktemp(example), vps, pebble, secret_key=SECRET_KEY,
+                          example=example, domains=(domain,))
+    site = Site(base, (domain,), base / "pebble-root.pem")
+    edit_inventory(site, lambda doc: doc["app"].update(memory_max=MEMORY_MAX))
+    if files:
+        site.commit("test additions", files)
+    site.fab("provision")
+    site.fab("deploy")
+    return site
+
+
+@pytest.fixture(scope="module")
+def shop(machine, tmp_path_factory) -> Site:
+    """The Django example (migrate and collectstatic as release commands, a Celery worker),
+    with the echo view."""
+    return example_site(machine, tmp_path_factory, "django", ECHO)
+
+
+@pytest.fixture(scope="module")
+def depot(machine, tmp_path_factory) -> Site:
+    """The Flask example on gevent workers (its release command: ``python migrate.py``)."""
+    return example_site(machine, tmp_path_factory, "flask", {})
+
+
+def curl(*args: str) -> subprocess.CompletedProcess:
+    """curl from the operator's machine, past any proxy of its environment."""
+    return subprocess.run(["curl", "-sS", "--noproxy", "*", "--max-time", "10", *args],
+                          capture_output=True, text=True, timeout=30)
+
+
+def live(site: Site) -> str:
+    status, body, _ = site.get("/health/")
+    assert status == 200, body
+    return json.loads(body)["release"]
+
+
+def echo(site: Site, *headers: str) -> dict[str, str]:
+    args = [a for h in headers for a in ("-H", h)]
+    result = curl("--cacert", str(site.ca_file), *args, f"https://{site.domain}/echo/")
+    assert result.returncode == 0, result.stderr
+    return json.loads(result.stdout)
+
+
+def exposure(site: Site, unit: str) -> float:
+    out = site.sh(f"systemd-analyze security --no-pager {unit} 2>&1 | tail -n 1")
+    found = re.search(r"Overall exposure level for \S+: (\d+\.\d+)", out)
+    assert found, out
+    return float(found.group(1))
+
+
+# ---- unknown Host / SNI -------------------------------------------------------------------------
+def test_security_unknown_host_and_sni_get_no_site(shop, machine):
+    vps = machine[0]
+    plain = curl("-H", "Host: evil.test", f"http://{vps.address}/")
+    assert plain.returncode == 52 and plain.stdout == "", plain  # empty reply: 444
+    by_ip = curl(f"http://{vps.address}/")
+    assert by_ip.returncode == 52, by_ip
+    for target in ("https://evil.test/", f"https://{vps.address}/"):
+        handshake = curl("-k", "--resolve", f"evil.test:443:{vps.address}", target)
+        assert handshake.returncode == 35, handshake  # TLS handshake refused: no certificate
+        assert "unrecognized name" in handshake.stderr or "alert" in handshake.stderr
+    assert shop.get("/")[0] == 200
+    assert shop.get("/", scheme="http")[0] == 301
+    assert curl("-o", "/dev/null", "-w", "%{http_code}", "-H", f"Host: {shop.domain}",
+                f"http://{vps.address}/").stdout == "301"
+
+
+# ---- the client's address -----------------------------------------------------------------------
+def test_security_a_forged_forwarded_for_never_reaches_the_app(shop, machine):
+    seen = echo(shop, f"X-Forwarded-For: {SPOOFED}", f"X-Real-IP: {SPOOFED}")
+    assert SPOOFED not in json.dumps(seen), seen
+    assert seen["HTTP_X_FORWARDED_FOR"] == seen["HTTP_X_REAL_IP"] == machine[0].host_address
+    assert seen["REMOTE_ADDR"] == ""  # gunicorn on a Unix socket has no peer address
+    assert "--forwarded-allow-ips" not in shop.sh(
+        f"systemctl show -p ExecStart --value {render.web_unit_name(shop.env(), live(shop))}")
+
+
+def test_security_trusted_proxies_tell_nginx_the_client(shop, machine):
+    """With the operator's machine as a trusted proxy (a cloud load balancer's place), Nginx
+    takes the client from its X-Forwarded-For; from anyone else it never does."""
+    proxy = machine[0].host_address
+    edit_inventory(shop, lambda doc: doc["nginx"].update(trusted_proxies=[f"{proxy}/32"]))
+    try:
+        shop.fab("provision")
+        assert f"set_real_ip_from {proxy}/32;" in shop.sh(f"cat {render.site_path(shop.env())}")
+        seen = echo(shop, f"X-Forwarded-For: 198.51.100.9, {SPOOFED}")
+        assert seen["HTTP_X_FORWARDED_FOR"] == seen["HTTP_X_REAL_IP"] == SPOOFED
+        assert echo(shop)["HTTP_X_FORWARDED_FOR"] == proxy
+    finally:
+        edit_inventory(shop, lambda doc: doc["nginx"].pop("trusted_proxies"))
+        shop.fab("provision")
+    assert echo(shop, f"X-Forwarded-For: {SPOOFED}")["HTTP_X_FORWARDED_FOR"] == proxy
+
+
+# ---- the sandbox --------------------------------------------------------------------------------
+def test_security_units_are_rated_ok_and_capped_and_still_serve(shop, depot):
+    for site in (shop, depot):
+        env = site.env()
+        units = [render.web_unit_name(env, live(site))]
+        units += [render.process_unit_name(env, p.name, 1) for p in env.processes]
+        for unit in units:
+            score = exposure(site, unit)
+            assert score <= 4.0, f"{unit}: exposure {score}"
+            shown = site.sh(f"systemctl show -p ActiveState -p MemoryMax {unit}")
+            state = dict(line.split("=", 1) for line in shown.split())
+            assert state == {"ActiveState": "active", "MemoryMax": str(512 * 1024 * 1024)}, unit
+        status, body, _ = site.get("/health/")
+        assert status == 200, body
+    assert "Using worker: gevent" in depot.sh(
+        f"journalctl -u {render.web_unit_name(depot.env(), live(depot))} -o cat --no-pager")
+    assert depot.get("/items/")[0] == 200
+
+
+def test_security_release_commands_and_manage_run_in_the_sandbox(shop):
+    """The deploy's migrate and collectstatic ran (static files are served); ``fab manage``
+    works, with no privilege, a syscall filter and a read-only system."""
+    status, _, headers = shop.get("/static/catalog/style.css")
+    assert status == 200 and "immutable" in headers["Cache-Control"]
+    assert "System check identified no issues" in shop.fab("manage", "--", "check").stdout
+    probe = ("import pathlib; s = pathlib.Path('/proc/self/status').read_text(); "
+             "print([l for l in s.splitlines() if l.split(':')[0] in "
+             "('NoNewPrivs', 'Seccomp', 'CapBnd', 'CapEff')]); "
+             "open('/srv/shop-production/shared/media/.sandbox-probe', 'w').close(); "
+             "open('/run/shop-production/escape', 'w')")
+    result = shop.fab("manage", "--", "python", "-c", probe, check=False)
+    out = result.stdout + result.stderr
+    assert "Read-only file system: '/run/shop-production/escape'" in out, out
+    for line in ("NoNewPrivs:\\t1", "Seccomp:\\t2", "CapBnd:\\t0000000000000000",
+                 "CapEff:\\t0000000000000000"):
+        assert line in out, out
+    assert shop.sh("stat -c %U /srv/shop-production/shared/media/.sandbox-probe").strip() \
+        == "shop-production"
+
+
+def test_security_installed_unit_is_the_one_rated_offline(shop):
+    """The server's unit file is the text the unit tests rate with ``--offline``."""
+    env = shop.env()
+    path = f"{render.SYSTEMD_DIR}/{render.web_unit_name(env, '')}"
+    assert shop.sh(f"cat {path}") == render.web_unit(env)
