@@ -2,7 +2,8 @@
 
 Every problem is an :class:`InventoryError` whose message names the file, the line, the key path
 and the fix, e.g. ``inventory.yml:14: production.app.workers: expected an integer, got 'four'``.
-Nothing here touches a server.
+Nothing here touches a server, and nothing later refuses an input: whatever rendering, TLS, units
+or release commands could not take is refused here, before any connection opens.
 
 Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
 ``backups``, ``nginx``, ``system``, ``releases_keep``, ``env``, ``secrets``, ``optional_secrets``)
@@ -148,6 +149,8 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("tls", "ca_bundle"): (lambda v: not v or PATH_RE.fullmatch(v),
                            "expected an absolute path of letters, digits and ./+-_"),
     ("backups", "keep_days"): (lambda v: v >= 1, "keep at least 1 day of backups"),
+    ("backups", "keep_predeploy"): (lambda v: v >= 1,
+                                    "keep at least the newest pre-deploy dump"),
     ("backups", "timer"): (lambda v: not v or config.CALENDAR.fullmatch(v),
                            "expected a systemd calendar such as 'daily' or '*-*-* 03:00:00'"),
     ("nginx", "client_max_body_size"): (lambda v: SIZE_RE.fullmatch(v.lower()),
@@ -189,6 +192,7 @@ class _Doc:
                                  f"it") from None
 
     def _convert(self, node: yaml.Node, path: tuple[str, ...]) -> Any:
+        """``node`` as plain data, noting each key path's line; refuses alias loops."""
         self.lines.setdefault(path, node.start_mark.line + 1)
         self._count += 1
         if self._count > MAX_VALUES:
@@ -217,6 +221,7 @@ class _Doc:
         return value
 
     def _scalar(self, node: yaml.ScalarNode, path: tuple[str, ...]) -> Any:
+        """The scalar's value; text its tag cannot read (``!!int four``, ``2024-13-45``) fails."""
         try:
             value = self._loader.construct_object(node, deep=True)
         except (yaml.YAMLError, ValueError, LookupError, AttributeError):  # what bad text raises

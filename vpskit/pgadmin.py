@@ -2,13 +2,17 @@
 
 The superuser session reaches the server's Unix socket through an SSH channel running
 ``socat`` as the ``postgres`` system user (peer authentication: no admin password exists
-anywhere). A local listener on 127.0.0.1 relays each psycopg connection over its own channel.
+anywhere). Here, psycopg connects to a Unix socket in a fresh 0700 directory that accepts its
+one connection and goes away: nothing listens on TCP, and no other local user can connect.
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
+import shutil
 import socket
+import tempfile
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,43 +24,81 @@ from vpskit.errors import RemoteError
 from vpskit.remote import Remote
 
 PG_SOCKET = "/var/run/postgresql/.s.PGSQL.5432"
+PORT = 5432  # names the local socket file: <directory>/.s.PGSQL.5432
+CONNECT_TIMEOUT = 15
+
+
+class OneConnection:
+    """A listening Unix socket ``<directory>/.s.PGSQL.<PORT>`` in a fresh 0700 directory that
+    accepts exactly one connection; it and its directory go once that one is accepted, or on
+    :meth:`close`."""
+
+    def __init__(self, timeout: float = CONNECT_TIMEOUT) -> None:
+        self.directory = tempfile.mkdtemp(prefix="vpskit-pg-")  # 0700, ours
+        self.path = os.path.join(self.directory, f".s.PGSQL.{PORT}")
+        self._listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            self._listener.settimeout(timeout)
+            self._listener.bind(self.path)
+            self._listener.listen(1)
+        except OSError:
+            self.close()
+            raise
+
+    def accept(self) -> socket.socket | None:
+        """The one connection, or None when none came within the timeout (or after close)."""
+        try:
+            client, _ = self._listener.accept()
+        except OSError:
+            return None
+        finally:
+            self.close()
+        client.settimeout(None)
+        return client
+
+    def close(self) -> None:
+        self._listener.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
 
 
 @contextmanager
 def admin_connection(remote: Remote, dbname: str = "postgres") -> Iterator[psycopg.Connection]:
     """An autocommit psycopg connection as the ``postgres`` superuser on the server."""
-    listener = socket.create_server(("127.0.0.1", 0))
-    port = listener.getsockname()[1]
-    stop = threading.Event()
-    threading.Thread(target=_accept, args=(remote, listener, stop), daemon=True).start()
+    door, failed = OneConnection(), []
+    threading.Thread(target=_relay, args=(remote, door, failed), daemon=True).start()
     try:
         try:
-            conn = psycopg.connect(host="127.0.0.1", port=port, user="postgres", dbname=dbname,
-                                   sslmode="disable", connect_timeout=15, autocommit=True)
+            conn = psycopg.connect(host=door.directory, port=PORT, user="postgres",
+                                   dbname=dbname, connect_timeout=CONNECT_TIMEOUT,
+                                   autocommit=True)
         except psycopg.OperationalError as exc:
+            why = failed[0] if failed else str(exc).strip().splitlines()[-1]
             raise RemoteError(f"{remote.host}: cannot reach Postgres as its superuser over SSH: "
-                              f"{str(exc).strip().splitlines()[-1]}") from None
+                              f"{why}") from None
         with conn:
             yield conn
     finally:
-        stop.set()
-        listener.close()
+        door.close()
 
 
-def _accept(remote: Remote, listener: socket.socket, stop: threading.Event) -> None:
-    while not stop.is_set():
-        try:
-            client, _ = listener.accept()
-        except OSError:
-            return
+def _relay(remote: Remote, door: OneConnection, failed: list[Exception]) -> None:
+    """Carry the one connection to the server's Postgres socket over its own SSH channel; an
+    error opening the channel goes to ``failed`` and closes the connection."""
+    client = door.accept()
+    if client is None:
+        return
+    try:
         remote.round_trips += 1
         channel = remote.conn.client.get_transport().open_session()
         channel.exec_command(remote.command(
             ["socat", "STDIO", f"UNIX-CONNECT:{PG_SOCKET}"], user="postgres"))
-        threading.Thread(target=_pump, args=(client.recv, channel.sendall, channel.shutdown_write),
-                         daemon=True).start()
-        threading.Thread(target=_pump, args=(channel.recv, client.sendall, client.close),
-                         daemon=True).start()
+    except Exception as exc:  # a lost connection too: psycopg then fails at once
+        failed.append(exc)
+        client.close()
+        return
+    threading.Thread(target=_pump, args=(client.recv, channel.sendall, channel.shutdown_write),
+                     daemon=True).start()
+    _pump(channel.recv, client.sendall, client.close)
 
 
 def _pump(recv, send, done) -> None:

@@ -124,7 +124,7 @@ def run() -> list[Row]:
     finally:
         testvps.down(NAME)
         if not pebble_was_up:
-            testvps.pebble_down()
+            testvps.pebble_release()  # stops it unless a test run on this machine uses it
     header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
               f"test VPS: Debian 12 in systemd-nspawn.\n\n")
     RESULTS.parent.mkdir(exist_ok=True)

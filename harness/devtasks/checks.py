@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shlex
+import sys
+from pathlib import Path
 
 from invoke import task
 
@@ -11,10 +13,14 @@ from invoke import task
 def test(c, fast=False, k=None):
     """Run the test suite (unit, rendered configs, integration on a real test VPS)."""
     args = [*(["-m", "not vps"] if fast else []), *(["-k", k] if k else [])]
-    c.run(shlex.join(["python", "-m", "pytest", *args]))
+    c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
+
+
+SHELL_SCRIPTS = ("scripts/*", ".ci/run")
 
 
 @task
 def lint(c):
-    """ruff over the whole tree."""
-    c.run("ruff check .")
+    """ruff over the whole tree, shellcheck over the shell scripts."""
+    c.run(f"{Path(sys.executable).parent / 'ruff'} check .")
+    c.run(f"shellcheck {' '.join(SHELL_SCRIPTS)}")

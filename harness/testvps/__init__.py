@@ -15,6 +15,7 @@ from harness.testvps.lifecycle import describe, down, is_running, power_cut, sta
 from harness.testvps.pebble import Pebble
 from harness.testvps.pebble import down as pebble_down
 from harness.testvps.pebble import is_up as pebble_is_up
+from harness.testvps.pebble import release as pebble_release
 from harness.testvps.pebble import up as pebble_up
 from harness.testvps.shell import HarnessError
 from harness.testvps.state import Vps
@@ -29,6 +30,7 @@ __all__ = [
     "is_running",
     "pebble_down",
     "pebble_is_up",
+    "pebble_release",
     "pebble_up",
     "power_cut",
     "status",

@@ -29,6 +29,7 @@ from harness.testvps.shell import (
 PEBBLE_DIR = state.STATE_DIR / "pebble"
 LISTENER_CA = PEBBLE_DIR / "vpskit-pebble-ca.crt"  # .crt: update-ca-certificates needs it
 CONFIG = PEBBLE_DIR / "config.json"
+LEASES = PEBBLE_DIR / "leases"  # one file per process using Pebble, named by its pid
 ACME_PORT, MANAGEMENT_PORT = 14000, 15000
 OPENSSL_CONFIG = """\
 [req]
@@ -99,6 +100,7 @@ def up(host_address: str = "10.77.0.1") -> Pebble:
     ``host_address`` is the host as a VPS sees it (``Vps.host_address``); it only shapes the URLs.
     """
     with state.lock():
+        lease()
         ensure_packages("pebble", "openssl")
         ca = ensure_listener_ca()
         pids = _running()
@@ -123,7 +125,7 @@ def up(host_address: str = "10.77.0.1") -> Pebble:
     )
 
 
-def _wait_listening(log: Path, pid: int, timeout: float = 15) -> None:
+def _wait_listening(log: Path, pid: int, timeout: float = 30) -> None:
     """Until both ports answer; ``pid`` (not yet exec'd into pebble at first) must stay alive."""
     deadline = time.monotonic() + timeout
     while not (answers("127.0.0.1", ACME_PORT) and answers("127.0.0.1", MANAGEMENT_PORT)):
@@ -134,5 +136,21 @@ def _wait_listening(log: Path, pid: int, timeout: float = 15) -> None:
 
 
 def down() -> None:
-    """Stop Pebble if it runs; its listener CA stays (every VPS trusts it)."""
+    """Stop Pebble if it runs, whoever uses it; its listener CA stays (every VPS trusts it)."""
     terminate(_running(), 10)
+
+
+def lease() -> None:
+    """Mark this process as a user of Pebble (see :func:`release`)."""
+    LEASES.mkdir(parents=True, exist_ok=True)
+    (LEASES / str(os.getpid())).touch()
+
+
+def release() -> None:
+    """Drop this process's lease; stop Pebble once no live process holds one, so a test run
+    never stops the Pebble another run on the machine still uses."""
+    with state.lock():
+        (LEASES / str(os.getpid())).unlink(missing_ok=True)
+        alive = [p for p in LEASES.glob("*") if p.name.isdigit() and cmdline(int(p.name))]
+        if not alive:
+            down()

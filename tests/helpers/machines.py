@@ -30,11 +30,11 @@ def booted(name: str, index: int, domains: tuple[str, ...], suite: str = "bookwo
 
 @contextmanager
 def pebble_for(vps: testvps.Vps) -> Iterator[testvps.Pebble]:
-    """Pebble with URLs as ``vps`` sees them; stopped afterwards only if started here."""
-    was_running = testvps.pebble_is_up()
+    """Pebble with URLs as ``vps`` sees them; afterwards stopped unless another process (or
+    ``VPSKIT_KEEP_VPS``) still uses it."""
     server = testvps.pebble_up(vps.host_address)
     try:
         yield server
     finally:
-        if not KEEP and not was_running:
-            testvps.pebble_down()
+        if not KEEP:
+            testvps.pebble_release()

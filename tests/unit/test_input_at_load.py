@@ -122,6 +122,13 @@ BAD = {
         "environments.production.hosts.0.key"),
     "env value with a line break": (section("env", "GREETING: \"hello\\nworld\""), "GREETING",
                                     "env.GREETING"),
+    **{f"app.memory_max {value}": (app(f"memory_max: {value}"), "memory_max", "app.memory_max")
+       for value in ["lots", "512 M", "\"512M\\nUser=root\""]},
+    **{f"nginx.trusted_proxies {value}": (section("nginx", f"trusted_proxies: [{value}]"),
+                                          "trusted_proxies", "nginx.trusted_proxies.0")
+       for value in ["cdn.example.com", "10.0.0.0/33", "'10.0.0.1; deny all'"]},
+    "backups.keep_predeploy -1": (section("backups", "keep_predeploy: -1"), "keep_predeploy",
+                                  "backups.keep_predeploy"),
     "nginx.rate_burst 0": (section("nginx", "rate_burst: 0"), "rate_burst", "nginx.rate_burst"),
     "nginx.rate_limit 0r/s": (section("nginx", "rate_limit: 0r/s"), "rate_limit",
                               "nginx.rate_limit"),
@@ -169,7 +176,9 @@ GOOD_VALUES = [
     section("system", "timezone: Etc/GMT+5"),
     section("postgres", "db: shop_db\n  user: shop"),
     section("backups", "timer: '*-*-* 03:00:00'"),
-    section("nginx", "client_max_body_size: 25M\n  rate_limit: 30r/m\n  rate_burst: 1"),
+    section("nginx", "client_max_body_size: 25M\n  rate_limit: 30r/m\n  rate_burst: 1\n"
+                     "  trusted_proxies: [203.0.113.0/24, '2001:db8::/32', 198.51.100.1]"),
+    app("memory_max: 512M"),
     swap("  email: ops@example.com\n",
          "  email: ops@example.com\n  ca_bundle: /usr/local/share/ca-certificates/pebble.crt\n"),
     host("user: deploy-1\n        bootstrap_user: ubuntu\n        private_address: fd00::8"),
