@@ -208,6 +208,7 @@ SANDBOX: tuple[tuple[str, str], ...] = (
     ("SystemCallArchitectures", "native"),
     ("SystemCallFilter", "@system-service"),
     ("SystemCallFilter", "~@privileged @resources"),
+    ("SystemCallFilter", "@chown"),  # gunicorn chowns its socket to its own user
     ("SystemCallErrorNumber", "EPERM"),
 )
 

@@ -179,3 +179,19 @@ def test_chaos_operator_killed_after_each_deploy_step_never_drops_a_request(site
     assert tried == len(DEPLOY_STEPS)
     status, body, _ = site.get("/")
     assert status == 200 and "after-chaos" in body
+
+
+def test_interrupt_between_nginx_and_current_is_repaired_by_the_next_deploy(site, deployed):
+    """A cut after Nginx moved to a release but before ``current`` did: the next deploy finds
+    them disagreeing, points ``current`` at what Nginx serves, and deploys from there."""
+    site.commit("serving before the cut", {"VERSION": "before-cut\n"})
+    site.fab("deploy")
+    serving = live_release(site, "production")
+    older = site.sh("ls /srv/shop-production/releases | sort | tail -2 | head -1").strip()
+    assert older != serving
+    site.sh(f"ln -sfn releases/{older} /srv/shop-production/current")  # the cut
+    site.commit("after the cut", {"VERSION": "after-cut\n"})
+    out = site.fab("deploy").stdout
+    assert f"repaired: current -> {serving}" in out, out
+    status, body, _ = site.get("/")
+    assert status == 200 and "after-cut" in body

@@ -111,8 +111,8 @@ def test_security_venv_is_built_by_the_app_user_and_left_read_only(site, deploye
         assert ".vpskit-build" not in site.sh(f"ls -A {venv}")
         tries = site.sh(f"for f in {venv}/bin/python-probe {venv}/pyvenv.cfg; do setpriv "
                         f"--reuid=shop-production --regid=shop-production --init-groups -- "
-                        f"sh -c ': >> \"$1\"' - \"$f\" 2>&1 || echo denied; done", check=False)
-        assert tries.count("denied") == 2, tries
+                        f"sh -c ': >> \"$1\"' - \"$f\" 2>&1 || echo refused; done", check=False)
+        assert tries.count("refused") == 2, tries
         assert site.sh(f"stat -c '%a %U' {release}/.vpskit-pip.log").split() == ["600", "root"]
     finally:
         shutil.rmtree(site.app / "buildprobe")

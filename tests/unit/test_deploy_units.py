@@ -6,9 +6,9 @@ from datetime import UTC, datetime
 
 import pytest
 
-from vpskit import backups
+from vpskit import backups, render
 from vpskit.config import App, Environment, Host
-from vpskit.deploy import appcmd, lock, releases, source
+from vpskit.deploy import appcmd, lock, releases, source, switch
 from vpskit.deploy.pipeline import check_python
 from vpskit.errors import ToolkitError
 
@@ -152,3 +152,29 @@ def test_a_commit_tracking_a_secrets_file_is_refused_in_one_line(tmp_path):
         source.refuse_unsafe_files(source.resolve(str(tmp_path), "main"), "backups")
     assert "tracks .env.production" in str(caught.value) and "\n" not in str(caught.value)
     assert "do-not-ship" not in str(caught.value)
+
+
+def test_the_release_nginx_serves_is_read_from_its_upstream_file():
+    rid = "20261130T120000Z-abc1234"
+    assert switch.upstream_release(render.nginx_upstream(env(), rid)) == rid
+    assert switch.upstream_release(render.nginx_upstream(env(), None)) is None
+    assert switch.upstream_release("") is None
+
+
+class RecordingRemote:
+    def __init__(self):
+        self.argvs = []
+
+    def run(self, argv, **kwargs):
+        self.argvs.append(argv)
+
+
+def test_current_is_repaired_to_what_nginx_serves_and_left_alone_when_they_agree():
+    remote = RecordingRemote()
+    assert switch.repair_current(remote, env(), "r1", "r1") is None
+    assert switch.repair_current(remote, env(), "r1", None) is None
+    assert remote.argvs == []
+    said = switch.repair_current(remote, env(), "r1", "r2")
+    assert said == "repaired: current -> r2, the release nginx serves (was r1)"
+    assert remote.argvs[0][-4:] == ["releases/r2", f"{env().current_link}.vpskit-new",
+                                    str(env().current_link), "shop-production-web@r2.service"]

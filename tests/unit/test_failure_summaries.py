@@ -1,9 +1,6 @@
 """One-line failure summaries: pip's output (recorded from real pip runs) and a web process's
 journal, and how the virtualenv step and the socket health check use them."""
 
-import os
-import stat
-import subprocess
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -112,44 +109,6 @@ def test_virtualenv_other_failures_and_success_read_as_before():
     built = deploy(ScriptedRemote({"venv": Result("built\n", "", 0)})).virtualenv()
     assert built == [f"built venvs/{key}"]
     assert deploy(ScriptedRemote({})).virtualenv() == [f"reused venvs/{key}"]
-
-
-FAKE_PYTHON3 = """#!/bin/sh
-# python3 -m venv DIR: a venv whose pip says its arguments, prints $PIP_OUTPUT on stderr and
-# exits $PIP_EXIT
-mkdir -p "$3/bin"
-cat > "$3/bin/pip" <<'PIP'
-#!/bin/sh
-echo "pip $*"; cat "$PIP_OUTPUT" >&2; exit "$PIP_EXIT"
-PIP
-chmod +x "$3/bin/pip"
-"""
-
-
-def test_venv_script_keeps_pips_output_in_a_private_log(tmp_path):
-    bin_dir, release = tmp_path / "bin", tmp_path / "release"
-    bin_dir.mkdir()
-    release.mkdir()
-    (bin_dir / "python3").write_text(FAKE_PYTHON3)
-    (bin_dir / "python3").chmod(0o755)
-    (release / "requirements.txt").write_text("Django>=6.0\n")
-    log = release / pipeline.PIP_LOG
-
-    def run(exit_code: int) -> subprocess.CompletedProcess:
-        env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
-               "PIP_OUTPUT": str(PIP / "django-6.log"), "PIP_EXIT": str(exit_code)}
-        return subprocess.run(["bash", "-c", pipeline.VENV_SCRIPT, "venv", str(tmp_path / "v"),
-                               "k", str(release), "requirements.txt", str(log)],
-                              capture_output=True, text=True, env=env)
-
-    failed = run(1)
-    assert failed.returncode == pipeline.PIP_FAILED and failed.stdout == log.read_text()
-    assert failed.stdout.startswith(f"pip install --disable-pip-version-check --no-input "
-                                    f"--progress-bar off -r {release}/requirements.txt\n")
-    assert summarize_pip_failure(failed.stdout, (3, 11)) == DJANGO6
-    assert stat.S_IMODE(log.stat().st_mode) == 0o600
-    assert [run(0).stdout, run(0).stdout] == ["built\n", ""]
-    assert (release / ".venv").resolve() == tmp_path / "v" / "k"
 
 
 # ---- the web process's journal ---------------------------------------------------------------

@@ -116,10 +116,10 @@ def test_security_a_channel_that_cannot_open_fails_at_once_with_its_reason(liste
         raise OSError("Administratively prohibited")
 
     started = time.monotonic()
-    with pytest.raises(RemoteError, match=r"^192\.0\.2\.1: cannot reach Postgres as its "
-                                          r"superuser over SSH: Administratively prohibited$"):
-        with pgadmin.admin_connection(fake_remote(refuse)):
-            pass
+    expected = (r"^192\.0\.2\.1: cannot reach Postgres as its superuser over SSH: "
+                r"Administratively prohibited$")
+    with pytest.raises(RemoteError, match=expected), pgadmin.admin_connection(fake_remote(refuse)):
+        pass
     assert time.monotonic() - started < 5
     assert not os.path.exists(os.path.dirname(listeners[0][1]))
 

@@ -20,22 +20,40 @@ from vpskit.deploy import appcmd, pipfail, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
 from vpskit.errors import RemoteError, ToolkitError
-from vpskit.remote import Remote
+from vpskit.remote import Remote, Result
 from vpskit.steps import Reporter, run_steps
 
 VENV_SCRIPT = r"""
 set -e; umask 022
-venvs="$1" key="$2" release="$3" reqs="$4" log="$5"
-dir="$venvs/$key"
+venvs="$1" key="$2" release="$3" reqs="$4" log="$5" user="$6"
+dir="$venvs/$key" work="$venvs/$key/.vpskit-build" group=$(id -gn "$user")
+as_user() {  # as_user DIR CMD...: CMD in DIR as $user, with a private HOME (pip's cache)
+  local cwd="$1"; shift
+  setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
+    env -i -C "$cwd" HOME="$work/home" PATH="$PATH" LANG=C.UTF-8 "$@"
+}
 if [ ! -f "$dir/.vpskit-complete" ]; then  # built in place: venv scripts embed their path
   rm -rf "$dir"; mkdir -p "$venvs"
-  python3 -m venv "$dir"
-  if [ -f "$release/$reqs" ]; then  # the log holds pip's full output; only root reads it
-    (umask 077; : > "$log")
-    "$dir/bin/pip" install --disable-pip-version-check --no-input --progress-bar off \
-      -r "$release/$reqs" > "$log" 2>&1 || { cat "$log"; exit 3; }
+  largest=$(du -s -B1 "$venvs"/*/ 2>/dev/null | sort -n | tail -1 | cut -f1)
+  if [ -n "$largest" ]; then need=$((largest * 12 / 10)); else need=300000000; fi
+  need=$((need + $(du -s -B1 "$release" | cut -f1)))  # and the copy pip runs in
+  free=$(df --output=avail -B1 "$venvs" | tail -1)
+  if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; exit 28; fi
+  install -d -o "$user" -g "$group" -m 700 "$dir"
+  as_user "$dir" mkdir -p "$work/home"
+  as_user "$dir" python3 -m venv "$dir"
+  if [ -f "$release/$reqs" ]; then  # relative paths (./pkg) resolve, and build, in a copy
+    as_user "$dir" cp -R "$release" "$work/src"
+    (umask 077; : > "$log")  # pip's full output; only root reads it
+    as_user "$work/src" "$dir/bin/pip" install --disable-pip-version-check --no-input \
+      --progress-bar off -r "$release/$reqs" > "$log" 2>&1 || { cat "$log"; exit 3; }
   fi
-  touch "$dir/.vpskit-complete"
+  rm -rf "$work"
+  if [ -n "$(find "$dir" ! -type d -links +1 -print -quit)" ]; then  # would become root's
+    echo "the build left a hard link in $dir; refusing it" >&2; exit 1
+  fi
+  chown -R root:"$group" "$dir"; chmod -R ug-s,g+rX,go-w "$dir"  # read-only for the app
+  rm -f "$dir/.vpskit-complete"; touch "$dir/.vpskit-complete"  # rm: never follow its link
   echo built
 fi
 ln -sfn "$dir" "$release/.venv"
@@ -45,7 +63,10 @@ PIP_LOG = ".vpskit-pip.log"
 
 UNPACK_SCRIPT = r"""
 set -e; umask 027
-release="$1" site="$2" sha="$3"
+release="$1" site="$2" sha="$3" size="$4"
+need=$((size * 12 / 10 + 50000000))  # the archive unpacked, and room to spare
+free=$(df --output=avail -B1 "${release%/*}" | tail -1)
+if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; cat > /dev/null; exit 28; fi
 rm -rf "$release"; mkdir -p "$release"
 tar -x --no-same-owner -C "$release"
 printf '%s\n' "$sha" > "$release/REVISION"
@@ -109,6 +130,7 @@ class Deploy:
                         lambda out, rc: rc == 0),
             facts.Probe("tls", f"test -s {shlex.quote(render.cert_path(self.env))}",
                         lambda out, rc: rc == 0),
+            switch.upstream_probe(self.env),
         ])
         if not found["provisioned"]:
             raise ToolkitError(f"{self.remote.host} is not provisioned for {self.env.site} "
@@ -116,31 +138,40 @@ class Deploy:
                                f"{self.env.name}")
         check_python(self.source, found["python"])
         self.before, self.python, self.tls = found["releases"], found["python"], found["tls"]
-        return []
+        repaired = switch.repair_current(self.remote, self.env, self.before.current,
+                                         found["upstream_release"]) if self.web else None
+        if repaired:
+            self.before = releases.load(self.remote, self.env)
+        return [repaired] if repaired else []
 
     def upload(self) -> list[str]:
-        self.remote.run(["bash", "-c", UNPACK_SCRIPT, "unpack", self.release_dir,
-                         self.env.app_user, self.source.sha], stdin=self.source.archive(),
-                        timeout=600)
+        """Unpack the commit's tree as the new release, root's and read-only for the app; too
+        little free space for it is one line."""
+        archive = self.source.archive()
+        argv = ["bash", "-c", UNPACK_SCRIPT, "unpack", self.release_dir, self.env.app_user,
+                self.source.sha, str(len(archive))]
+        result = self.remote.run(argv, stdin=archive, timeout=600, check=False)
+        check_room(self.remote, argv, result, "the release", str(self.env.releases_dir))
         self._meta("new")
         return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
 
     def virtualenv(self) -> list[str]:
-        """Build the venv for this requirements file (reused when built before); a pip failure
-        is one line, with pip's full output left in the release's .vpskit-pip.log (0600)."""
+        """Build the venv for this requirements file as the app user, then make it root's and
+        read-only for the app (reused when built before); a pip failure is one line, with pip's
+        full output left in the release's .vpskit-pip.log (0600), and so is too little space."""
         name = self.env.app.requirements
         key = hashlib.sha256(self.source.read(name) or b"").hexdigest()[:16]
         log = f"{self.release_dir}/{PIP_LOG}"
-        argv = ["bash", "-c", VENV_SCRIPT, "venv", f"{self.env.root}/venvs", key,
-                self.release_dir, name, log]
+        venvs = f"{self.env.root}/venvs"
+        argv = ["bash", "-c", VENV_SCRIPT, "venv", venvs, key, self.release_dir, name, log,
+                self.env.app_user]
         result = self.remote.run(argv, check=False, timeout=1800)
         if result.exited == PIP_FAILED:
             summary = pipfail.summarize_pip_failure(result.stdout, self.python)
             raise RemoteError(self.remote.masked(
                 f"{self.remote.host}: pip install -r {name} failed: {summary} (full output: "
                 f"{log})"))
-        if not result.ok:
-            raise self.remote.error(argv, result)
+        check_room(self.remote, argv, result, "a virtualenv", venvs)
         return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
 
     def backup(self) -> list[str]:
@@ -252,6 +283,16 @@ for id in "$@"; do rm -rf "$root/releases/$id"; done
 keep=$(for d in "$root"/releases/*/.venv; do readlink "$d"; done | sort -u)
 for v in "$root"/venvs/*/; do v=${v%/}; echo "$keep" | grep -qxF "$v" || rm -rf "$v"; done
 """
+
+
+def check_room(remote: Remote, argv: list[str], result: Result, what: str, path: str) -> None:
+    """Raise for a failed script: exit 28 with ``NOSPACE <need> <free>`` (bytes) is the one
+    line :func:`vpskit.backups.no_space` says; any other failure is the command's error."""
+    if result.exited == backups.NO_SPACE and result.stdout.startswith("NOSPACE"):
+        need, free = (int(n) for n in result.stdout.split()[1:3])
+        raise ToolkitError(backups.no_space(remote.host, what, path, need, free))
+    if not result.ok:
+        raise remote.error(argv, result)
 
 
 def check_python(source: Source, server: tuple[int, int] | None) -> None:

@@ -7,7 +7,10 @@ still send it a request has exited.
 
 from __future__ import annotations
 
-from vpskit import files, render
+import re
+import shlex
+
+from vpskit import facts, files, render
 from vpskit.config import Environment
 from vpskit.deploy import applog
 from vpskit.errors import HealthCheckError, RemoteError
@@ -31,10 +34,12 @@ echo "no $want after $tries attempts in ${waited}s; last status $code: $last"
 exit 1
 """
 
+# Test, reload gracefully (or start), then wait up to $1 s for the old workers to exit, so the
+# new configuration is the one answering when this returns.
 SWITCH_NGINX = r"""
 old=$(pgrep -d' ' -f '^nginx: worker process') || true
 nginx -t -q || exit 3
-systemctl reload nginx || exit 4
+systemctl reload-or-restart nginx || exit 4
 for i in $(seq $(( $1 * 10 ))); do
   alive=0; for p in $old; do kill -0 "$p" 2>/dev/null && alive=1; done
   [ $alive = 0 ] && exit 0; sleep 0.1
@@ -108,6 +113,28 @@ def _check(remote: Remote, env: Environment, mode: str, target: str, what: str,
         error = applog.last_error_line(journal.stdout) if journal.ok else None
         message += f"; last error in {unit}: {error}" if error else ""
     raise HealthCheckError(remote.masked(" ".join(message.split())))
+
+
+def upstream_probe(env: Environment) -> facts.Probe:
+    """The release the site's Nginx upstream names (None: no upstream or none deployed)."""
+    return facts.Probe("upstream_release", f"cat {shlex.quote(render.upstream_path(env))}",
+                       lambda out, rc: upstream_release(out) if rc == 0 else None)
+
+
+def upstream_release(text: str) -> str | None:
+    """The release id in an upstream file's socket path ``.../web-<id>.sock`` (pure)."""
+    match = re.search(r"/web-([^/\s]+)\.sock", text)
+    return match[1] if match and match[1] != "none" else None
+
+
+def repair_current(remote: Remote, env: Environment, current: str | None,
+                   upstream: str | None) -> str | None:
+    """Where a cut between the two left Nginx and ``current`` on different releases, point
+    ``current`` (and the unit enabled at boot) at what Nginx serves; say so, or None."""
+    if not upstream or upstream == current:
+        return None
+    point_current(remote, env, upstream, web=True)
+    return f"repaired: current -> {upstream}, the release nginx serves (was {current})"
 
 
 def point_nginx(remote: Remote, env: Environment, release_id: str, previous: str | None) -> None:

@@ -7,6 +7,8 @@ the app gets are kept in a root-only credentials file on the db host, for the ot
 
 from __future__ import annotations
 
+import ipaddress
+import re
 import secrets
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
@@ -167,19 +169,55 @@ def credentials(ctx: Context) -> list[str]:
 
 
 # Arguments: address port [address port ...]; prints the first unreachable one as address:port.
-REACH = 'while [ $# -gt 0 ]; do timeout 3 bash -c "</dev/tcp/$1/$2" 2>/dev/null || ' \
-        '{ echo "$1:$2"; exit 1; }; shift 2; done'
+# Each value stays an argument, of this script and of the inner bash: no value is shell text.
+REACH = ("while [ $# -gt 0 ]; do timeout 3 bash -c '</dev/tcp/\"$1\"/\"$2\"' reach \"$1\" \"$2\" "
+         '2>/dev/null || { echo "$1:$2"; exit 1; }; shift 2; done')
+LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}\Z){LABEL}(\.{LABEL})*")
+
+
+def valid_host(value: str) -> bool:
+    """An IP literal (no IPv6 zone) or a DNS name whose last label is not all digits (pure)."""
+    try:
+        ipaddress.ip_address(value)
+    except ValueError:
+        return bool(DNS_NAME_RE.fullmatch(value)) and not value.rsplit(".", 1)[-1].isdigit()
+    return "%" not in value
+
+
+def service_endpoint(url: str, default_port: int) -> tuple[str, int] | None:
+    """``(host, port)`` of a service URL, None when it names no host (a Unix socket) (pure).
+
+    Raises ValueError saying what is wrong when the host is neither an IP literal nor a DNS
+    name, or the port is not a number from 1 to 65535. Example: ``service_endpoint(
+    "postgres://u:pw@db.example:25060/d", 5432) == ("db.example", 25060)``.
+    """
+    parts = urlsplit(url)
+    if not parts.hostname:
+        return None
+    if not valid_host(parts.hostname):
+        raise ValueError(f"its host {parts.hostname!r} is neither an IP address nor a DNS name")
+    try:
+        port = parts.port
+    except ValueError:
+        port = 0
+    if port == 0:
+        raise ValueError("its port is not a number from 1 to 65535")
+    return parts.hostname, port or default_port
 
 
 def managed_endpoints(env: Environment) -> list[tuple[str, int]]:
     """(address, port) of each managed service given as a secret URL; none for a Unix socket
-    (pure)."""
+    (pure). A URL whose host or port is not one raises a ToolkitError naming its secret."""
     found = []
     for key, default in SERVICE_PORTS.items():
         if key in env.secrets:
-            url = urlsplit(env.secrets[key].reveal())
-            if url.hostname:
-                found.append((url.hostname, url.port or default))
+            try:
+                endpoint = service_endpoint(env.secrets[key].reveal(), default)
+            except ValueError as exc:
+                raise ToolkitError(f"secret {key}: {exc}; fix the URL in the environment's "
+                                   f"secrets") from None
+            found += [endpoint] if endpoint else []
     return found
 
 

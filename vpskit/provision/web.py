@@ -10,6 +10,7 @@ from __future__ import annotations
 import shlex
 
 from vpskit import facts, render
+from vpskit.deploy.switch import SWITCH_NGINX
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
@@ -67,6 +68,6 @@ def _apply(ctx: Context, specs: list[FileSpec]) -> list[str]:
 
 
 def reload_nginx(ctx: Context) -> None:
-    """``nginx -t`` then a graceful reload (or a start when it is not running)."""
-    ctx.act(["nginx", "-t", "-q"])
-    ctx.act(["systemctl", "reload-or-restart", "nginx"])
+    """``nginx -t`` then a graceful reload (or a start when it is not running); returns once
+    the old workers are gone (at most 10 s), so the next step meets the new configuration."""
+    ctx.act(["bash", "-c", SWITCH_NGINX, "reload-nginx", "10"])
