@@ -123,6 +123,16 @@ class System:
 
 
 @dataclass(frozen=True)
+class Hooks:
+    """Shell commands run on the operator's machine around deploys (:mod:`vpskit.hooks`)."""
+
+    pre_deploy: str = ""  # "" = none; before any connection, a failure stops the deploy
+    post_deploy: str = ""  # after a good deploy; a failure is only a warning
+    post_rollback: str = ""  # after ``fab rollback``; a failure is only a warning
+    failed_deploy: str = ""  # after a failed deploy, once undone; a failure is only a warning
+
+
+@dataclass(frozen=True)
 class Process:
     """A background process type beside ``web`` (Procfile style), e.g. a Celery worker."""
 
@@ -147,10 +157,12 @@ class Environment:
     backups: Backups = field(default_factory=Backups)
     nginx: Nginx = field(default_factory=Nginx)
     system: System = field(default_factory=System)
+    hooks: Hooks = field(default_factory=Hooks)
     releases_keep: int = 5
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
     processes: tuple[Process, ...] = ()
+    inventory_dir: str = ""  # the inventory's directory, where hooks run; "" = the working one
 
     # ---- names derived from the site -------------------------------------------------------
     @property

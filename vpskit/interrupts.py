@@ -1,14 +1,17 @@
 """Every way out of a task is safe: signals end it like Ctrl-C, and undo work is shielded.
 
-While a task runs, SIGTERM and SIGHUP raise :class:`KeyboardInterrupt` in the main thread as
-SIGINT does, so a deploy or restore killed by its terminal, CI or ``kill`` goes through the
-same recovery as one that failed. While a recovery runs, these signals are ignored: a second
-Ctrl-C never stops an undo half way.
+While a task runs, SIGINT, SIGTERM and SIGHUP ask it to stop: the step running finishes and
+:func:`check` (called by the step runner between steps) raises :class:`KeyboardInterrupt`, so
+a deploy or restore stopped by Ctrl-C, CI or ``kill`` goes through the same recovery as one
+that failed. Stopping at a step boundary never leaves a lock of the SSH library held (an
+exception raised inside it can, and every later command would then hang); a second signal
+stops at once. While a recovery runs, these signals are ignored: it is never cut half way.
 """
 
 from __future__ import annotations
 
 import signal
+import sys
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -18,14 +21,28 @@ from vpskit.errors import ToolkitError
 SIGNALS = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
 
 
-def _interrupt(signum: int, frame: object) -> None:
-    raise KeyboardInterrupt(signal.Signals(signum).name)
+_requested: list[str] = []  # the signal that asked this process to stop, if any
+
+
+def _request_stop(signum: int, frame: object) -> None:
+    name = signal.Signals(signum).name
+    if _requested:
+        raise KeyboardInterrupt(name)
+    _requested.append(name)
+    sys.stderr.write(f"{name}: stopping after the current step (again to stop at once)\n")
+
+
+def check() -> None:
+    """Raise :class:`KeyboardInterrupt` if a signal asked the task to stop (a safe point)."""
+    if _requested:
+        raise KeyboardInterrupt(_requested[0])
 
 
 @contextmanager
 def as_interrupts() -> Iterator[None]:
-    """For the block: SIGINT, SIGTERM and SIGHUP raise :class:`KeyboardInterrupt`."""
-    before = {s: signal.signal(s, _interrupt) for s in SIGNALS}
+    """For the block: SIGINT, SIGTERM and SIGHUP ask to stop (see :func:`check`)."""
+    _requested.clear()
+    before = {s: signal.signal(s, _request_stop) for s in SIGNALS}
     try:
         yield
     finally:

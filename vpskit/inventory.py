@@ -6,7 +6,8 @@ Nothing here touches a server, and nothing later refuses an input: whatever rend
 or release commands could not take is refused here, before any connection opens.
 
 Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
-``backups``, ``nginx``, ``system``, ``releases_keep``, ``env``, ``secrets``, ``optional_secrets``)
+``backups``, ``nginx``, ``system``, ``hooks``, ``releases_keep``, ``env``, ``secrets``,
+``optional_secrets``)
 and ``environments``; each environment lists ``hosts`` and ``domains`` and may override any section
 key by key. Secret *values* come from the operator's environment or ``.env.<environment>`` beside
 the inventory, never from the inventory itself.
@@ -41,6 +42,7 @@ SECTIONS: dict[str, type] = {
     "backups": config.Backups,
     "nginx": config.Nginx,
     "system": config.System,
+    "hooks": config.Hooks,
 }
 SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets", "processes")
 TOP_KEYS = (*SHARED_KEYS, "environments")
@@ -117,6 +119,8 @@ def _pg_name(value: str) -> bool:
 
 PG_RULE = (_pg_name, "expected lowercase letters, digits and '_', starting with a letter, at "
                      f"most 63, none of {', '.join(PG_RESERVED)}; or '' for the site name")
+HOOK_RULE = (envfile.one_line, "expected one line of shell; put a longer script in a file and "
+                                "run that, e.g. './scripts/notify-deploy'")
 USER_RULE = (USER_RE.fullmatch, "expected a Linux user name: lowercase letters, digits, '_' and "
                                 "'-', starting with a letter or '_', at most 32")
 # (section, key) -> (check, fix); "host" is one item of an environment's hosts.
@@ -163,6 +167,7 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("system", "timezone"): (TIMEZONE_RE.fullmatch,
                              "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
     ("system", "min_free_mb"): (lambda v: v >= 0, "expected 0 or a size in MiB"),
+    **{("hooks", f.name): HOOK_RULE for f in dataclasses.fields(config.Hooks)},
     ("host", "address"): (_is_host, "expected an IP address or a DNS name, e.g. 203.0.113.10"),
     ("host", "user"): USER_RULE,
     ("host", "bootstrap_user"): USER_RULE,
@@ -265,9 +270,27 @@ def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = No
     inventory when present; the operator's environment (``environ``) wins over that file.
     """
     path = Path(path)
+    doc, envs = _validated(path, env_name)
+    environ = os.environ if environ is None else environ
+    return _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+
+
+def outline(path: str | Path, env_name: str) -> tuple[config.Environment, list[str]]:
+    """``env_name`` validated as by :func:`load` but without secret values (its ``secrets`` is
+    empty), and the names of its secrets, required then optional: for what describes the
+    environment rather than deploys it (``vpskit init --ci``)."""
+    doc, envs = _validated(Path(path), env_name)
+    body = envs[env_name]
+    names = _names(doc, "secrets", body, env_name) + _names(doc, "optional_secrets", body, env_name)
+    return _build(doc, env_name, envs, secrets=None), list(dict.fromkeys(names))
+
+
+def _validated(path: Path, env_name: str) -> tuple[_Doc, dict[str, dict[str, Any]]]:
+    """The parsed inventory and its environments; every environment but ``env_name`` is
+    validated (so a typo in staging fails a prod deploy too), ``env_name`` must exist."""
     doc = _read(path)
     envs = _environments(doc)
-    for name in envs:  # validate every environment, so a typo in staging fails a prod deploy too
+    for name in envs:
         if name != env_name:
             _build(doc, name, envs, secrets=None)
     if env_name not in envs:
@@ -276,8 +299,7 @@ def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = No
             f"{path.name}: unknown environment '{env_name}' (known: {known}); "
             f"add it under 'environments:' or pass one of those to --env"
         )
-    environ = os.environ if environ is None else environ
-    return _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+    return doc, envs
 
 
 def _read(path: Path) -> _Doc:
@@ -381,6 +403,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
         env=env_vars, secrets=resolved, processes=processes, **sections,
+        inventory_dir=str(doc.path.parent.resolve()),
     )
 
 

@@ -105,7 +105,7 @@ def _pump(recv, send, done) -> None:
     try:
         while data := recv(65536):
             send(data)
-    except OSError:
+    except (OSError, EOFError):  # EOFError: paramiko's, for an SSH connection already closed
         pass
     finally:
         with contextlib.suppress(OSError):

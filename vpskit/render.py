@@ -189,6 +189,9 @@ def nginx_common() -> str:
 SANDBOX: tuple[tuple[str, str], ...] = (
     ("NoNewPrivileges", "yes"),
     ("ProtectSystem", "strict"),
+    # Said again: with /proc and /sys mounted anew (ProtectProc=, ProtectKernelTunables=,
+    # ProtectControlGroups=) systemd 252 leaves /run writable. RuntimeDirectory= stays writable.
+    ("ReadOnlyPaths", "/run"),
     ("ProtectHome", "yes"),
     ("PrivateTmp", "yes"),
     ("PrivateDevices", "yes"),
@@ -215,7 +218,7 @@ SANDBOX: tuple[tuple[str, str], ...] = (
 
 def sandbox(env: Environment, *writable: str, umask: str = "0027") -> list[tuple[str, str]]:
     """:data:`SANDBOX` plus what differs per unit: the directories it may write (of
-    ``shared/``, e.g. ``media``; the rest of the system is read-only) and its umask."""
+    ``shared/``, e.g. ``media``; all else is read-only, but a private /tmp) and its umask."""
     paths = " ".join(str(env.shared_dir / name) for name in writable)
     return [*SANDBOX, ("ReadWritePaths", paths), ("UMask", umask)]
 

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
+from vpskit import interrupts
 from vpskit.errors import ToolkitError
 
 LIVE_AFTER = 2.0  # seconds a step runs before the live line shows it
@@ -167,9 +168,11 @@ Step = Callable[[Any], list[str]]
 
 def run_steps(ctx: Any, steps: Sequence[tuple[str, Step]], out: Reporter,
               dry_run: bool = False) -> list[Outcome]:
-    """Run ``steps`` in order; the first error stops the run and is re-raised naming the step."""
+    """Run ``steps`` in order; the first error stops the run and is re-raised naming the step.
+    A stop asked by a signal is raised between steps (see :func:`vpskit.interrupts.check`)."""
     outcomes = []
     for name, step in steps:
+        interrupts.check()
         start = time.monotonic()
         try:
             with out.running(name):
@@ -180,4 +183,5 @@ def run_steps(ctx: Any, steps: Sequence[tuple[str, Step]], out: Reporter,
         outcome = Outcome(name, changes, time.monotonic() - start)
         out.step(outcome, dry_run)
         outcomes.append(outcome)
+    interrupts.check()
     return outcomes

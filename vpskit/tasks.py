@@ -31,16 +31,20 @@ def _selected(environment, hosts, role):
     return fleet.select(environment, hosts, role)
 
 
-@task(help={"path": "the app's repository (default: here)", "force": "overwrite inventory.yml",
-            "name": "app name (default: from the directory)"})
+@task(help={"path": "the app's repository (default: here)",
+            "force": "overwrite inventory.yml (with --ci: the CI workflow)",
+            "name": "app name (default: from the directory)",
+            "ci": "also write a CI workflow deploying each push to production: github "
+                  "(an existing inventory.yml is kept and read)"})
 @exits
-def init(c, path=".", force=False, name=None):
+def init(c, path=".", force=False, name=None, ci=None):
     """Detect the app and write inventory.yml, fabfile.py and .gitignore entries beside it."""
     from vpskit import init as app_init
-    for line in app_init.write_files(Path(path), force=force, app_name=name):
-        print(line)
-    print("next: fill in the host address and domains marked FILL ME in inventory.yml, "
-          "then run: vpskit provision --env production")
+    said = app_init.write_files(Path(path), force=force, app_name=name, ci=ci)
+    print("\n".join(said))
+    if said[0].startswith("wrote"):  # a new inventory, not one kept for --ci
+        print("next: fill in the host address and domains marked FILL ME in inventory.yml, "
+              "then run: vpskit provision --env production")
 
 
 @task(help={**ENV, **HOSTS,

@@ -112,7 +112,8 @@ def test_disk_predeploy_dumps_are_pruned_on_every_deploy(site, deployed):
     assert "pruned" in out
     names = site.sh(f"ls {backup_dir}").split()
     automatic = [n for n in names if "-predeploy-" in n or n.endswith("-prerestore.dump")]
-    assert len(automatic) == 3 and not set(old) & set(names) and kept in names
+    assert len(automatic) == 3 and kept in names
+    assert not set(old[:4]) & set(names)  # at least two newer ones exist: this deploy's, the first's
 
 
 def test_a_backup_during_a_deploy_waits_for_its_lock(site, deployed):
@@ -145,7 +146,8 @@ DEPLOY_STEPS = ("inspect", "upload", "virtualenv", "backup", "release", "start",
 def deploy_killed_after(site: Site, step: str, sig: signal.Signals) -> tuple[int, str]:
     """``fab deploy`` of a new commit, sent ``sig`` as soon as it prints ``step``'s line; its
     exit code and output."""
-    site.commit(f"killed after {step}", {"VERSION": f"killed-{step.replace(' ', '-')}\n"})
+    site.commit(f"{sig.name} after {step}",
+                {"VERSION": f"killed-{sig.name}-{step.replace(' ', '-')}\n"})
     argv = [str(site.fab_command), "deploy", "--env", "production"]
     with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                           text=True, stdin=subprocess.DEVNULL) as deploy:
@@ -159,24 +161,29 @@ def deploy_killed_after(site: Site, step: str, sig: signal.Signals) -> tuple[int
         return deploy.wait(timeout=120), "".join(seen)
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGKILL],
-                         ids=["SIGINT", "SIGTERM", "SIGKILL"])
+# SIGTERM and SIGHUP take SIGINT's path (tests/unit/test_interrupts.py): a few points suffice.
+CHAOS = {signal.SIGINT: DEPLOY_STEPS, signal.SIGKILL: DEPLOY_STEPS,
+         signal.SIGTERM: ("upload", "release", "switch", "stop old")}
+
+
+@pytest.mark.parametrize("sig", list(CHAOS), ids=[s.name for s in CHAOS])
 def test_chaos_operator_killed_after_each_deploy_step_never_drops_a_request(site, deployed,
                                                                              vps, sig):
     """The operator's ``fab deploy`` killed after every step line, under load: no request
-    fails; after SIGINT/SIGTERM the deploy undoes itself and says so; the next deploy works."""
+    fails; after SIGINT/SIGTERM the deploy stops at the next step boundary, undoes itself and
+    says so; the next deploy works."""
     tried = 0
     with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
-        for step in DEPLOY_STEPS:
+        for step in CHAOS[sig]:
             code, out = deploy_killed_after(site, step, sig)
             tried += 1
             if sig != signal.SIGKILL and code != 0:
-                assert "interrupted" in out and "serving:" in out, out
+                assert "interrupted" in out and ("serving:" in out or "is live" in out), out
             assert site.get("/health/")[0] == 200, out
         site.commit("after the chaos", {"VERSION": "after-chaos\n"})
         site.fab("deploy")
     assert load.result.failures == 0, load.result.summary()
-    assert tried == len(DEPLOY_STEPS)
+    assert tried == len(CHAOS[sig])
     status, body, _ = site.get("/")
     assert status == 200 and "after-chaos" in body
 

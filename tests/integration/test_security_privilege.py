@@ -96,7 +96,8 @@ def live_release(site: Site) -> str:
 # ---- the virtualenv ----------------------------------------------------------------------------
 def test_security_venv_is_built_by_the_app_user_and_left_read_only(site, deployed):
     requirements = (site.app / "requirements.txt").read_text()
-    site.commit("build probe", {"requirements.txt": requirements + "./buildprobe\n",
+    fresh = f"# built {time.time_ns()}\n"  # new requirements: a venv of their own, built now
+    site.commit("build probe", {"requirements.txt": requirements + fresh + "./buildprobe\n",
                                 "buildprobe/setup.py": PROBE_SETUP})
     try:
         out = site.fab("deploy").stdout

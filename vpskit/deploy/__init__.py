@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
-from vpskit import fleet, interrupts, render, session
+from vpskit import fleet, hooks, interrupts, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
@@ -22,18 +22,20 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                        hosts: Sequence[Host] | None = None, batch: int = 1) -> str:
     """Deploy ``ref`` (default: the inventory's) to the app hosts; return the release id.
 
-    Every host is locked and prepared at once (upload, virtualenv); the database is dumped and
-    the release commands run once, on the first web host; the new release starts beside the
-    live one on every web host; then the web hosts switch ``batch`` at a time, each gated by
-    its public health check; last, old releases stop and processes restart everywhere. A
-    failure anywhere puts every host back on the release it was serving.
-    """
+    The ``pre_deploy`` hook runs before any connection. Every host is locked and prepared at
+    once (upload, virtualenv); the database is dumped and the release commands run once, on the
+    first web host; the new release starts beside the live one on every web host; then the web
+    hosts switch ``batch`` at a time, each gated by its public health check; last, old releases
+    stop and processes restart everywhere. A failure anywhere puts every host back on the
+    release it was serving. Unlocked, ``post_deploy`` or ``failed_deploy`` runs last."""
     source = resolve(env.app.repo, ref or env.app.ref)
     refuse_unsafe_files(source, env.backups.local_dir)
     rid = release_id(source)
     targets = [h for h in (hosts or env.hosts) if h.serves_app]
     if not targets:
         raise ToolkitError(f"no web or worker host of {env.site} among those chosen")
+    about = hooks.variables(env, targets, rid, source.sha, source.ref)
+    hooks.run(env, "pre_deploy", about, out)
     start = time.monotonic()
     jobs: dict[str, Deploy] = {}
     with ExitStack() as stack:
@@ -49,8 +51,8 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                                 alone=len(targets) == 1)
 
         lb: Remote | None = None  # the lb host's runner, once opened
-        _lock_db_host(env, targets, stack, f"deploy {source.short}")
         try:
+            _lock_db_host(env, targets, stack, f"deploy {source.short}")
             fleet.each_or_raise(targets, prepare, out, "deploy")
             web = [h for h in targets if "web" in h.roles] or targets
             phase("once", web[:1])
@@ -64,17 +66,27 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                 out.line(f"lb {env.lb_host.address}: {url} answered {env.health.status}")
             phase("finish", targets)
         except BaseException as exc:  # any way out: an error, Ctrl-C, a signal, a lost link
-            if not jobs:
+            error = _undo(env, list(jobs.values()), lb, exc, out) if jobs else exc
+            stack.close()  # unlocked before the hook
+            hooks.warn(env, "failed_deploy", hooks.failed(about, error), out)
+            if error is exc:
                 raise
-            with interrupts.shielded():
-                notes = _recover(list(jobs.values()), out)
-                if lb:
-                    switch.rotate(lb, env)
-            raise interrupts.failure(exc, notes) from exc
+            raise error from exc
     tls = any(j.tls for j in jobs.values())
     out.line(deploy_line(env, rid, source.sha, time.monotonic() - start, tls)
              + (f" on {len(jobs)} hosts" if len(jobs) > 1 else ""))
+    hooks.warn(env, "post_deploy", about, out)
     return rid
+
+
+def _undo(env: Environment, jobs: list[Deploy], lb: Remote | None, exc: BaseException,
+          out: Reporter) -> ToolkitError:
+    """Put every host back on what it served, shielded from signals; the error to end with."""
+    with interrupts.shielded():
+        notes = _recover(jobs, out)
+        if lb:
+            switch.rotate(lb, env)
+    return interrupts.failure(exc, notes)
 
 
 def _lock_db_host(env: Environment, targets: list[Host], stack: ExitStack, what: str) -> None:
@@ -128,22 +140,26 @@ def _recover(jobs: list[Deploy], out: Reporter) -> str:
 
 def rollback_environment(env: Environment, to: str | None, out: Reporter,
                          hosts: Sequence[Host] | None = None) -> str:
-    """Switch every app host back to the previous good release (or ``to``), all at once."""
-    def one(host: Host, host_out: Reporter) -> str:
+    """Switch every app host back to the previous good release (or ``to``), all at once; then
+    the inventory's ``post_rollback`` hook runs (its failure is a warning)."""
+    def one(host: Host, host_out: Reporter) -> releases.Release:
         start = time.monotonic()
         with closing_remote(session.open_remote(env, host)) as remote, \
                 deploy_lock(remote, env.site, "rollback"):
-            target_id = _rollback_host(env, host, remote, to, host_out)
-        host_out.line(f"rolled back {env.site} on {host.address} to {target_id} in "
+            target = _rollback_host(env, host, remote, to, host_out)
+        host_out.line(f"rolled back {env.site} on {host.address} to {target.id} in "
                       f"{time.monotonic() - start:.1f}s")
-        return target_id
+        return target
 
-    done = fleet.each_or_raise([h for h in (hosts or env.hosts) if h.serves_app], one, out,
-                               "rollback")
-    return next(iter(done.values()))
+    targets = [h for h in (hosts or env.hosts) if h.serves_app]
+    target = next(iter(fleet.each_or_raise(targets, one, out, "rollback").values()))
+    hooks.warn(env, "post_rollback", hooks.variables(env, targets, target.id, target.sha,
+                                                     target.ref), out)
+    return target.id
 
 
-def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Reporter) -> str:
+def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Reporter
+                   ) -> releases.Release:
     found = releases.load(remote, env)
     target = found.get(to) if to else found.previous_good()
     if target is None:
@@ -190,4 +206,4 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
     if "worker" in host.roles:
         steps.append(("processes", lambda _: switch.restart_processes(remote, env)))
     run_steps(None, steps, out)
-    return target.id
+    return target

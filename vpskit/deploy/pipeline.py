@@ -88,8 +88,10 @@ class Deploy:
     before: Releases | None = None
     python: tuple[int, int] | None = None
     tls: bool = False
+    uploaded: bool = False
     started: bool = False
     switched: bool = False
+    committed: bool = False  # every web host serves it: a later failure never rolls back
 
     @property
     def release_dir(self) -> str:
@@ -118,6 +120,7 @@ class Deploy:
                        *([("processes", Deploy.processes)] if worker else []),
                        ("prune", Deploy.prune)],
         }[name]
+        self.committed = self.committed or name == "finish"
         run_steps(self, steps, self.out)
 
     # ---- steps ---------------------------------------------------------------------------------
@@ -152,6 +155,7 @@ class Deploy:
                 self.source.sha, str(len(archive))]
         result = self.remote.run(argv, stdin=archive, timeout=600, check=False)
         check_room(self.remote, argv, result, "the release", str(self.env.releases_dir))
+        self.uploaded = True
         self._meta("new")
         return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
 
@@ -244,7 +248,12 @@ class Deploy:
 
     # ---- failure -------------------------------------------------------------------------------
     def recover(self) -> str:
-        """Undo what the failed deploy did; say what is serving now."""
+        """Undo what the failed deploy did; say what is serving now. Once committed (the
+        ``finish`` phase: the old release is stopping), the new release stays."""
+        if self.committed:
+            return (f"release {self.release_id} is live; its last steps did not finish (old "
+                    f"release stopping, workers restart, prune): run fab deploy --env "
+                    f"{self.env.name} again to complete them")
         notes = []
         try:
             if self.switched and self.live:
@@ -256,7 +265,8 @@ class Deploy:
                 notes.append(f"rolled back to {self.live}")
             if self.started:
                 switch.stop(self.remote, self.env, self.release_id)
-            self._meta("bad" if self.switched else "failed")
+            if self.uploaded:
+                self._meta("bad" if self.switched else "failed")
         except Exception as exc:  # a lost connection too: say so, keep the first error
             notes.append(f"cleanup also failed: {exc}")
         serving = self.live or "nothing (first deploy)"

@@ -5,8 +5,9 @@
 ``runtime.txt``/``.python-version`` and ``.git``. :func:`render_inventory` turns that into a
 complete, commented inventory whose only placeholders are valid values marked ``FILL ME``, and
 :func:`write_inventory` writes it beside the app; :func:`write_files` adds what the repository
-needs to run the tasks and stay safe to commit (see :mod:`vpskit.init.scaffold`). Local: nothing
-here runs the app's code or touches a server.
+needs to run the tasks and stay safe to commit (see :mod:`vpskit.init.scaffold`) and, on request,
+a CI workflow that deploys each push (:mod:`vpskit.init.ci`). Local: nothing here runs the app's
+code or touches a server.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from pathlib import Path
 
 from vpskit.config import Backups
 from vpskit.errors import ToolkitError
+from vpskit.init import ci as ci_workflow
 from vpskit.init import scaffold
 from vpskit.init.detect import detect
 from vpskit.init.detected import Detected
@@ -42,10 +44,24 @@ def write_inventory(app_dir: Path, force: bool = False, app_name: str | None = N
     return target
 
 
-def write_files(app_dir: Path, force: bool = False, app_name: str | None = None) -> list[str]:
+def write_files(app_dir: Path, force: bool = False, app_name: str | None = None,
+                ci: str | None = None) -> list[str]:
     """``inventory.yml``, then ``fabfile.py``/``fabric.yaml`` and ``.gitignore`` entries in
-    ``app_dir``; one line per file written or kept."""
-    said = [f"wrote {write_inventory(app_dir, force=force, app_name=app_name)}"]
-    said += scaffold.write_fabfile(Path(app_dir))
-    said += scaffold.update_gitignore(Path(app_dir), scaffold.ignored_lines(Backups().local_dir))
+    ``app_dir``; one line per file written or kept.
+
+    With ``ci`` (``"github"``) also the CI workflow deploying each push (see
+    :mod:`vpskit.init.ci`), rendered from the inventory: an existing inventory is then kept
+    and read, and ``force`` overwrites only an existing workflow.
+    """
+    app_dir = Path(app_dir)
+    workflow = ci_workflow.workflow_path(app_dir, ci, force) if ci else None
+    inventory = app_dir / "inventory.yml"
+    if workflow and inventory.exists():
+        said = [f"kept {inventory}"]
+    else:
+        said = [f"wrote {write_inventory(app_dir, force=force, app_name=app_name)}"]
+    said += scaffold.write_fabfile(app_dir)
+    said += scaffold.update_gitignore(app_dir, scaffold.ignored_lines(Backups().local_dir))
+    if workflow:
+        said += ci_workflow.write_workflow(workflow, inventory)
     return said
