@@ -48,7 +48,7 @@ def exits(func: Callable[..., Any]) -> Callable[..., Any]:
         except ToolkitError as exc:
             raise Exit(f"error: {exc}", code=1) from None
         except KeyboardInterrupt as exc:
-            raise Exit(f"error: interrupted ({exc or 'SIGINT'})", code=130) from None
+            raise Exit(f"error: interrupted ({str(exc) or 'SIGINT'})", code=130) from None
     return wrapper
 
 

@@ -70,5 +70,5 @@ def failure(exc: BaseException, notes: str) -> ToolkitError:
     if isinstance(exc, ToolkitError):
         return type(exc)(f"{exc}; {notes}")
     if isinstance(exc, KeyboardInterrupt):
-        return ToolkitError(f"interrupted ({exc or 'SIGINT'}); {notes}")
+        return ToolkitError(f"interrupted ({str(exc) or 'SIGINT'}); {notes}")
     return ToolkitError(f"{type(exc).__name__}: {str(exc).strip() or 'no detail'}; {notes}")

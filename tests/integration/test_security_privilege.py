@@ -164,9 +164,9 @@ def test_security_postgres_admin_opens_no_tcp_port_and_a_private_socket(site, pr
 
 
 # ---- restore ---------------------------------------------------------------------------------
-@pytest.mark.parametrize("added", [
-    "ALTER ROLE postgres SET work_mem = '7MB';",
-    f"COPY (SELECT 1) TO PROGRAM 'touch {PWNED}';",
+@pytest.mark.parametrize("added", [  # RESET ROLE undoes pg_restore's SET ROLE --role gives
+    "RESET ROLE; ALTER ROLE postgres SET work_mem = '7MB';",
+    f"RESET ROLE; COPY (SELECT 1) TO PROGRAM 'touch {PWNED}';",
     f"\\! touch {PWNED}",  # a psql meta-command, run by the OS user running psql
 ], ids=["alter-role", "copy-to-program", "psql-shell"])
 def test_security_a_crafted_dump_cannot_act_as_the_superuser(site, deployed, added):
