@@ -29,7 +29,7 @@ from typing import Any
 
 import yaml
 
-from vpskit import config, envfile
+from vpskit import config, endpoints, envfile
 from vpskit.errors import InventoryError, ToolkitError
 from vpskit.secret import Secret
 
@@ -58,8 +58,6 @@ CHOICES = {
 # Every pattern is used with fullmatch.
 NAME_RE = re.compile(r"[a-z][a-z0-9]{0,19}")
 DOMAIN_RE = re.compile(r"(?=.{1,253}\Z)([a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?\.)+[a-z][a-z0-9-]{0,62}")
-HOSTNAME_RE = re.compile(r"(?=.{1,253}\Z)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-                         r"(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*")
 USER_RE = re.compile(r"[a-z_][a-z0-9_-]{0,31}")  # a Linux user name (useradd's rules)
 ENTRY_RE = re.compile(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*(\(\))?")
 EMAIL_RE = re.compile(r"[^@\s]+@[^@\s]+\.[^@\s]+")
@@ -88,15 +86,6 @@ def _words(command: str) -> list[str] | None:
         return None
 
 
-def _is_ip(value: str) -> bool:
-    """An IPv4 or IPv6 literal, without an IPv6 zone (``%eth0``)."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return False
-    return "%" not in value
-
-
 def _is_network(value: str) -> bool:
     """An IP address or a network whose host bits are zero (``10.0.0.0/8``), no IPv6 zone."""
     try:
@@ -104,12 +93,6 @@ def _is_network(value: str) -> bool:
     except ValueError:
         return False
     return "%" not in value
-
-
-def _is_host(value: str) -> bool:
-    """An IP literal or a DNS name (whose last label is not all digits, unlike a bad IPv4)."""
-    return _is_ip(value) or (bool(HOSTNAME_RE.fullmatch(value))
-                             and not value.rsplit(".", 1)[-1].isdigit())
 
 
 def _pg_name(value: str) -> bool:
@@ -168,10 +151,11 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
                              "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
     ("system", "min_free_mb"): (lambda v: v >= 0, "expected 0 or a size in MiB"),
     **{("hooks", f.name): HOOK_RULE for f in dataclasses.fields(config.Hooks)},
-    ("host", "address"): (_is_host, "expected an IP address or a DNS name, e.g. 203.0.113.10"),
+    ("host", "address"): (endpoints.valid_host,
+                          "expected an IP address or a DNS name, e.g. 203.0.113.10"),
     ("host", "user"): USER_RULE,
     ("host", "bootstrap_user"): USER_RULE,
-    ("host", "private_address"): (lambda v: not v or _is_ip(v),
+    ("host", "private_address"): (lambda v: not v or endpoints.is_ip(v),
                                   "expected the IP address the other hosts reach it at"),
 }
 
@@ -435,6 +419,12 @@ def _resolve(doc: _Doc, env: str, body: dict, required: list[str], optional: lis
         if value and not envfile.one_line(value):
             raise InventoryError(f"{where} has a line break, which the app's env file cannot "
                                  f"hold; put it on one line (e.g. base64-encoded)")
+        if value and key in endpoints.SERVICE_PORTS:
+            try:
+                endpoints.service_endpoint(value, endpoints.SERVICE_PORTS[key])
+            except ValueError as exc:
+                raise InventoryError(f"{where}: {exc}; fix the URL where the secret is set "
+                                     f"(the environment or .env.{env})") from None
         if value:
             resolved[key] = Secret(value)
         elif key in required:

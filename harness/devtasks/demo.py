@@ -17,6 +17,7 @@ from vpskit.cli import exits
 from vpskit.errors import ToolkitError
 
 WORKDIR = Path("/var/lib/vpskit-demo")
+VPSKIT = Path(sys.executable).parent / "vpskit"
 NAME, INDEX, DOMAINS = "demo", 0, ("shop.test", "www.shop.test")
 
 
@@ -44,7 +45,7 @@ def run() -> str:
         body = response.read().decode().strip()
     print(f"\nThe example app is live: {url}\n  {body}\n"
           f"  try: curl --cacert {ca} {url}health/\n"
-          f"  the operator's view: cd {WORKDIR} && vpskit status --env production\n"
+          f"  the operator's view: cd {WORKDIR} && {VPSKIT} status --env production\n"
           f"  tear down: {sys.executable} -m harness.testvps down --name {NAME} && "
           f"{sys.executable} -m harness.testvps pebble-down")
     return url

@@ -294,9 +294,11 @@ def test_failed_copy_prunes_nothing(site):
 
 
 def test_cron_like_run_without_terminal_or_environment(site, tmp_path):
+    """The vpskit command from any directory, as cron runs it: no terminal, no environment."""
     before = local_files(site)
     result = subprocess.run(
-        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}", str(FAB), "backup", "--env", "production", "--inventory", str(site.dir / "inventory.yml")],
+        ["env", "-i", "PATH=/usr/bin:/bin", f"HOME={tmp_path}", str(FAB.with_name("vpskit")),
+         "backup", "--env", "production", "--inventory", str(site.dir / "inventory.yml")],
         cwd=tmp_path, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=300)
     assert (result.returncode, result.stdout, result.stderr) == (0, "", "")
     assert new_regular_dump(before, local_files(site))

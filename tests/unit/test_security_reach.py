@@ -7,6 +7,7 @@ import subprocess
 
 import pytest
 
+from vpskit import endpoints
 from vpskit.config import App, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.provision import database
@@ -24,7 +25,7 @@ WEB = Host("203.0.113.2", roles=("web", "worker", "db"))
     ("a" * 64 + ".example", False),
 ])
 def test_security_valid_host_is_an_ip_literal_or_a_dns_name(value, ok):
-    assert database.valid_host(value) is ok
+    assert endpoints.valid_host(value) is ok
 
 
 @pytest.mark.parametrize(("url", "found"), [
@@ -33,7 +34,7 @@ def test_security_valid_host_is_an_ip_literal_or_a_dns_name(value, ok):
     ("postgres:///d?host=/run/postgresql", None),
 ])
 def test_security_service_endpoint_reads_host_and_port(url, found):
-    assert database.service_endpoint(url, 5432) == found
+    assert endpoints.service_endpoint(url, 5432) == found
 
 
 @pytest.mark.parametrize(("url", "error"), [
@@ -47,7 +48,7 @@ def test_security_service_endpoint_reads_host_and_port(url, found):
 ])
 def test_security_service_endpoint_refuses_a_crafted_host_or_port(url, error):
     with pytest.raises(ValueError) as caught:
-        database.service_endpoint(url, 5432)
+        endpoints.service_endpoint(url, 5432)
     assert str(caught.value) == error
 
 
@@ -77,3 +78,20 @@ def test_security_reach_script_never_runs_a_value(tmp_path, address, port):
                             capture_output=True, text=True, timeout=30)
     assert result.returncode == 1 and result.stdout == f"{address}:{port}\n"
     assert not out.exists()
+
+
+def test_security_a_crafted_database_url_host_is_rejected_at_load(tmp_path):
+    from vpskit import inventory
+    from vpskit.errors import InventoryError
+
+    (tmp_path / "inventory.yml").write_text(
+        "app: {name: shop, repo: ., entry: 'shop.wsgi:application'}\n"
+        "secrets: [DATABASE_URL]\n"
+        "environments:\n  production:\n    hosts: [{address: 203.0.113.10, roles: [web]}]\n"
+        "    domains: [shop.example.com]\n    tls: {enabled: false}\n")
+    crafted = "postgres://u:pw@x$(reboot):5432/shop"
+    with pytest.raises(InventoryError) as caught:
+        inventory.load(tmp_path / "inventory.yml", "production", environ={"DATABASE_URL": crafted})
+    message = str(caught.value)
+    assert message.startswith("inventory.yml:2: secret 'DATABASE_URL'") and "\n" not in message
+    assert "neither an IP address nor a DNS name" in message and "pw" not in message

@@ -7,20 +7,18 @@ the app gets are kept in a root-only credentials file on the db host, for the ot
 
 from __future__ import annotations
 
-import ipaddress
-import re
 import secrets
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from vpskit import envfile, facts
 from vpskit.config import Environment, Host
+from vpskit.endpoints import SERVICE_PORTS, service_endpoint
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
 VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
-SERVICE_PORTS = {"DATABASE_URL": 5432, "REDIS_URL": 6379}  # the default port of each URL
 SERVICE_URLS = tuple(SERVICE_PORTS)
 
 
@@ -172,40 +170,6 @@ def credentials(ctx: Context) -> list[str]:
 # Each value stays an argument, of this script and of the inner bash: no value is shell text.
 REACH = ("while [ $# -gt 0 ]; do timeout 3 bash -c '</dev/tcp/\"$1\"/\"$2\"' reach \"$1\" \"$2\" "
          '2>/dev/null || { echo "$1:$2"; exit 1; }; shift 2; done')
-LABEL = r"[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
-DNS_NAME_RE = re.compile(rf"(?=.{{1,253}}\Z){LABEL}(\.{LABEL})*")
-
-
-def valid_host(value: str) -> bool:
-    """An IP literal (no IPv6 zone) or a DNS name whose last label is not all digits (pure)."""
-    try:
-        ipaddress.ip_address(value)
-    except ValueError:
-        return bool(DNS_NAME_RE.fullmatch(value)) and not value.rsplit(".", 1)[-1].isdigit()
-    return "%" not in value
-
-
-def service_endpoint(url: str, default_port: int) -> tuple[str, int] | None:
-    """``(host, port)`` of a service URL, None when it names no host (a Unix socket) (pure).
-
-    Raises ValueError saying what is wrong when the host is neither an IP literal nor a DNS
-    name, or the port is not a number from 1 to 65535. Example: ``service_endpoint(
-    "postgres://u:pw@db.example:25060/d", 5432) == ("db.example", 25060)``.
-    """
-    parts = urlsplit(url)
-    if not parts.hostname:
-        return None
-    if not valid_host(parts.hostname):
-        raise ValueError(f"its host {parts.hostname!r} is neither an IP address nor a DNS name")
-    try:
-        port = parts.port
-    except ValueError:
-        port = 0
-    if port == 0:
-        raise ValueError("its port is not a number from 1 to 65535")
-    return parts.hostname, port or default_port
-
-
 def managed_endpoints(env: Environment) -> list[tuple[str, int]]:
     """(address, port) of each managed service given as a secret URL; none for a Unix socket
     (pure). A URL whose host or port is not one raises a ToolkitError naming its secret."""
