@@ -108,11 +108,11 @@ def table(rows: list[Row]) -> str:
 
 
 def run() -> list[Row]:
-    """Boot a fresh VPS, measure, write ``bench/results.md``, tear down (Pebble too, when
-    started here)."""
-    pebble_was_up = testvps.pebble_is_up()
+    """Boot a fresh VPS, measure, write ``bench/results.md``, tear down (Pebble too, unless
+    another process uses it)."""
     testvps.down(NAME)
     vps = testvps.up(NAME, INDEX, domains=(DOMAIN,))
+    pebble = None
     try:
         pebble = testvps.pebble_up(vps.host_address)
         with tempfile.TemporaryDirectory(prefix="vpskit-bench-") as tmp:
@@ -123,8 +123,8 @@ def run() -> list[Row]:
                 lambda: bench_multi.run(fab, row, timings)])
     finally:
         testvps.down(NAME)
-        if not pebble_was_up:
-            testvps.pebble_release()  # stops it unless a test run on this machine uses it
+        if pebble:
+            testvps.pebble_release(pebble)  # stops it unless another process uses it
     header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
               f"test VPS: Debian 12 in systemd-nspawn.\n\n")
     RESULTS.parent.mkdir(exist_ok=True)

@@ -28,6 +28,7 @@ def run(fab: Callable[..., tuple[float, str]], report: Callable[..., Any],
             machines.append(testvps.up(name, FIRST_INDEX + i, domains=(DOMAIN,) if i == 0 else ()))
             stack.callback(testvps.down, name)
         pebble = testvps.pebble_up(machines[0].host_address)
+        stack.callback(testvps.pebble_release, pebble)
         workdir = sandbox.create(Path(tmp), machines[0], pebble, domains=[DOMAIN],
                                  roles=list(zip(machines, ROLES, strict=True)))
         provision, _ = fab(workdir, "provision")

@@ -14,7 +14,6 @@ from harness.testvps.keys import generate_key
 from harness.testvps.lifecycle import describe, down, is_running, power_cut, status, up
 from harness.testvps.pebble import Pebble
 from harness.testvps.pebble import down as pebble_down
-from harness.testvps.pebble import is_up as pebble_is_up
 from harness.testvps.pebble import release as pebble_release
 from harness.testvps.pebble import up as pebble_up
 from harness.testvps.shell import HarnessError
@@ -29,7 +28,6 @@ __all__ = [
     "generate_key",
     "is_running",
     "pebble_down",
-    "pebble_is_up",
     "pebble_release",
     "pebble_up",
     "power_cut",

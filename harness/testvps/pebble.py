@@ -29,7 +29,7 @@ from harness.testvps.shell import (
 PEBBLE_DIR = state.STATE_DIR / "pebble"
 LISTENER_CA = PEBBLE_DIR / "vpskit-pebble-ca.crt"  # .crt: update-ca-certificates needs it
 CONFIG = PEBBLE_DIR / "config.json"
-LEASES = PEBBLE_DIR / "leases"  # one file per process using Pebble, named by its pid
+LEASES = PEBBLE_DIR / "leases"  # one file per holder: <pid>-<random>
 ACME_PORT, MANAGEMENT_PORT = 14000, 15000
 OPENSSL_CONFIG = """\
 [req]
@@ -62,6 +62,7 @@ class Pebble:
     roots_url: str  # Pebble's (per-run) root CA, to verify the certificates it issued
     listener_ca_path: str  # host path of the CA of Pebble's HTTPS listener (trusted by every VPS)
     pid: int
+    lease: str  # this holder's lease file: give it back with release()
 
 
 def ensure_listener_ca() -> Path:
@@ -89,18 +90,13 @@ def _running() -> list[int]:
     return find_pids(str(CONFIG))
 
 
-def is_up() -> bool:
-    """Whether a Pebble started by this harness is running."""
-    return bool(_running())
-
-
 def up(host_address: str = "10.77.0.1") -> Pebble:
     """Start Pebble on 0.0.0.0:14000 (ACME) and :15000 (management) unless it already runs.
 
     ``host_address`` is the host as a VPS sees it (``Vps.host_address``); it only shapes the URLs.
     """
     with state.lock():
-        lease()
+        held = _lease()
         ensure_packages("pebble", "openssl")
         ca = ensure_listener_ca()
         pids = _running()
@@ -122,6 +118,7 @@ def up(host_address: str = "10.77.0.1") -> Pebble:
         roots_url=f"https://{host_address}:{MANAGEMENT_PORT}/roots/0",
         listener_ca_path=str(ca),
         pid=pids[0],
+        lease=held,
     )
 
 
@@ -140,17 +137,19 @@ def down() -> None:
     terminate(_running(), 10)
 
 
-def lease() -> None:
-    """Mark this process as a user of Pebble (see :func:`release`)."""
+def _lease() -> str:
+    """A new lease of this process on Pebble (see :func:`release`); its file's path."""
     LEASES.mkdir(parents=True, exist_ok=True)
-    (LEASES / str(os.getpid())).touch()
+    path = LEASES / f"{os.getpid()}-{secrets.token_hex(4)}"
+    path.touch()
+    return str(path)
 
 
-def release() -> None:
-    """Drop this process's lease; stop Pebble once no live process holds one, so a test run
-    never stops the Pebble another run on the machine still uses."""
+def release(server: Pebble) -> None:
+    """Give back ``server``'s lease; stop Pebble once no live process holds one, so a test
+    run (or a fixture of the same run) never stops the Pebble someone still uses."""
     with state.lock():
-        (LEASES / str(os.getpid())).unlink(missing_ok=True)
-        alive = [p for p in LEASES.glob("*") if p.name.isdigit() and cmdline(int(p.name))]
-        if not alive:
+        Path(server.lease).unlink(missing_ok=True)
+        holders = {p.name.split("-")[0] for p in LEASES.glob("*")}
+        if not any(pid.isdigit() and cmdline(int(pid)) for pid in holders):
             down()

@@ -37,4 +37,4 @@ def pebble_for(vps: testvps.Vps) -> Iterator[testvps.Pebble]:
         yield server
     finally:
         if not KEEP:
-            testvps.pebble_release()
+            testvps.pebble_release(server)
