@@ -48,6 +48,7 @@ for path in "${other_paths[@]}"; do
   [ -e "$path" ] && { rm -rf "$path"; echo "$path"; }
 done
 id "$site" >/dev/null 2>&1 && userdel "$site" && echo "user $site"
+getent group "$site" >/dev/null && groupdel "$site" && echo "group $site"  # www-data kept it
 true
 """
 

@@ -299,6 +299,7 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
     left = site.sh("ls -d /srv/shop-staging /etc/letsencrypt/live/shop-staging 2>/dev/null; "
                    "systemctl list-units --all --plain --no-legend 'shop-staging-*'; "
                    "find /etc/systemd/system -name 'shop-staging-*'; id shop-staging 2>/dev/null;"
+                   " getent group shop-staging;"
                    " ls /etc/vpskit/redis-db", check=False)
     assert left.split() == ["shop-production"], left
     assert site.sh("ls /etc/vpskit/firewall").split() == ["shop-production"]
@@ -308,6 +309,8 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
     again = site.fab("remove", "--yes", env="staging").stdout
     assert "nothing of shop-staging left to remove" in again, again
     assert site.get("/")[0] == 200
+    site.fab("provision", env="staging")  # a removed environment can come back
+    site.fab("remove", "--yes", env="staging")
 
 
 def test_secrets_never_appear_in_any_output(site, deployed):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shlex
 from collections.abc import Callable
 
 from vpskit import facts
@@ -24,6 +25,8 @@ def probes(ctx: Context) -> list[facts.Probe]:
     user = ctx.host.user
     return [
         facts.users([user, ctx.env.app_user, "www-data"]),
+        facts.Probe("app_group", f"getent group {shlex.quote(ctx.env.app_user)}",
+                    lambda out, rc: rc == 0),
         file_probe([sudoers_path(user), authorized_keys_path(user), SSHD_DROPIN], "access_files"),
         facts.text("/root/.ssh/authorized_keys", "root_keys"),
     ]
@@ -48,8 +51,9 @@ def users(ctx: Context, public_key: str | None) -> list[str]:
     if user != "root" and user not in found:
         ctx.act(["useradd", "--create-home", "--shell", "/bin/bash", user])
         changes.append(f"user {user} created")
-    if app_user not in found:
-        ctx.act(["useradd", "--system", "--user-group", "--home-dir", str(ctx.env.root),
+    if app_user not in found:  # a group left by an earlier site of that name is reused
+        group = ["--gid", app_user] if ctx.facts["app_group"] else ["--user-group"]
+        ctx.act(["useradd", "--system", *group, "--home-dir", str(ctx.env.root),
                  "--no-create-home", "--shell", "/usr/sbin/nologin", app_user])
         changes.append(f"system user {app_user} created")
     if app_user not in found.get("www-data", []):
