@@ -124,6 +124,7 @@ def test_security_venv_is_built_by_the_app_user_and_left_read_only(site, deploye
 def test_security_postgres_admin_opens_no_tcp_port_and_a_private_socket(site, provisioned):
     """A real ``fab provision`` that must create a role (staging, new), held just before psycopg
     connects: its listener is then open, and only root can reach it."""
+    site.fab("remove", "--yes", env="staging")  # another module may have left staging there
     tmp = tempfile.mkdtemp(prefix="vpskit-sec-")
     os.chmod(tmp, 0o755)  # any user may look in: only the listener's own directory protects it
     hold = Path(tmp) / "hold"
