@@ -216,12 +216,8 @@ def prune_argv(env: Environment) -> list[str]:
 def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:
     """Write, verify and rename one backup file on the server (always acts)."""
     result = remote.run(archive_argv(env, name, kind), check=False, timeout=3600)
-    if result.exited == NO_SPACE and result.stdout.startswith("NOSPACE"):
-        need, free = (int(n) for n in result.stdout.split()[1:3])
-        raise ToolkitError(no_space(remote.host, "a dump", str(env.backup_dir), need, free))
-    if not result.ok:
-        what = ["pg_dump", env.db_name] if kind == "dump" else ["tar", str(env.shared_dir)]
-        raise remote.error(what, result)
+    command = ["pg_dump", env.db_name] if kind == "dump" else ["tar", str(env.shared_dir)]
+    check_room(remote, command, result, "a dump", str(env.backup_dir))
     size, sha256 = result.stdout.split()[-2:]
     return Artifact(f"{env.backup_dir}/{name}", int(size), sha256)
 
@@ -231,6 +227,16 @@ def no_space(host: str, what: str, path: str, need: int, free: int) -> str:
     return (f"{host}: not enough free space for {what} in {path}: it needs about "
             f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; free some space (old backups, "
             f"releases) or grow the disk, then try again")
+
+
+def check_room(remote: Remote, argv: list[str], result: Result, what: str, path: str) -> None:
+    """Raise for a failed script: exit 28 with ``NOSPACE <need> <free>`` (bytes) is the one
+    line :func:`no_space` says; any other failure is the command's error."""
+    if result.exited == NO_SPACE and result.stdout.startswith("NOSPACE"):
+        need, free = (int(n) for n in result.stdout.split()[1:3])
+        raise ToolkitError(no_space(remote.host, what, path, need, free))
+    if not result.ok:
+        raise remote.error(argv, result)
 
 
 def dump(remote: Remote, env: Environment, label: str = "") -> str:

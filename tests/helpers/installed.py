@@ -15,7 +15,6 @@ PIP_CACHE = "/var/cache/vpskit/pip-host"  # shared with scripts/install
 
 @dataclass(frozen=True)
 class Installed:
-    wheel: Path
     bin: Path  # the virtualenv's bin/: vpskit, fab, python
 
 
@@ -40,4 +39,4 @@ def install(wheel: Path, base: Path) -> Installed:
     _run([sys.executable, "-m", "venv", str(venv)])
     _run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check",
           str(wheel)], cwd=base)
-    return Installed(wheel, venv / "bin")
+    return Installed(venv / "bin")

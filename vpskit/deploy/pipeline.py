@@ -20,7 +20,7 @@ from vpskit.deploy import appcmd, pipfail, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
 from vpskit.errors import RemoteError, ToolkitError
-from vpskit.remote import Remote, Result
+from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
 
 VENV_SCRIPT = r"""
@@ -154,7 +154,7 @@ class Deploy:
         argv = ["bash", "-c", UNPACK_SCRIPT, "unpack", self.release_dir, self.env.app_user,
                 self.source.sha, str(len(archive))]
         result = self.remote.run(argv, stdin=archive, timeout=600, check=False)
-        check_room(self.remote, argv, result, "the release", str(self.env.releases_dir))
+        backups.check_room(self.remote, argv, result, "the release", str(self.env.releases_dir))
         self.uploaded = True
         self._meta("new")
         return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
@@ -175,7 +175,7 @@ class Deploy:
             raise RemoteError(self.remote.masked(
                 f"{self.remote.host}: pip install -r {name} failed: {summary} (full output: "
                 f"{log})"))
-        check_room(self.remote, argv, result, "a virtualenv", venvs)
+        backups.check_room(self.remote, argv, result, "a virtualenv", venvs)
         return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
 
     def backup(self) -> list[str]:
@@ -293,16 +293,6 @@ for id in "$@"; do rm -rf "$root/releases/$id"; done
 keep=$(for d in "$root"/releases/*/.venv; do readlink "$d"; done | sort -u)
 for v in "$root"/venvs/*/; do v=${v%/}; echo "$keep" | grep -qxF "$v" || rm -rf "$v"; done
 """
-
-
-def check_room(remote: Remote, argv: list[str], result: Result, what: str, path: str) -> None:
-    """Raise for a failed script: exit 28 with ``NOSPACE <need> <free>`` (bytes) is the one
-    line :func:`vpskit.backups.no_space` says; any other failure is the command's error."""
-    if result.exited == backups.NO_SPACE and result.stdout.startswith("NOSPACE"):
-        need, free = (int(n) for n in result.stdout.split()[1:3])
-        raise ToolkitError(backups.no_space(remote.host, what, path, need, free))
-    if not result.ok:
-        raise remote.error(argv, result)
 
 
 def check_python(source: Source, server: tuple[int, int] | None) -> None:
