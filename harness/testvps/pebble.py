@@ -16,8 +16,8 @@ from pathlib import Path
 from harness.testvps import state
 from harness.testvps.shell import (
     HarnessError,
+    alive,
     answers,
-    cmdline,
     ensure_packages,
     find_pids,
     last_line,
@@ -126,8 +126,8 @@ def _wait_listening(log: Path, pid: int, timeout: float = 30) -> None:
     """Until both ports answer; ``pid`` (not yet exec'd into pebble at first) must stay alive."""
     deadline = time.monotonic() + timeout
     while not (answers("127.0.0.1", ACME_PORT) and answers("127.0.0.1", MANAGEMENT_PORT)):
-        if not cmdline(pid) or time.monotonic() > deadline:
-            terminate(_running(), 5)
+        if not alive(pid) or time.monotonic() > deadline:
+            terminate([pid, *_running()], 5)
             raise HarnessError(f"Pebble did not start: {last_line(log.read_text())!r} (log: {log})")
         time.sleep(0.05)
 
@@ -138,8 +138,12 @@ def down() -> None:
 
 
 def _lease() -> str:
-    """A new lease of this process on Pebble (see :func:`release`); its file's path."""
+    """A new lease of this process on Pebble (see :func:`release`); its file's path. Leases
+    of processes that have ended (killed runs) are dropped."""
     LEASES.mkdir(parents=True, exist_ok=True)
+    for stale in LEASES.glob("*"):
+        if not _holder_alive(stale):
+            stale.unlink(missing_ok=True)
     path = LEASES / f"{os.getpid()}-{secrets.token_hex(4)}"
     path.touch()
     return str(path)
@@ -150,6 +154,10 @@ def release(server: Pebble) -> None:
     run (or a fixture of the same run) never stops the Pebble someone still uses."""
     with state.lock():
         Path(server.lease).unlink(missing_ok=True)
-        holders = {p.name.split("-")[0] for p in LEASES.glob("*")}
-        if not any(pid.isdigit() and cmdline(int(pid)) for pid in holders):
+        if not any(_holder_alive(lease) for lease in LEASES.glob("*")):
             down()
+
+
+def _holder_alive(lease: Path) -> bool:
+    pid = lease.name.split("-")[0]
+    return pid.isdigit() and alive(int(pid))

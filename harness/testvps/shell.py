@@ -86,14 +86,23 @@ def spawn(argv: list[str], log: Path, cwd: Path, env: dict[str, str] | None = No
     return int(out.stdout)
 
 
-def cmdline(pid: int) -> list[str]:
-    """The argv of a live (non-zombie) process, or ``[]``."""
+def alive(pid: int) -> bool:
+    """Whether ``pid`` is a live (non-zombie) process; unlike :func:`cmdline`, true while it
+    execs (its argv reads empty for a moment then)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-        if stat.rsplit(")", 1)[1].split()[0] == "Z":
-            return []
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+        return stat.rsplit(")", 1)[1].split()[0] != "Z"
     except (OSError, IndexError):
+        return False
+
+
+def cmdline(pid: int) -> list[str]:
+    """The argv of a live (non-zombie) process, or ``[]`` (also for a moment while it execs)."""
+    if not alive(pid):
+        return []
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+    except OSError:
         return []
 
 
@@ -113,7 +122,7 @@ def terminate(pids: list[int], timeout: float) -> None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
         deadline = time.monotonic() + timeout
-        while (pids := [p for p in pids if cmdline(p)]) and time.monotonic() < deadline:
+        while (pids := [p for p in pids if alive(p)]) and time.monotonic() < deadline:
             time.sleep(0.05)
 
 
