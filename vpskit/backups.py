@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
-import inspect
 import os
 import re
 import shlex
@@ -27,14 +26,14 @@ from typing import BinaryIO
 
 import paramiko
 
-from vpskit import facts, session
+from vpskit import facts, session, sh
 from vpskit.config import Environment, Host
 from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
+from vpskit.sh.prune_backups import STAMP, parse_name, prune_dir
 from vpskit.steps import Reporter, run_steps
 
-STAMP = "%Y%m%dT%H%M%SZ"  # UTC; strftime and `date +` read it alike; sorts as time does
 DUMP, MEDIA = ".dump", "-media.tar.gz"
 SAFETY_LABEL = "prerestore"
 AUTOMATIC_LABELS = ("predeploy", SAFETY_LABEL)  # dumps taken by vpskit itself before a change
@@ -43,67 +42,8 @@ CHUNK = 1 << 20
 IDLE_TIMEOUT = 300  # seconds without a byte before a transfer counts as dead
 LOCK_QUEUE = 3600  # seconds a backup waits for a deploy, rollback or restore to finish
 
-ARCHIVE_SCRIPT = r"""
-set -eo pipefail; umask 077
-dir="$1" name="$2" kind="$3" source="$4"
-tmp="$dir/.$name.partial"
-trap 'rm -f "$tmp"' EXIT
-mkdir -p "$dir"; chmod 700 "$dir"
-if [ "$kind" = dump ]; then  # room for the last dump and a fifth more, or the whole database
-  last=$(find "$dir" -maxdepth 1 -name '*.dump' -printf '%T@ %s\n' | sort -n | tail -1)
-  if [ -n "$last" ]; then need=$(( ${last#* } * 12 / 10 ))
-  else need=$(runuser -u postgres -- psql -XAtc 'SELECT pg_database_size(current_database())' \
-                -d "$source"); fi
-  free=$(df --output=avail -B1 "$dir" | tail -1)
-  if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; exit 28; fi
-fi
-if [ "$kind" = dump ]; then  # checksummed on the way to disk, not read back for it
-  sum=$(runuser -u postgres -- pg_dump --format=custom "$source" | tee "$tmp" | sha256sum)
-  pg_restore --list "$tmp" > /dev/null
-else
-  sum=$(tar -C "$(dirname "$source")" -cz "$(basename "$source")" | tee "$tmp" | sha256sum)
-  tar -tzf "$tmp" > /dev/null
-fi
-sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
-trap - EXIT
-echo "$(stat -c %s "$dir/$name") ${sum%% *}"
-"""
-
-# ---- names and retention (pure, standard library only: shipped to the server as is) --------------
-def parse_name(site: str, name: str) -> tuple[str, str, str] | None:
-    """``(stamp, label, suffix)`` of a backup of ``site``, or None for any other file (pure)."""
-    match = re.fullmatch(re.escape(site) + r"-(\d{8}T\d{6}Z)(?:-([A-Za-z0-9.-]+?))?"
-                                           r"(\.dump|-media\.tar\.gz)", name)
-    return match.groups("") if match else None
-
-
-def prune_plan(site: str, names: Iterable[str], cutoff: str) -> list[str]:
-    """Backups of ``site`` stamped before ``cutoff``, oldest first; the newest dump and the
-    newest media archive stay whatever their age (pure)."""
-    found = sorted((parsed[0], name, parsed[2]) for name in names
-                   if (parsed := parse_name(site, name)))
-    newest = {suffix: name for _, name, suffix in found}
-    return [name for stamp, name, _ in found if stamp < cutoff and name not in newest.values()]
-
-
-def prune_dir(directory: str, site: str, keep_days: int, now: float | None = None) -> list[str]:
-    """Delete what :func:`prune_plan` names in ``directory``; return those names."""
-    since = (time.time() if now is None else now) - keep_days * 86400
-    doomed = prune_plan(site, os.listdir(directory), time.strftime(STAMP, time.gmtime(since)))
-    for name in doomed:
-        os.remove(os.path.join(directory, name))
-    return doomed
-
-
-PRUNE_PROGRAM = "\n".join([
-    "from __future__ import annotations",
-    "import os, re, sys, time",
-    f"STAMP = {STAMP!r}",
-    *(inspect.getsource(f) for f in (parse_name, prune_plan, prune_dir)),
-    "for gone in prune_dir(sys.argv[1], sys.argv[2], int(sys.argv[3])):",
-    "    print(gone)",
-])
-
+ARCHIVE_SCRIPT = sh.script("archive")
+PRUNE_PROGRAM = sh.program("prune_backups")
 
 def backup_name(site: str, stamp: str, label: str = "", suffix: str = DUMP) -> str:
     """``<site>-<stamp>[-label]<suffix>`` (pure)."""
@@ -272,11 +212,9 @@ def stream(remote: Remote, argv: Sequence[str], what: Sequence[str],
             raise RemoteError(f"{remote.host}: `{shlex.join(what)}` broke off: "
                               f"{exc or type(exc).__name__}") from None
 
-    remote.round_trips += 1
-    channel = remote.conn.client.get_transport().open_session()
+    channel = remote.channel(remote.command(argv))
     try:
         channel.settimeout(IDLE_TIMEOUT)
-        channel.exec_command(remote.command(argv))
         while source and (chunk := source.read(CHUNK)):
             try:
                 channel.sendall(chunk)
@@ -383,7 +321,7 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup``: dump (and media) on the server, copy here verified, prune both sides."""
     host = db_host(env)
     start = time.monotonic()
-    with session.closing_remote(session.open_remote(env, host)) as remote, \
+    with session.connected(env, host) as remote, \
             deploy_lock(remote, env.site, "backup", queue=LOCK_QUEUE):
         out.line(f"backup {env.site} on {host.address}")
         Backup(env, remote, local, datetime.now(UTC).strftime(STAMP)).run(out)
@@ -393,11 +331,8 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
 def list_backups(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup --list``: the site's backups on the server and here, sizes and ages."""
     host = db_host(env)
-    remote = session.open_remote(env, host)
-    try:
+    with session.connected(env, host) as remote:
         server = facts.gather(remote, [server_backups(env)])["backups"]
-    finally:
-        remote.conn.close()
     now = time.time()
     for where, found in ((f"{host.address}:{env.backup_dir}", server),
                          (str(local), local_backups(env, local))):

@@ -21,6 +21,7 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 SYSTEMD_WORD = re.compile(r"[\w.:()-]+")  # app.entry, worker_class, django_settings
 COMMAND_WORD = re.compile(r"[\w.:=/@+,-]+")  # each word of a process command
 CALENDAR = re.compile(r"[\w*,./:~+-]+( [\w*,./:~+-]+)*")  # backups.timer (systemd OnCalendar)
+URL_PATH = re.compile(r"/[\w.~/%+,:@=&?-]*", re.ASCII)  # health.path, quoted in the Nginx site
 
 
 @dataclass(frozen=True)
@@ -71,6 +72,7 @@ class Postgres:
     enabled: bool = True
     db: str = ""  # defaults to the site name with '-' -> '_'
     user: str = ""
+    lock_timeout: int = 5  # seconds a release command waits for a table lock; 0 = for ever
 
 
 @dataclass(frozen=True)
@@ -116,6 +118,14 @@ class Nginx:
 
 
 @dataclass(frozen=True)
+class Maintenance:
+    """Maintenance mode (``fab maintenance on``, ``deploy --maintenance``): Nginx answers 503."""
+
+    allow: tuple[str, ...] = ()  # clients still served the app (IPs or networks), by real address
+    retry_after: int = 300  # seconds, the 503's Retry-After header
+
+
+@dataclass(frozen=True)
 class System:
     swap_mb: int = 1024  # swap file size on machines with < 2 GiB RAM; 0 = never
     timezone: str = "UTC"
@@ -143,6 +153,18 @@ class Process:
 
 
 @dataclass(frozen=True)
+class Job:
+    """A scheduled job (:mod:`vpskit.schedule`): a command of the live release run by a systemd
+    timer on :attr:`Environment.job_host`."""
+
+    name: str
+    command: str  # as a process command: a bare program name comes from the virtualenv
+    calendars: tuple[str, ...]  # its timer's OnCalendar= lines, each with its timezone
+    written: str  # the schedule as the inventory gives it, e.g. "cron: 0 3 * * *"
+    timeout: int = 3600  # seconds a run may take before it is stopped and counts as failed
+
+
+@dataclass(frozen=True)
 class Environment:
     """Everything one ``--env`` deploys: hosts, app, services, secrets."""
 
@@ -156,12 +178,14 @@ class Environment:
     tls: TLS = field(default_factory=TLS)
     backups: Backups = field(default_factory=Backups)
     nginx: Nginx = field(default_factory=Nginx)
+    maintenance: Maintenance = field(default_factory=Maintenance)
     system: System = field(default_factory=System)
     hooks: Hooks = field(default_factory=Hooks)
     releases_keep: int = 5
     env: dict[str, str] = field(default_factory=dict)
     secrets: dict[str, Secret] = field(default_factory=dict)
     processes: tuple[Process, ...] = ()
+    schedule: tuple[Job, ...] = ()
     inventory_dir: str = ""  # the inventory's directory, where hooks run; "" = the working one
 
     # ---- names derived from the site -------------------------------------------------------
@@ -225,6 +249,12 @@ class Environment:
         """The host running Postgres/Redis for the site; None with managed services only."""
         found = self.hosts_with("db")
         return found[0] if found else None
+
+    @property
+    def job_host(self) -> Host:
+        """Where the scheduled jobs run, so each runs once: the first worker host, else the
+        first web host."""
+        return (self.hosts_with("worker") or self.hosts_with("web"))[0]
 
     @property
     def lb_host(self) -> Host | None:

@@ -12,15 +12,12 @@ import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from vpskit import sh
 from vpskit.facts import Probe
 from vpskit.remote import Remote
 from vpskit.secret import mask
 
-WRITE_SCRIPT = (
-    'set -e; umask 077; d=$(dirname "$1"); mkdir -p "$d"; '
-    't=$(mktemp "$d/.vpskit.XXXXXX"); trap \'rm -f "$t"\' EXIT; cat > "$t"; '
-    'chown "$2" "$t"; chmod "$3" "$t"; sync "$t"; mv -f "$t" "$1"; trap - EXIT'
-)
+WRITE_SCRIPT = sh.script("write-file")
 
 
 @dataclass(frozen=True)
@@ -77,10 +74,15 @@ def differences(spec: FileSpec, state: FileState | None) -> list[str]:
     return reasons
 
 
+def write_argv(path: str, owner: str = "root", group: str = "root", mode: int = 0o644
+               ) -> list[str]:
+    """The command writing its stdin to ``path`` atomically (pure)."""
+    return ["bash", "-c", WRITE_SCRIPT, "write", path, f"{owner}:{group}", f"{mode:o}"]
+
+
 def write(remote: Remote, spec: FileSpec) -> None:
     """Write ``spec`` atomically (always acts; call after :func:`differences`)."""
-    remote.run(["bash", "-c", WRITE_SCRIPT, "write", spec.path, f"{spec.owner}:{spec.group}",
-                f"{spec.mode:o}"], stdin=spec.content)
+    remote.run(write_argv(spec.path, spec.owner, spec.group, spec.mode), stdin=spec.content)
 
 
 def unified_diff(spec: FileSpec, old: str | None, secrets: list[str]) -> str:

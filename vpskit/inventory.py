@@ -6,8 +6,8 @@ Nothing here touches a server, and nothing later refuses an input: whatever rend
 or release commands could not take is refused here, before any connection opens.
 
 Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
-``backups``, ``nginx``, ``system``, ``hooks``, ``releases_keep``, ``env``, ``secrets``,
-``optional_secrets``)
+``backups``, ``nginx``, ``maintenance``, ``system``, ``hooks``, ``releases_keep``, ``env``,
+``secrets``, ``optional_secrets``, ``processes``, ``schedule``)
 and ``environments``; each environment lists ``hosts`` and ``domains`` and may override any section
 key by key. Secret *values* come from the operator's environment or ``.env.<environment>`` beside
 the inventory, never from the inventory itself.
@@ -23,13 +23,14 @@ import re
 import shlex
 import stat
 import typing
+import zoneinfo
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
-from vpskit import config, endpoints, envfile
+from vpskit import config, endpoints, envfile, schedule
 from vpskit.errors import InventoryError, ToolkitError
 from vpskit.secret import Secret
 
@@ -41,10 +42,12 @@ SECTIONS: dict[str, type] = {
     "tls": config.TLS,
     "backups": config.Backups,
     "nginx": config.Nginx,
+    "maintenance": config.Maintenance,
     "system": config.System,
     "hooks": config.Hooks,
 }
-SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets", "processes")
+SHARED_KEYS = (*SECTIONS, "releases_keep", "env", "secrets", "optional_secrets", "processes",
+               "schedule")
 TOP_KEYS = (*SHARED_KEYS, "environments")
 ENV_KEYS = (*SHARED_KEYS, "hosts", "domains")
 REQUIRED_APP_KEYS = ("name", "repo", "entry")
@@ -68,6 +71,7 @@ MEMORY_RE = re.compile(r"[0-9]{1,15}(k|kb|m|mb|g|gb)?", re.IGNORECASE)  # a Redi
 UNIT_MEMORY_RE = re.compile(r"[1-9][0-9]{0,15}[KMGT]?|[1-9][0-9]?%")  # systemd MemoryMax=
 TIMEZONE_RE = re.compile(r"[A-Za-z][\w+-]*(/[\w+-]+)*", re.ASCII)  # UTC, America/New_York
 PG_NAME_RE = re.compile(r"[a-z][a-z0-9_]{0,62}")
+JOB_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,29}(?<!-)")  # in unit names: <site>-job-<name>
 # Keywords of pg_hba.conf's database/user columns, and what every cluster already has.
 PG_RESERVED = ("all", "replication", "sameuser", "samerole", "samegroup", "postgres",
                "template0", "template1")
@@ -126,8 +130,11 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
                             "RAM such as '50%', or '' for no limit"),
     ("postgres", "db"): PG_RULE,
     ("postgres", "user"): PG_RULE,
+    ("postgres", "lock_timeout"): (lambda v: v >= 0, "expected seconds a migration may wait for "
+                                                     "a table lock, e.g. 5; 0 waits for ever"),
     ("redis", "maxmemory"): (MEMORY_RE.fullmatch, "expected a size such as '256mb' or '1gb'"),
-    ("health", "path"): (lambda v: v.startswith("/"), "expected a path starting with '/'"),
+    ("health", "path"): (config.URL_PATH.fullmatch, "expected a path starting with '/', of "
+                                                    "letters, digits and ._~/%+,:@=&?-"),
     ("health", "status"): (lambda v: 100 <= v <= 599, "expected an HTTP status code"),
     ("health", "retries"): (lambda v: v >= 1, "expected at least 1"),
     ("health", "timeout"): (lambda v: v >= 1, "expected a positive number of seconds"),
@@ -146,6 +153,10 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("nginx", "rate_burst"): (lambda v: v >= 1, "expected at least 1 (Nginx refuses 0)"),
     ("nginx", "trusted_proxies"): (_is_network, "expected an IP address or a network such as "
                                                 "'10.0.0.0/8' (host bits zero)"),
+    ("maintenance", "allow"): (_is_network, "expected a client's IP address or a network such "
+                                            "as '203.0.113.0/24' (host bits zero)"),
+    ("maintenance", "retry_after"): (lambda v: 1 <= v <= 86400,
+                                     "expected seconds from 1 to 86400 (a day)"),
     ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
     ("system", "timezone"): (TIMEZONE_RE.fullmatch,
                              "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
@@ -254,36 +265,39 @@ def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = No
     inventory when present; the operator's environment (``environ``) wins over that file.
     """
     path = Path(path)
-    doc, envs = _validated(path, env_name)
+    doc, envs, others = _validated(path, env_name)
     environ = os.environ if environ is None else environ
-    return _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+    env = _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+    _check_databases_unique(doc, envs, {**others, env_name: env})
+    return env
 
 
 def outline(path: str | Path, env_name: str) -> tuple[config.Environment, list[str]]:
     """``env_name`` validated as by :func:`load` but without secret values (its ``secrets`` is
     empty), and the names of its secrets, required then optional: for what describes the
     environment rather than deploys it (``vpskit init --ci``)."""
-    doc, envs = _validated(Path(path), env_name)
+    doc, envs, others = _validated(Path(path), env_name)
     body = envs[env_name]
     names = _names(doc, "secrets", body, env_name) + _names(doc, "optional_secrets", body, env_name)
-    return _build(doc, env_name, envs, secrets=None), list(dict.fromkeys(names))
+    env = _build(doc, env_name, envs, secrets=None)
+    _check_databases_unique(doc, envs, {**others, env_name: env})
+    return env, list(dict.fromkeys(names))
 
 
-def _validated(path: Path, env_name: str) -> tuple[_Doc, dict[str, dict[str, Any]]]:
-    """The parsed inventory and its environments; every environment but ``env_name`` is
-    validated (so a typo in staging fails a prod deploy too), ``env_name`` must exist."""
+def _validated(path: Path, env_name: str
+               ) -> tuple[_Doc, dict[str, dict[str, Any]], dict[str, config.Environment]]:
+    """The parsed inventory, its environments and every one but ``env_name`` built (so a typo
+    in staging fails a prod deploy too); ``env_name`` must exist."""
     doc = _read(path)
     envs = _environments(doc)
-    for name in envs:
-        if name != env_name:
-            _build(doc, name, envs, secrets=None)
+    built = {name: _build(doc, name, envs, secrets=None) for name in envs if name != env_name}
     if env_name not in envs:
         known = ", ".join(envs) or "none"
         raise InventoryError(
             f"{path.name}: unknown environment '{env_name}' (known: {known}); "
             f"add it under 'environments:' or pass one of those to --env"
         )
-    return doc, envs
+    return doc, envs, built
 
 
 def _read(path: Path) -> _Doc:
@@ -342,6 +356,27 @@ def _check_keys(doc: _Doc, path: tuple[str, ...], data: dict, allowed: typing.It
             doc.fail(path + (key,), f"unknown key; {hint}")
 
 
+def _check_databases_unique(doc: _Doc, envs: dict[str, dict[str, Any]],
+                            built: dict[str, config.Environment]) -> None:
+    """Environments whose Postgres runs on the same host each need their own database and
+    role: sharing one, provisioning either resets the other's password and removing or
+    restoring either destroys the other's data."""
+    owner: dict[tuple[str, str, str], str] = {}
+    for name, env in ((name, built[name]) for name in envs):  # the later one is named
+        managed = "DATABASE_URL" in (_names(doc, "secrets", envs[name], name)
+                                     + _names(doc, "optional_secrets", envs[name], name))
+        if not env.postgres.enabled or managed or env.db_host is None:
+            continue
+        for key, kind, value in (("db", "database", env.db_name), ("user", "role", env.db_user)):
+            ident = (env.db_host.address, key, value)
+            if ident in owner:
+                doc.fail(_key_path(doc, envs[name], name, "postgres", key),
+                         f"{kind} '{value}' on {ident[0]} is also environment "
+                         f"'{owner[ident]}''s; sharing it, each would reset the other's password "
+                         f"and destroy its data: give each environment its own postgres.{key}")
+            owner[ident] = name
+
+
 def _check_domains_unique(doc: _Doc, envs: dict[str, dict[str, Any]]) -> None:
     owner: dict[str, str] = {}
     for name, body in envs.items():
@@ -380,13 +415,14 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     hosts = _hosts(doc, name, body)
     domains = _domains(doc, name, body)
     processes = _processes(doc, body, name)
+    jobs = _schedule(doc, body, name)
     _check_roles(doc, name, hosts, needs_db=(
         sections["postgres"].enabled and "DATABASE_URL" not in required + optional
         or sections["redis"].enabled and "REDIS_URL" not in required + optional),
         needs_worker=bool(processes), tls=sections["tls"].enabled)
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
-        env=env_vars, secrets=resolved, processes=processes, **sections,
+        env=env_vars, secrets=resolved, processes=processes, schedule=jobs, **sections,
         inventory_dir=str(doc.path.parent.resolve()),
     )
 
@@ -659,6 +695,65 @@ def _processes(doc: _Doc, body: dict, env: str) -> tuple[config.Process, ...]:
                 doc.fail(where + ("stop_timeout",), "expected a positive number of seconds")
             found[name] = config.Process(name=name, **values)
     return tuple(found.values())
+
+
+def _schedule(doc: _Doc, body: dict, env: str) -> tuple[config.Job, ...]:
+    """``schedule: {name: {command, cron | calendar, timezone, timeout}}``; an environment's
+    entry replaces the default of the same name, ``name: false`` drops it."""
+    found: dict[str, config.Job] = {}
+    for path, source in _sources(doc, "schedule", body, env):
+        if not isinstance(source, dict):
+            doc.fail(path, "expected a mapping of job names, e.g. 'cleanup: {command: python "
+                           "manage.py clearsessions, cron: \"0 3 * * *\"}'")
+        for name, spec in source.items():
+            where = path + (name,)
+            if not JOB_NAME_RE.fullmatch(name):
+                doc.fail(where, "job names are 1-30 lowercase letters, digits and '-', starting "
+                                "with a letter")
+            if spec is False:
+                found.pop(name, None)
+                continue
+            found[name] = _job(doc, where, name, spec)
+    return tuple(found.values())
+
+
+def _job(doc: _Doc, where: tuple[str, ...], name: str, spec: Any) -> config.Job:
+    """One job of ``schedule:``, its calendar checked or translated from cron."""
+    keys = ("command", "cron", "calendar", "timezone", "timeout")
+    if not isinstance(spec, dict) or not spec.get("command"):
+        doc.fail(where, "expected a mapping with 'command' and 'cron' or 'calendar'")
+    _check_keys(doc, where, spec, keys)
+    values = {k: _scalar(doc, where + (k,), v, int if k == "timeout" else str)
+              for k, v in spec.items()}
+    _check_command(doc, where + ("command",), values["command"])
+    kinds = [k for k in ("cron", "calendar") if k in values]
+    if len(kinds) != 1:
+        doc.fail(where, "give exactly one of cron: (five fields, e.g. '0 3 * * *') and "
+                        "calendar: (systemd OnCalendar, e.g. '*-*-* 03:00:00')")
+    zone = values.get("timezone", "UTC")
+    if not TIMEZONE_RE.fullmatch(zone) or not _known_zone(zone):
+        doc.fail(where + ("timezone",), f"{zone!r}: expected a zone name such as 'UTC' or "
+                                        f"'Europe/Berlin'")
+    timeout = values.get("timeout", 3600)
+    if timeout < 1:
+        doc.fail(where + ("timeout",), "expected a positive number of seconds")
+    kind = kinds[0]
+    translate = schedule.from_cron if kind == "cron" else schedule.check_calendar
+    try:
+        calendars = translate(values[kind], zone)
+    except ValueError as exc:
+        doc.fail(where + (kind,), str(exc))
+    return config.Job(name=name, command=values["command"], calendars=calendars,
+                      written=f"{kind}: {' '.join(values[kind].split())}", timeout=timeout)
+
+
+def _known_zone(name: str) -> bool:
+    """Whether the zone database here knows ``name`` (any name when this machine has none)."""
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return not zoneinfo.available_timezones()
+    return True
 
 
 def _check_command(doc: _Doc, path: tuple[str, ...], command: str) -> None:

@@ -7,40 +7,53 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from vpskit import envfile, facts, files, fleet, render, session
+from vpskit import envfile, facts, files, fleet, maintenance, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases
 from vpskit.errors import ToolkitError
+from vpskit.provision import cache
 from vpskit.remote import Remote
 from vpskit.secret import MASK
 from vpskit.steps import Reporter
 
-SERVICES = {"web": ("nginx",), "lb": ("nginx",), "db": ("postgresql", "redis-server")}
+SERVICES = {"web": ("nginx",), "lb": ("nginx",), "db": ("postgresql",)}
 
 
 def _on_app_hosts(env: Environment, job: Callable[[Host, Remote, Reporter], None],
                   out: Reporter, what: str) -> None:
     """``job(host, remote, reporter)`` on every web/worker host at once."""
     def one(host: Host, host_out: Reporter) -> None:
-        with session.closing_remote(session.open_remote(env, host)) as remote:
+        with session.connected(env, host) as remote:
             job(host, remote, host_out)
     fleet.each_or_raise(env.app_hosts, one, out, what)
 
 
 def status(env: Environment, out: Reporter) -> None:
-    """Live release, its sha and age, service states and free disk, per host."""
+    """Live release, its sha and age, service states and free disk, per host; and whether the
+    site is in maintenance, where it would be served (the lb host, or each web host)."""
     _on_app_hosts(env, lambda host, remote, o: _status(env, host, remote, o), out, "status")
+    lb = env.lb_host
+    if lb and not lb.serves_app:
+        with session.connected(env, lb) as remote:
+            on = facts.gather(remote, [maintenance.probe(env)])["maintenance"]
+        out.line(f"{env.site} on {lb.address} (lb)")
+        out.line(_maintenance_line(env, on))
 
 
 def _status(env: Environment, host: Host, remote: Remote, out: Reporter) -> None:
-    found = facts.gather(remote, [releases.probe(env), facts.resources()])
+    found = facts.gather(remote, [releases.probe(env), facts.resources(),
+                                  maintenance.probe(env)])
     rel: releases.Releases = found["releases"]
     live = rel.get(rel.current) if rel.current else None
     units = [render.web_unit_name(env, live.id)] if live and "web" in host.roles else []
     if "worker" in host.roles:
         units += [render.process_unit_name(env, p.name, i) for p in env.processes
                   for i in range(1, p.count + 1)]
+    if host == env.job_host:  # a job whose last run failed shows "failed"
+        units += [render.job_unit_name(env, job.name, "service") for job in env.schedule]
     units += list(dict.fromkeys(u for role in host.roles for u in SERVICES.get(role, ())))
+    if "db" in host.roles and env.own_redis:
+        units.append(cache.unit(env.site))
     states = facts.gather(remote, [facts.units(units)])["units"]
     out.line(f"{env.site} on {host.address}")
     if live:
@@ -51,6 +64,15 @@ def _status(env: Environment, host: Host, remote: Remote, out: Reporter) -> None
     for unit, (active, enabled, pid) in states.items():
         out.line(f"  {unit:<40} {active:<10} {enabled:<10} pid {pid}")
     out.line(f"  disk      {found['resources']['disk_free_mb']} MiB free on /")
+    if host in env.public_hosts:
+        out.line(_maintenance_line(env, found["maintenance"]))
+
+
+def _maintenance_line(env: Environment, on: bool) -> str:
+    if not on:
+        return "  maintenance off"
+    return (f"  maintenance ON: {maintenance.describe(env, True)}; fab maintenance --env "
+            f"{env.name} off ends it")
 
 
 def list_releases(env: Environment, out: Reporter) -> None:
@@ -66,9 +88,11 @@ def _releases(env: Environment, host: Host, remote: Remote, out: Reporter) -> No
 
 
 def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
-    """The app's journal (every release's web unit and the processes), optionally followed."""
+    """The app's journal (every release's web unit, the processes and the scheduled jobs),
+    optionally followed."""
     argv = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
-            "-u", f"{env.site}-*@*", *(["-f"] if follow else [])]
+            "-u", render.app_units(env), "-u", render.job_unit_name(env, "*", "service"),
+            *(["-f"] if follow else [])]
     _on_app_hosts(env, lambda host, remote, o: remote.run(argv, on_stdout=o.line, timeout=None),
                   out, "logs")
 
@@ -81,8 +105,7 @@ def manage(env: Environment, args: Sequence[str]) -> int:
     if env.app.kind in ("django", "asgi") and argv[0] not in ("python", "flask", "celery"):
         argv = ["python", "manage.py", *argv]
     host = env.hosts_with("web")[0]
-    remote = session.open_remote(env, host)
-    try:
+    with session.connected(env, host) as remote:
         live = releases.load(remote, env).current
         if not live:
             raise ToolkitError(f"nothing deployed on {host.address}; run fab deploy first")
@@ -94,8 +117,6 @@ def manage(env: Environment, args: Sequence[str]) -> int:
                             on_stdout=print)
         sys.stderr.write(result.stderr)
         return result.exited
-    finally:
-        remote.conn.close()
 
 
 def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], out: Reporter
@@ -149,5 +170,5 @@ def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
 def restart(remote: Remote, env: Environment) -> None:
     """Graceful restart of the live release: in-flight requests finish, then it starts again
     with the new environment."""
-    remote.run(["systemctl", "try-restart", f"{env.site}-*@*.service"], timeout=600)
+    remote.run(["systemctl", "try-restart", render.app_units(env)], timeout=600)
 

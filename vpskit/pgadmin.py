@@ -88,9 +88,7 @@ def _relay(remote: Remote, door: OneConnection, failed: list[Exception]) -> None
     if client is None:
         return
     try:
-        remote.round_trips += 1
-        channel = remote.conn.client.get_transport().open_session()
-        channel.exec_command(remote.command(
+        channel = remote.channel(remote.command(
             ["socat", "STDIO", f"UNIX-CONNECT:{PG_SOCKET}"], user="postgres"))
     except Exception as exc:  # a lost connection too: psycopg then fails at once
         failed.append(exc)

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+import paramiko
 from fabric import Connection
 
 from vpskit.errors import RemoteError
@@ -54,6 +55,23 @@ class Remote:
     @property
     def is_root(self) -> bool:
         return self.conn.user == "root"
+
+    def channel(self, line: str) -> paramiko.Channel:
+        """A new SSH channel running ``line`` (from :meth:`command`): the one way this toolkit
+        opens a channel; counts a round trip and reopens a dropped connection first."""
+        self.round_trips += 1
+        if not self.conn.is_connected:
+            self.conn.open()
+        channel = self.conn.client.get_transport().open_session()
+        try:
+            channel.exec_command(line)
+        except BaseException:
+            channel.close()
+            raise
+        return channel
+
+    def close(self) -> None:
+        self.conn.close()
 
     def add_secret(self, value: str) -> None:
         """Mask ``value`` in every later error message."""
@@ -102,12 +120,8 @@ class Remote:
 
     def _exec(self, line: str, stdin: bytes | str | None, timeout: float | None,
               on_stdout: Callable[[str], None] | None) -> Result:
-        self.round_trips += 1
-        if not self.conn.is_connected:
-            self.conn.open()
-        channel = self.conn.client.get_transport().open_session()
+        channel = self.channel(line)
         try:
-            channel.exec_command(line)
             if stdin is not None:
                 channel.sendall(stdin.encode() if isinstance(stdin, str) else stdin)
             channel.shutdown_write()

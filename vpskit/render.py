@@ -16,6 +16,7 @@ import vpskit.templates
 from vpskit.config import CALENDAR as _CALENDAR
 from vpskit.config import COMMAND_WORD as _COMMAND_WORD
 from vpskit.config import SYSTEMD_WORD as _SYSTEMD_WORD
+from vpskit.config import URL_PATH as _URL_PATH
 from vpskit.config import Environment
 
 TEMPLATES = Path(vpskit.templates.__file__).parent  # templates/, shipped as package data
@@ -24,6 +25,8 @@ ACME_WEBROOT = "/var/lib/vpskit/acme"
 SYSTEMD_DIR = "/etc/systemd/system"
 ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
 BACKEND_PORT = 8080  # web hosts behind an lb host serve it here, admitted from the lb only
+MAINTENANCE_DIR = "/var/lib/vpskit/maintenance"  # the sites' 503 pages, which nginx workers read
+MAINTENANCE_URI = "/.vpskit-maintenance.html"  # the page's internal location; 404 from outside
 
 _jinja = jinja2.Environment(
     loader=jinja2.FileSystemLoader(TEMPLATES),
@@ -32,6 +35,9 @@ _jinja = jinja2.Environment(
     trim_blocks=True,
     lstrip_blocks=True,
     autoescape=False,
+    # compiled templates kept between runs (a 0700 directory of the user's in the temp dir,
+    # keyed by each template's source): a no-op provision need not compile them again
+    bytecode_cache=jinja2.FileSystemBytecodeCache(),
 )
 
 
@@ -53,6 +59,11 @@ def lb_ident(env: Environment) -> str:
 
 def release_dir(env: Environment, release_id: str) -> str:
     return f"{env.releases_dir}/{release_id}"
+
+
+def app_units(env: Environment) -> str:
+    """The glob of every web and process instance of the site, whatever the release."""
+    return f"{env.site}-*@*.service"
 
 
 def web_socket(env: Environment, release_id: str | None) -> str:
@@ -96,6 +107,20 @@ def lb_site_path(env: Environment) -> str:
 
 def lb_upstream_path(env: Environment) -> str:
     return f"/etc/nginx/vpskit/{env.site}/lb-upstream.conf"
+
+
+def maintenance_path(env: Environment) -> str:
+    """The include whose presence is maintenance mode (see :func:`nginx_maintenance`)."""
+    return f"/etc/nginx/vpskit/{env.site}/maintenance.conf"
+
+
+def maintenance_include(env: Environment) -> str:
+    """How the site includes :func:`maintenance_path`: a glob, so it loads without the file."""
+    return maintenance_path(env).removesuffix("f") + "[f]"
+
+
+def maintenance_page_path(env: Environment) -> str:
+    return f"{MAINTENANCE_DIR}/{env.site}.html"
 
 
 def cert_path(env: Environment) -> str:
@@ -149,12 +174,28 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
         redirects=redirects,
         app_domains=[d for d in env.domains if d not in sources],
         upstream_conf=lb_upstream_path(env) if mode == "lb" else upstream_path(env),
+        maintenance_include=maintenance_include(env),
+        maintenance_uri=MAINTENANCE_URI,
+        health_path=_checked(env.health.path, _URL_PATH, "health.path").partition("?")[0],
         acme_webroot=ACME_WEBROOT,
         cert=cert_path(env),
         key=key_path(env),
         # ASGI apps hold websockets open; WSGI ones get a bit longer than gunicorn's timeout.
         read_timeout=3600 if env.app.kind == "asgi" else max(60, env.app.timeout + 5),
     )
+
+
+def nginx_maintenance(env: Environment, lb: bool) -> str:
+    """The include that puts the site (the lb's with ``lb``) in maintenance: 503 with
+    Retry-After and the page to every request the site's map does not let through."""
+    return render_template("nginx/maintenance.conf.j2", env=env, uri=MAINTENANCE_URI,
+                           ident=lb_ident(env) if lb else ident(env),
+                           page=maintenance_page_path(env))
+
+
+def default_maintenance_page() -> str:
+    """The 503 page of an app whose repository has no ``maintenance.html``."""
+    return render_template("nginx/maintenance.html.j2")
 
 
 def nginx_upstream(env: Environment, release_id: str | None) -> str:
@@ -296,18 +337,39 @@ def process_unit_name(env: Environment, name: str, instance: int | str = "") -> 
     return f"{env.site}-{name}@{instance}.service"
 
 
+def live_exec_start(env: Environment, command: str, key: str) -> str:
+    """``ExecStart=`` of a process or job ``command`` in the live release (``current/``): a
+    bare program name comes from its virtualenv."""
+    words = [_checked(word, _COMMAND_WORD, key) for word in shlex.split(command)]
+    program = words[0] if "/" in words[0] else f"{env.current_link}/.venv/bin/{words[0]}"
+    return " ".join([program, *words[1:]])
+
+
 def process_units(env: Environment) -> dict[str, str]:
     """Path -> text of each process type's template unit (instances 1..count)."""
+    return {f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}": render_template(
+        "systemd/process@.service.j2", env=env, process=process, sandbox=sandbox(env, "media"),
+        exec_start=live_exec_start(env, process.command, f"processes.{process.name}.command"))
+        for process in env.processes}
+
+
+def job_unit_name(env: Environment, name: str, suffix: str) -> str:
+    """``shop-production-job-cleanup.service`` / ``.timer``; a ``*`` name matches them all."""
+    return f"{env.site}-job-{name}.{suffix}"
+
+
+def job_units(env: Environment) -> dict[str, str]:
+    """Path -> text of each scheduled job's service and timer (installed on ``env.job_host``
+    only, by :mod:`vpskit.jobs`)."""
     units = {}
-    for process in env.processes:
-        words = shlex.split(process.command)
-        for word in words:
-            _checked(word, _COMMAND_WORD, f"processes.{process.name}.command")
-        program = words[0] if "/" in words[0] else f"{env.current_link}/.venv/bin/{words[0]}"
-        units[f"{SYSTEMD_DIR}/{process_unit_name(env, process.name)}"] = render_template(
-            "systemd/process@.service.j2", env=env, process=process,
-            sandbox=sandbox(env, "media"),
-            exec_start=" ".join([program, *words[1:]]))
+    for job in env.schedule:
+        for calendar in job.calendars:
+            _checked(calendar, _CALENDAR, f"schedule.{job.name}")
+        units[f"{SYSTEMD_DIR}/{job_unit_name(env, job.name, 'service')}"] = render_template(
+            "systemd/job.service.j2", env=env, job=job, sandbox=sandbox(env, "media"),
+            exec_start=live_exec_start(env, job.command, f"schedule.{job.name}.command"))
+        units[f"{SYSTEMD_DIR}/{job_unit_name(env, job.name, 'timer')}"] = render_template(
+            "systemd/job.timer.j2", site=env.site, job=job)
     return units
 
 

@@ -16,7 +16,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit import facts, interrupts, render, session
+from vpskit import facts, interrupts, render, session, sh
 from vpskit.backups import (
     SAFETY_LABEL,
     Artifact,
@@ -33,53 +33,13 @@ from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import ToolkitError
+from vpskit.provision import database
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
 
-UPLOAD_SCRIPT = r"""
-set -eo pipefail; umask 077
-dir="$1" name="$2" want="$3"
-tmp="$dir/.$name.partial"
-trap 'rm -f "$tmp"' EXIT
-cat > "$tmp"
-sum=$(sha256sum < "$tmp")
-if [ "${sum%% *}" != "$want" ]; then
-  echo "sha256 after upload differs from the local file's" >&2; exit 1
-fi
-pg_restore --file=/dev/null "$tmp"  # reads every block: a damaged copy never stops the app
-if [ -e "$dir/$name" ] && ! cmp -s "$tmp" "$dir/$name"; then
-  echo "a different $name is already on the server; rename the local file" >&2; exit 1
-fi
-sync "$tmp"; mv "$tmp" "$dir/$name"; sync "$dir"
-trap - EXIT
-"""
+UPLOAD_SCRIPT = sh.script("upload-dump")
 
-# One transaction: drop everything the app role owns (tables made after the backup included),
-# then the dump. pg_restore's COMMIT comes last in its output, so a dump that breaks off leaves
-# the transaction open and psql's exit rolls it back: the database is then as it was.
-# psql runs as the app's system user and logs in as the site's role (its password from the db
-# host's credentials file, in psql's environment only): a crafted dump can do no more than the
-# app can, in SQL (no superuser) or in psql's own commands (\! runs as the app user).
-RESTORE_SCRIPT = r"""
-set -eo pipefail
-file="$1" db="$2" role="$3"
-site=$(basename "$(dirname "$file")")  # the dump is in the site's /var/backups/<site>/
-creds="/etc/vpskit/credentials/$site.env"
-mapfile -t url < <(python3 -c '
-import sys, urllib.parse as p
-url = [l.split("=", 1)[1].strip().strip("\"") for l in open(sys.argv[1])
-       if l.startswith("DATABASE_URL=")][0]
-u = p.urlsplit(url)
-print(u.hostname, u.port or 5432, p.unquote(u.password or ""), sep="\n")' "$creds" 2>/dev/null)
-[ "${#url[@]}" = 3 ] || { echo "no DATABASE_URL in $creds; run fab provision" >&2; exit 1; }
-{ printf 'SET client_min_messages = error;\nBEGIN;\nDROP OWNED BY :"role";\n'
-  pg_restore --single-transaction --clean --if-exists --no-owner --no-privileges \
-    --role="$role" --file=- "$file"
-} | PGPASSWORD="${url[2]}" PGSSLMODE=disable \
-    setpriv --reuid="$site" --regid="$site" --init-groups --no-new-privs -- \
-    psql -X -q -w -v ON_ERROR_STOP=1 -v role="$role" -h "${url[0]}" -p "${url[1]}" -U "$role" \
-      --dbname="$db" -f -
-"""
+RESTORE_SCRIPT = sh.script("restore")
 
 
 
@@ -143,7 +103,7 @@ class Restore:
         wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
         self.stopped = True
         for app in self.apps:
-            app.remote.run(["systemctl", "stop", f"{env.site}-*@*.service"], timeout=wait)
+            app.remote.run(["systemctl", "stop", render.app_units(env)], timeout=wait)
         return [f"{env.site}-*@* on {', '.join(a.host.address for a in self.apps)}"]
 
     def restore(self) -> list[str]:
@@ -220,11 +180,12 @@ def restore(env: Environment, file: str, yes: bool, out: Reporter,
                            f"terminal, or pass --yes (stdin is not a terminal)")
     host = db_host(env)
     with ExitStack() as stack:
-        remotes = {h.address: stack.enter_context(session.closing_remote(
-            session.open_remote(env, h))) for h in dict.fromkeys([host, *env.app_hosts])}
+        remotes = {h.address: stack.enter_context(session.connected(env, h))
+                   for h in dict.fromkeys([host, *env.app_hosts])}
         remote = remotes[host.address]
-        name, upload_from = resolve(env, file, facts.gather(remote, [server_backups(env)])[
-            "backups"])
+        found = facts.gather(remote, [server_backups(env), *database.claim_probes()])
+        database.check_claims(env, host, found)  # never into another site's database
+        name, upload_from = resolve(env, file, found["backups"])
         if not yes:
             confirm(env, host, name, upload_from, ask, out)
         for r in remotes.values():
@@ -236,8 +197,8 @@ def restore(env: Environment, file: str, yes: bool, out: Reporter,
 
 
 def _app_host(env: Environment, host: Host, remote: Remote) -> AppHost:
-    found = facts.gather(remote, [releases.probe(env), facts.Probe(
-        "tls", f"test -s {render.cert_path(env)}", lambda o, rc: rc == 0)])
+    found = facts.gather(remote, [releases.probe(env),
+                                  facts.nonempty(render.cert_path(env), "tls")])
     return AppHost(host, remote, found["releases"].current, found["tls"])
 
 

@@ -21,12 +21,13 @@ def open_remote(env: Environment, host: Host, user: str | None = None) -> Remote
 
 
 @contextmanager
-def closing_remote(remote: Remote) -> Iterator[Remote]:
-    """Close the remote's connection when the block ends."""
+def connected(env: Environment, host: Host, user: str | None = None) -> Iterator[Remote]:
+    """:func:`open_remote` for the ``with`` block: the one way a task holds a connection."""
+    remote = open_remote(env, host, user)
     try:
         yield remote
     finally:
-        remote.conn.close()
+        remote.close()
 
 
 def open_for_provision(env: Environment, host: Host) -> Remote:
@@ -64,8 +65,5 @@ def public_key(host: Host) -> str | None:
 
 def verify_login(env: Environment, host: Host) -> None:
     """Prove the deploy user logs in and has passwordless sudo (before SSH is hardened)."""
-    remote = open_remote(env, host)
-    try:
+    with connected(env, host) as remote:
         remote.run(["true"])
-    finally:
-        remote.conn.close()

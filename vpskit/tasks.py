@@ -59,15 +59,27 @@ def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None)
 
 
 @task(help={**ENV, **HOSTS, "ref": "branch, tag or sha to deploy (default: app.ref)",
-            "batch": "web hosts switched at a time (default 1)"})
+            "batch": "web hosts switched at a time (default 1)",
+            "maintenance": "503 (maintenance mode) from before the release commands until after "
+                           "the switch: for migrations the old release cannot run with"})
 @exits
-def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="1"):
+def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="1",
+           maintenance=False):
     """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
     size = positive_int("--batch", batch)
     environment = load_env(env, inventory)
     from vpskit.deploy import deploy_environment
     deploy_environment(environment, ref, _reporter(), _selected(environment, hosts, role),
-                       batch=size)
+                       batch=size, with_maintenance=maintenance)
+
+
+@task(positional=["state"], help={**ENV, "state": "on or off"})
+@exits
+def maintenance(c, state, env=None, inventory=None):
+    """Maintenance mode: fab maintenance --env E on|off (503 but the health path and allowed)."""
+    from vpskit.maintenance import check_state, switch_environment
+    on = check_state(state)  # first: Invoke passes a --help after the task name in as the state
+    switch_environment(load_env(env, inventory), on, _reporter())
 
 
 @task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)"})
@@ -91,7 +103,7 @@ def releases(c, env=None, inventory=None):
 @task(help=ENV)
 @exits
 def status(c, env=None, inventory=None):
-    """Live release, sha, deploy time, service states, free disk."""
+    """Live release, sha, deploy time, service states, free disk, maintenance mode."""
     environment = load_env(env, inventory)
     from vpskit import operate
     operate.status(environment, _reporter())
@@ -142,6 +154,20 @@ def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A00
         backups.backup(environment, local, _reporter(quiet=not verbose))
 
 
+@task(help={**ENV, "run": "run this job now and print its output (exit 1 when it fails)"})
+@exits
+def jobs(c, env=None, run=None, inventory=None):
+    """Scheduled jobs: next run and last runs with result and duration; --run NAME runs one."""
+    environment = load_env(env, inventory)
+    from vpskit import jobs as scheduled
+    if run:
+        code = scheduled.run_now(environment, run, _reporter())
+        if code:
+            raise SystemExit(code)
+    else:
+        scheduled.show(environment, _reporter())
+
+
 @task(help={**ENV, "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
 @exits
 def remove(c, env=None, yes=False, inventory=None):
@@ -163,4 +189,4 @@ def restore(c, env=None, file="latest", yes=False, inventory=None):
 
 
 ns = Collection(init, provision, deploy, rollback, releases, status, logs, manage, env_, backup,
-                remove, restore)
+                remove, restore, maintenance, jobs)

@@ -16,7 +16,7 @@ def test(c, fast=False, k=None):
     c.run(shlex.join([sys.executable, "-m", "pytest", *args]))
 
 
-SHELL_SCRIPTS = ("scripts/*", ".ci/run")
+SHELL_SCRIPTS = ("scripts/*", ".ci/run", "vpskit/sh/*.sh")
 
 
 @task

@@ -15,6 +15,7 @@ from harness.devtasks import sandbox
 from harness.devtasks.sandbox import git
 from vpskit import inventory, session
 from vpskit.config import Environment
+from vpskit.provision import cache
 from vpskit.remote import Remote
 
 FAB = Path(sys.executable).parent / "fab"
@@ -75,8 +76,9 @@ class Site:
             remote.conn.close()
 
     def service_pids(self) -> dict[str, str]:
-        out = self.sh("for s in nginx redis-server postgresql@15-main; do "
-                      "echo $s $(systemctl show -p MainPID --value $s); done")
+        units = f"nginx {cache.unit(self.env().site)} postgresql@15-main"
+        out = self.sh(f"for s in {units}; do echo $s $(systemctl show -p MainPID --value $s); "
+                      f"done")
         return dict(line.split() for line in out.splitlines())
 
     def commit(self, message: str, files: dict[str, str]) -> str:

@@ -118,6 +118,37 @@ def test_failing_migration_aborts_and_old_release_keeps_serving(site, deployed):
     subprocess.run(["git", "commit", "-qam", "rm"], cwd=site.app, check=True)
 
 
+ADD_COLUMN_MIGRATION = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [migrations.AddField("item", "stock", models.IntegerField(default=0))]
+'''
+
+
+def test_migration_waiting_for_a_lock_gives_up_after_the_lock_timeout(site, deployed):
+    """A long transaction holding a table lock: ``migrate`` fails after postgres.lock_timeout
+    (5 s) instead of queueing every app query behind its ALTER TABLE; the old release serves."""
+    before = live_release(site)
+    site.sh("setsid runuser -u postgres -- psql -d shop_production -c 'BEGIN; LOCK TABLE "
+            "catalog_item IN ACCESS SHARE MODE; SELECT pg_sleep(120)' >/dev/null 2>&1 </dev/null &"
+            " sleep 1")
+    try:
+        site.commit("add a column", {"catalog/migrations/0002_stock.py": ADD_COLUMN_MIGRATION})
+        result = site.fab("deploy", check=False)
+    finally:
+        site.sh("runuser -u postgres -- psql -qAt -c \"SELECT pg_terminate_backend(pid) FROM "
+                "pg_stat_activity WHERE query LIKE '%pg_sleep(120)%' AND pid <> pg_backend_pid()\"")
+    assert result.returncode == 1
+    error = result.stderr.strip()
+    assert len(error.splitlines()) == 1, error
+    assert "waited over 5 s for a table lock" in error and "postgres.lock_timeout" in error
+    assert live_release(site) == before and served_version(site) == "2.0.0"
+    (site.app / "catalog/migrations/0002_stock.py").unlink()
+    subprocess.run(["git", "commit", "-qam", "rm"], cwd=site.app, check=True)
+
+
 def test_release_unhealthy_on_its_socket_never_gets_traffic(site, deployed):
     before = live_release(site)
     site.commit("broken health", views_with(
@@ -275,13 +306,15 @@ def test_staging_shares_the_vps_without_touching_production(site, deployed, vps)
     assert {"shop_production", "shop_staging"} <= set(databases.split())
     redis = {e: urlsplit(envfile.parse(site.sh(f"cat /srv/shop-{e}/shared/.env"))["REDIS_URL"])
              for e in ("production", "staging")}
-    numbers = {e: url.path.lstrip("/") for e, url in redis.items()}
-    assert numbers["production"] != numbers["staging"], numbers
-    auth = f"export REDISCLI_AUTH='{redis['production'].password}'; "  # via stdin, not argv
-    assert site.sh(auth + f"redis-cli -n {numbers['production']} set vpskit:probe prod; "
-                   f"redis-cli -n {numbers['staging']} get vpskit:probe; "
-                   f"redis-cli -n {numbers['production']} del vpskit:probe").split() == [
-        "OK", "1"]  # staging's database does not have production's key (empty line)
+    assert redis["production"].port != redis["staging"].port, redis  # an instance each
+
+    def cli(env: str, on: str) -> str:  # env's password on ``on``'s instance; never in argv
+        return f"REDISCLI_AUTH='{redis[env].password}' redis-cli -p {redis[on].port}"
+    assert site.sh(f"{cli('production', 'production')} set vpskit:probe prod; "
+                   f"{cli('staging', 'staging')} get vpskit:probe; "
+                   f"{cli('staging', 'production')} get vpskit:probe 2>/dev/null; "
+                   f"{cli('production', 'production')} del vpskit:probe").split() == [
+        "OK", "NOAUTH", "Authentication", "required.", "1"]  # staging sees nothing of it
 
 
 def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
@@ -293,14 +326,14 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
     out = site.fab("remove", "--yes", env="staging").stdout
     for item in ("/srv/shop-staging", "/etc/nginx/sites-enabled/shop-staging.conf",
                  "certificate shop-staging", "user shop-staging", "database shop_staging",
-                 "role shop_staging", "redis database", "unit shop-staging-web@"):
+                 "role shop_staging", "redis-server@shop-staging", "unit shop-staging-web@"):
         assert f"removed {item}" in out, out
     assert (live_release(site), site.get("/")[1], site.sh(state)) == before
     left = site.sh("ls -d /srv/shop-staging /etc/letsencrypt/live/shop-staging 2>/dev/null; "
                    "systemctl list-units --all --plain --no-legend 'shop-staging-*'; "
                    "find /etc/systemd/system -name 'shop-staging-*'; id shop-staging 2>/dev/null;"
                    " getent group shop-staging;"
-                   " ls /etc/vpskit/redis-db", check=False)
+                   " ls /etc/vpskit/redis", check=False)
     assert left.split() == ["shop-production"], left
     assert site.sh("ls /etc/vpskit/firewall").split() == ["shop-production"]
     databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1").split()
@@ -311,6 +344,78 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
     assert site.get("/")[0] == 200
     site.fab("provision", env="staging")  # a removed environment can come back
     site.fab("remove", "--yes", env="staging")
+
+
+DROP_IMAGE_MIGRATION = '''from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0001_initial")]
+    operations = [migrations.RemoveField("item", "image")]
+'''
+APP_PAGE = "<h1>shop is upgrading its catalog</h1>\n"
+
+
+def status_from(site: Site, address: str, path: str = "/", headers: str = "") -> str:
+    """The status of a GET sent from the VPS itself to ``address`` (its own source address)."""
+    return site.sh(f"curl -sk -o /dev/null -w '%{{http_code}}' {headers} --resolve "
+                   f"{site.domain}:443:{address} https://{site.domain}{path}").strip()
+
+
+def test_maintenance_mode_answers_503_but_health_and_allowed_clients(site, deployed, vps):
+    """maintenance.allow names the VPS's own address: curl from it gets the app, the operator's
+    machine gets the 503 page; a provision keeps maintenance on and changes nothing for it."""
+    inventory = site.dir / "inventory.yml"
+    inventory.write_text(inventory.read_text().replace("releases_keep:", (
+        f"maintenance:\n  allow: [{vps.address}]\n  retry_after: 120\nreleases_keep:"), 1))
+    site.fab("provision")  # the site's map now names the allowed address
+    try:
+        check_maintenance(site, vps)
+    finally:
+        assert "maintenance off: " in site.fab("maintenance", "off").stdout
+    assert site.get("/")[0] == 200 and "maintenance off" in site.fab("status").stdout
+
+
+def check_maintenance(site: Site, vps) -> None:
+    assert "maintenance on: shop-production answers 503" in site.fab("maintenance", "on").stdout
+    status, body, headers = site.get("/")
+    assert status == 503 and headers["Retry-After"] == "120", (status, headers)
+    assert "Down for maintenance" in body  # the example app has no maintenance.html
+    assert site.get("/health/")[0] == 200
+    assert status_from(site, vps.address) == "200"  # allowed
+    assert status_from(site, "127.0.0.1", headers=f"-H 'X-Forwarded-For: {vps.address}'") == \
+        "503"  # a client naming an allowed address is not one
+    assert "maintenance ON: shop-production answers 503" in site.fab("status").stdout
+    again = site.fab("provision").stdout
+    assert re.search(r": 0 changed, \d+ unchanged", again), again
+    assert site.get("/")[0] == 503
+    assert "(already)" in site.fab("maintenance", "on").stdout
+
+
+def test_deploy_with_maintenance_drops_a_column_without_a_single_500(site, deployed, vps):
+    """The old release reads the column the new release's migration drops: maintenance covers
+    the migration until the switch, so the load sees only 200s and 503s."""
+    models = (ROOT / "examples" / "django" / "catalog" / "models.py").read_text()
+    lean = models.replace('    image = models.FileField(upload_to="items/", blank=True)\n', "")
+    lean = lean.replace('            "image": self.image.url if self.image else None,\n', "")
+    assert lean.count("image") == 0, lean
+    site.commit("8.0.0 drops item images", {
+        "VERSION": "8.0.0\n", "catalog/models.py": lean, "maintenance.html": APP_PAGE,
+        "catalog/migrations/0002_drop_image.py": DROP_IMAGE_MIGRATION})
+    with Load(vps.address, site.domain, str(site.ca_file), path="/items/", clients=10) as load:
+        time.sleep(1)
+        out = site.fab("deploy", "--maintenance").stdout
+        time.sleep(1)
+    result = load.result
+    assert set(result.statuses) == {200, 503}, result.summary()
+    assert "maintenance on: " in out and "maintenance off on " in out, out
+    assert served_version(site) == "8.0.0" and site.get("/items/")[0] == 200
+    site.fab("maintenance", "on")  # the page comes from the live release
+    try:
+        status, body, _ = site.get("/items/")
+    finally:
+        site.fab("maintenance", "off")
+    assert status == 503 and APP_PAGE.strip() in body
 
 
 def test_secrets_never_appear_in_any_output(site, deployed):

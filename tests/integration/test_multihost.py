@@ -10,6 +10,7 @@ import re
 import socket
 import urllib.request
 from collections.abc import Iterator
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -94,15 +95,40 @@ def test_provision_runs_on_all_hosts_at_once_and_twice_changes_nothing(cluster, 
     assert len(times) == 3 and sum(times) > total, first
 
 
+def test_scheduled_jobs_are_on_the_worker_host_alone(cluster, provisioned):
+    """A job's timer is on the first worker host only, so it never runs twice; its unit
+    is skipped, not failed, while nothing is deployed there."""
+    site, (web1, web2) = cluster["site"], cluster["web"]
+    inventory = site.dir / "inventory.yml"
+    text = inventory.read_text()
+    units = "ls /etc/systemd/system | grep -c '^shop-production-job-' || true"
+    inventory.write_text(text + "schedule:\n  tick: {command: python manage.py create_item "
+                                "multi, calendar: '*:*:00/20'}\n")
+    try:
+        out = site.fab("provision").stdout
+        on_worker, on_web = sh(site, web1.address, units), sh(site, web2.address, units)
+        timer = sh(site, web1.address, "systemctl is-enabled shop-production-job-tick.timer; "
+                                       "systemctl is-active shop-production-job-tick.timer")
+    finally:
+        inventory.write_text(text)
+    assert re.search(rf"^\[{re.escape(web1.address)}\]\s+jobs\s+changed", out, re.M), out
+    assert (on_worker.strip(), on_web.strip()) == ("2", "0")
+    assert timer.split() == ["enabled", "active"]
+    site.fab("provision")
+    assert sh(site, web1.address, units).strip() == "0"
+
+
 def test_db_answers_the_app_hosts_only(cluster, provisioned):
     site, db = cluster["site"], cluster["db"]
+    redis = urlsplit(envfile.parse(sh(site, db.address, "cat /etc/vpskit/credentials/"
+                                                        "shop-production.env"))["REDIS_URL"])
     for vps in cluster["web"]:
-        out = sh(site, vps.address, f"for p in 5432 6379; do timeout 3 bash -c "
+        out = sh(site, vps.address, f"for p in 5432 {redis.port}; do timeout 3 bash -c "
                                     f"\"</dev/tcp/{db.address}/$p\" && echo open $p; done", False)
-        assert out.split() == ["open", "5432", "open", "6379"], out
+        assert out.split() == ["open", "5432", "open", str(redis.port)], out
         env_file = sh(site, vps.address, "cat /srv/shop-production/shared/.env")
-        assert f"@{db.address}:5432/" in env_file and f"@{db.address}:6379/" in env_file
-    for port in (5432, 6379):  # from outside (this machine) neither answers
+        assert f"@{db.address}:5432/" in env_file and f"@{db.address}:{redis.port}/" in env_file
+    for port in (5432, redis.port):  # from outside (this machine) neither answers
         with pytest.raises(OSError):
             socket.create_connection((db.address, port), timeout=3).close()
     assert "nginx" not in sh(site, db.address, "dpkg-query -W -f '${Package}\\n' nginx", False)
@@ -122,6 +148,31 @@ def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provision
     upstream = sh(site, web1.address, "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
     assert f"server {web1.address}:8080" in upstream and f"server {web2.address}:8080" in upstream
     assert "down" not in upstream.split("upstream")[-1]
+
+
+def test_maintenance_is_served_by_the_lb_by_the_clients_real_address(cluster, provisioned):
+    """maintenance.allow names web2: through the lb it gets the app, the operator's machine
+    the 503; the backends themselves stay out of it."""
+    site, (web1, web2) = cluster["site"], cluster["web"]
+    inventory = site.dir / "inventory.yml"
+    inventory.write_text(inventory.read_text().replace(
+        "releases_keep:", f"maintenance:\n  allow: [{web2.address}]\nreleases_keep:", 1))
+    site.fab("provision")
+    assert "maintenance on: shop-production answers 503" in site.fab("maintenance", "on").stdout
+    try:
+        status, _, headers = site.get("/")
+        assert status == 503 and "Retry-After" in headers
+        assert site.get("/health/")[0] == 200
+        through_lb = (f"curl -sk -o /dev/null -w '%{{http_code}}' --resolve {DOMAIN}:443:"
+                      f"{web1.address} https://{DOMAIN}/")
+        assert sh(site, web2.address, through_lb) == "200"  # allowed, by its address
+        backend = (f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+                   f"http://127.0.0.1:8080/")
+        assert sh(site, web1.address, backend) == "200"  # the 503 is the lb's alone
+        assert "maintenance ON" in site.fab("status").stdout
+    finally:
+        site.fab("maintenance", "off")
+    assert served(site) == "1.0.0"
 
 
 def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, provisioned):
@@ -243,7 +294,7 @@ def test_managed_services_need_no_db_host(cluster, provisioned):
                 request, timeout=10) as response:
             status, body = response.status, response.read().decode()
         backup = site.fab("backup", env="managed", check=False)
-        on_db = sh(site, db.address, "ls /etc/vpskit/credentials /etc/vpskit/redis-db "
+        on_db = sh(site, db.address, "ls /etc/vpskit/credentials /etc/vpskit/redis "
                                      "/etc/vpskit/firewall /var/backups")
         site.fab("remove", "--yes", env="managed")
     finally:

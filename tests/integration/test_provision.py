@@ -50,8 +50,9 @@ def test_only_ssh_http_https_accept_connections_from_outside(site, provisioned, 
             return True
         except OSError:
             return False
-    assert {p: accepts(p) for p in (22, 80, 443, 5432, 6379)} == {
-        22: True, 80: True, 443: True, 5432: False, 6379: False}
+    redis = urlsplit(envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))["REDIS_URL"])
+    assert {p: accepts(p) for p in (22, 80, 443, 5432, redis.port)} == {
+        22: True, 80: True, 443: True, 5432: False, redis.port: False}
     status = site.sh("ufw status verbose")
     assert "Default: deny (incoming)" in status and "Status: active" in status
 
@@ -114,12 +115,16 @@ def listening(port: int) -> bool:
 
 
 def test_redis_demands_its_password(site, provisioned):
+    """The site's own instance, on localhost only; the distribution's shared one is off."""
     values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
-    password = urlsplit(values["REDIS_URL"]).password
-    out = site.sh(f"redis-cli ping 2>&1; REDISCLI_AUTH='{password}' redis-cli ping 2>&1")
+    url = urlsplit(values["REDIS_URL"])
+    out = site.sh(f"redis-cli -p {url.port} ping 2>&1; "
+                  f"REDISCLI_AUTH='{url.password}' redis-cli -p {url.port} ping 2>&1")
     assert out.split() == ["NOAUTH", "Authentication", "required.", "PONG"], out
-    listening = [line.split()[3] for line in site.sh("ss -Hltn 'sport = :6379'").splitlines()]
-    assert sorted(listening) == ["127.0.0.1:6379", "[::1]:6379"]
+    listening = [line.split()[3] for line in site.sh("ss -Hltn 'sport = :6379 or sport = :"
+                                                     f"{url.port}'").splitlines()]
+    assert sorted(listening) == [f"127.0.0.1:{url.port}", f"[::1]:{url.port}"]
+    assert site.sh("systemctl is-enabled redis-server", check=False).strip() == "disabled"
 
 
 def test_nginx_config_valid_and_default_site_gone(site, provisioned):

@@ -5,11 +5,16 @@ live release is the one enabled at boot."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import signal
 import subprocess
+import textwrap
 import time
-from datetime import datetime, timedelta
+import uuid
+from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 
 import pytest
 
@@ -18,7 +23,6 @@ from harness.devtasks.load import Load
 from tests.helpers.site import Site
 from vpskit.backups import STAMP
 from vpskit.deploy.lock import deploy_lock
-from vpskit.session import closing_remote
 
 pytestmark = pytest.mark.vps
 
@@ -62,13 +66,20 @@ def _status(site: Site, domain: str) -> int:
 
 
 def test_reboot_brings_both_sites_and_the_worker_back(two_sites, vps):
+    """Staging is in maintenance mode across the reboot: it still is after it."""
     marker = "/run/vpskit-test-before-reboot"  # /run is a fresh tmpfs after a reboot
-    two_sites.sh(f"touch {marker} && systemd-run --on-active=1 --quiet systemctl reboot")
-    deadline = time.monotonic() + 120
-    while not _rebooted(two_sites, marker):
-        assert time.monotonic() < deadline, "the VPS did not reboot and come back within 120 s"
-        time.sleep(0.5)
-    assert_everything_back(two_sites, vps)
+    two_sites.fab("maintenance", "on", env="staging")
+    try:
+        two_sites.sh(f"touch {marker} && systemd-run --on-active=1 --quiet systemctl reboot")
+        deadline = time.monotonic() + 120
+        while not _rebooted(two_sites, marker):
+            assert time.monotonic() < deadline, "the VPS did not reboot and come back within 120 s"
+            time.sleep(0.5)
+        assert_everything_back(two_sites, vps)  # the health path is let through
+        assert two_sites.get("/", domain=vps.domains[2])[0] == 503
+    finally:
+        two_sites.fab("maintenance", "off", env="staging")
+    assert two_sites.get("/", domain=vps.domains[2])[0] == 200
 
 
 def _rebooted(site: Site, marker: str) -> bool:
@@ -138,7 +149,7 @@ def test_a_backup_during_a_deploy_waits_for_its_lock(site, deployed):
     ended = datetime.strptime(release.split("-")[0], STAMP) + timedelta(seconds=took - 1)
     dumped = re.search(r"shop-production-(\d{8}T\d{6}Z)\.dump", backup.stdout)[1]
     assert datetime.strptime(dumped, STAMP) >= ended, (dumped, release, took)
-    with closing_remote(site.remote()) as remote, deploy_lock(remote, "shop-production", "backup"):
+    with contextlib.closing(site.remote()) as remote, deploy_lock(remote, "shop-production", "backup"):
         refused = site.fab("deploy", check=False)
     assert refused.returncode == 1, refused.stdout
     assert "locked by" in refused.stderr and "backup" in refused.stderr
@@ -207,3 +218,106 @@ def test_interrupt_between_nginx_and_current_is_repaired_by_the_next_deploy(site
     assert f"repaired: current -> {serving}" in out, out
     status, body, _ = site.get("/")
     assert status == 200 and "after-cut" in body
+
+
+# ---- scheduled jobs ------------------------------------------------------------------------------
+@contextlib.contextmanager
+def scheduled(site: Site, jobs: str) -> Iterator[None]:
+    """``jobs`` (the body of a ``schedule:`` mapping) added to the inventory; on the way out the
+    inventory as it was, provisioned again so the server has no job left."""
+    path = site.dir / "inventory.yml"
+    before = path.read_text()
+    path.write_text(before + "schedule:\n" + textwrap.indent(textwrap.dedent(jobs), "  "))
+    try:
+        yield
+    finally:
+        path.write_text(before)
+        site.fab("provision")
+
+
+def item_names(site: Site) -> list[str]:
+    status, body, _ = site.get("/items/")
+    assert status == 200, body
+    return [item["name"] for item in json.loads(body)["items"]]
+
+
+def wait_for_items(site: Site, name: str, count: int, within: float) -> list[str]:
+    """The item names once ``count`` are called ``name`` (or ``within`` s have passed), the
+    app given time to come back too."""
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        with contextlib.suppress(OSError, AssertionError):
+            if item_names(site).count(name) >= count:
+                break
+        time.sleep(2)
+    return item_names(site)
+
+
+def job_units(site: Site) -> list[str]:
+    return site.sh("ls /etc/systemd/system | grep -- '^shop-production-job-' || true").split()
+
+
+def test_jobs_run_on_their_calendar_show_in_jobs_and_status_and_go_with_the_inventory(
+        site, deployed):
+    """A job every 20 s writes a row (as the app user, with its env file: Django into Postgres)
+    and ``fab jobs`` lists its runs; a failing job run by ``fab jobs --run`` streams its output
+    and shows failed in ``fab status``; a deploy without them removes their units."""
+    tick = f"tick-{uuid.uuid4().hex[:8]}"
+    with scheduled(site, f"""\
+            tick:
+              command: python manage.py create_item {tick}
+              calendar: "*:*:00/20"
+            broken:
+              command: python manage.py nosuchcommand
+              cron: "0 0 1 1 *"
+              timeout: 60
+            """):
+        out = site.fab("provision").stdout
+        assert "shop-production-job-tick.timer on (*:*:00/20 UTC)" in out, out
+        assert wait_for_items(site, tick, 3, within=180).count(tick) >= 3
+        listing = site.fab("jobs").stdout
+        runs = listing.split("  tick  (")[1].split("  broken  (")[0]
+        assert runs.count("  ok  ") >= 3 and "FAILED" not in runs, listing
+        assert "next  " in runs and "    run   none yet" in listing.split("  broken  (")[1]
+
+        ran = site.fab("jobs", "--run", "broken", check=False)
+        assert ran.returncode == 1, ran.stdout + ran.stderr
+        assert "Unknown command: 'nosuchcommand'" in ran.stdout, ran.stdout
+        assert "broken: FAILED (exit-code)" in ran.stdout, ran.stdout
+        status = site.fab("status").stdout
+        assert re.search(r"shop-production-job-broken\.service\s+failed", status), status
+        assert re.search(r"shop-production-job-tick\.service\s+(inactive|activating)", status)
+        assert "FAILED" in site.fab("jobs").stdout.split("  broken  (")[1]
+        assert sorted(job_units(site)) == [
+            f"shop-production-job-{name}.{kind}" for name in ("broken", "tick")
+            for kind in ("service", "timer")]
+        path = site.dir / "inventory.yml"
+        path.write_text(path.read_text().split("schedule:\n")[0])
+        out = site.fab("deploy").stdout
+        assert "removed /etc/systemd/system/shop-production-job-broken.service" in out, out
+        assert job_units(site) == []
+        assert "shop-production-job" not in site.sh("systemctl list-timers --all --no-pager")
+        assert "shop-production-job" not in site.fab("status").stdout
+
+
+def test_a_job_missed_while_the_server_was_down_runs_once_after_it_boots(site, deployed, vps):
+    """A one-shot calendar that passed while the server was off: ``Persistent=`` runs it once
+    at boot. The timer's stamp is set back before the calendar (as if the timer last ran then
+    and the power went at the due time), then the power is cut."""
+    missed = f"missed-{uuid.uuid4().hex[:8]}"
+    due = datetime.now(UTC) - timedelta(minutes=5)
+    with scheduled(site, f"""\
+            missed:
+              command: python manage.py create_item {missed}
+              calendar: "{due:%Y-%m-%d %H:%M:%S}"
+            """):
+        assert re.search(r"^  jobs\s+changed", site.fab("provision").stdout, re.M)
+        again = site.fab("provision").stdout  # an elapsed one-shot timer is left as it is
+        assert re.search(r"^  jobs\s+unchanged", again, re.M), again
+        stamp = "/var/lib/systemd/timers/stamp-shop-production-job-missed.timer"
+        site.sh(f"touch -d @{int((due - timedelta(minutes=5)).timestamp())} {stamp}")
+        assert missed not in item_names(site)  # it was due before the timer existed
+        testvps.power_cut(vps)
+        assert wait_for_items(site, missed, 1, within=90).count(missed) == 1
+        time.sleep(3)
+        assert item_names(site).count(missed) == 1

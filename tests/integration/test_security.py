@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 import subprocess
+from urllib.parse import SplitResult, urlsplit
 
 import pytest
 import yaml
@@ -16,7 +17,8 @@ import yaml
 from harness.devtasks import sandbox
 from tests.helpers import machines
 from tests.helpers.site import SECRET_KEY, Site
-from vpskit import render
+from vpskit import envfile, render
+from vpskit.provision import cache
 
 pytestmark = pytest.mark.vps
 
@@ -205,3 +207,75 @@ def test_security_installed_unit_is_the_one_rated_offline(shop):
     env = shop.env()
     path = f"{render.SYSTEMD_DIR}/{render.web_unit_name(env, '')}"
     assert shop.sh(f"cat {path}") == render.web_unit(env)
+
+
+# ---- nothing shared between sites: Redis, Postgres ----------------------------------------------
+def redis_url(site: Site) -> SplitResult:
+    return urlsplit(envfile.parse(site.sh(f"cat {site.env().env_file}"))["REDIS_URL"])
+
+
+def test_security_a_site_cannot_read_or_flush_anothers_redis(shop, depot):
+    """shop and depot share the VPS as production and staging would: each has its own Redis
+    instance. depot's password opens nothing of shop's, depot's instance has none of shop's
+    keys, and FLUSHALL there leaves shop's key; CONFIG is gone; and depot's user cannot read
+    shop's password anywhere."""
+    prod, neighbour = redis_url(shop), redis_url(depot)
+    assert prod.port != neighbour.port and prod.password != neighbour.password
+
+    def cli(url: SplitResult, port: int, command: str) -> str:  # the password never in argv
+        return depot.sh(f"REDISCLI_AUTH='{url.password}' redis-cli -p {port} {command} "
+                        f"2>/dev/null").strip()
+    assert cli(prod, prod.port, "set vpskit:secret prod") == "OK"
+    assert cli(neighbour, neighbour.port, "get vpskit:secret") == ""  # nil: not there
+    assert "vpskit:secret" not in cli(neighbour, neighbour.port, "--scan")
+    assert cli(neighbour, prod.port, "get vpskit:secret") == "NOAUTH Authentication required."
+    assert cli(neighbour, neighbour.port, "flushall") == "OK"  # its own instance only
+    assert "unknown command" in cli(neighbour, neighbour.port, "config set dir /var/lib/redis")
+    assert cli(prod, prod.port, "get vpskit:secret") == "prod"
+    assert cli(prod, prod.port, "del vpskit:secret") == "1"
+    sites = [shop.env().site, depot.env().site]
+    assert shop.sh(f"systemctl is-active {' '.join(cache.unit(s) for s in sites)}").split() == [
+        "active", "active"]
+    stolen = depot.sh(f"runuser -u {sites[1]} -- cat {cache.conf_path(sites[0])} "
+                      f"{shop.env().env_file} /etc/vpskit/credentials/* 2>&1", check=False)
+    assert prod.password not in stolen and stolen.count("Permission denied") >= 2, stolen
+
+
+def test_security_two_sites_sharing_a_database_is_a_one_line_error(shop, depot):
+    """At load within an inventory; against the server's claims when the other site is in
+    another app's inventory: refused before anything changes, naming both sites."""
+    shop_env, depot_env = shop.env(), depot.env()
+    state = (f"sha256sum {shop_env.env_file} {depot_env.env_file} {render.site_path(depot_env)}; "
+             f"grep -r . /etc/vpskit/postgres")
+    before = shop.sh(state)
+    same = {"db": shop_env.db_name, "user": shop_env.db_user}
+    edit_inventory(depot, lambda doc: doc["environments"]["production"].update(postgres=same))
+    try:
+        refused = [depot.fab(*task, check=False)
+                   for task in (("provision",), ("restore", "--yes"), ("remove", "--yes"))]
+    finally:
+        edit_inventory(depot, lambda doc: doc["environments"]["production"].pop("postgres"))
+    for result in refused:
+        assert result.returncode == 1
+        assert result.stderr.strip().splitlines() == [
+            f"error: {depot_env.hosts[0].address}: {depot_env.site} would share database "
+            f"{shop_env.db_name} with site {shop_env.site}; sites sharing a database or role "
+            f"reset each other's password and destroy each other's data: give {depot_env.site} "
+            f"its own postgres.db and postgres.user in its inventory (nothing was changed)"
+        ], result.stderr
+    assert "packages" not in refused[0].stdout, refused[0].stdout
+    assert shop.sh(state) == before
+    assert shop.get("/health/")[0] == 200 and depot.get("/health/")[0] == 200
+    staging = {"hosts": [dict(h) for h in yaml.safe_load((shop.dir / "inventory.yml").read_text())[
+        "environments"]["production"]["hosts"]], "domains": ["staging.invalid"],
+        "postgres": {"db": shop_env.db_name}}
+    edit_inventory(shop, lambda doc: doc["environments"].update(staging=staging))
+    try:
+        at_load = shop.fab("provision", check=False, env="staging")
+    finally:
+        edit_inventory(shop, lambda doc: doc["environments"].pop("staging"))
+    message = at_load.stderr.strip().splitlines()
+    assert at_load.returncode == 1 and len(message) == 1, at_load.stderr
+    assert (f"environments.staging.postgres.db: database '{shop_env.db_name}' on "
+            f"{shop_env.hosts[0].address} is also environment 'production''s" in message[0])
+    assert "provision" not in at_load.stdout  # no connection made

@@ -18,6 +18,7 @@ from vpskit.files import FileState
 from vpskit.provision import backup_timer
 from vpskit.provision.context import Context
 from vpskit.remote import Result
+from vpskit.sh import prune_backups
 from vpskit.steps import Reporter
 
 SITE = "shop-production"
@@ -58,25 +59,25 @@ def test_prune_plan_keeps_the_last_days_and_the_newest_of_each_kind():
     names = [named(40), named(40, suffix=backups.MEDIA), named(31), named(29),
              named(10, "predeploy-x"), named(1), named(0.5, suffix=backups.MEDIA),
              named(90, site="shop-staging"), "notes.txt", f".{named(60)}.partial"]
-    assert backups.prune_plan(SITE, names, cutoff(30)) == [
+    assert prune_backups.prune_plan(SITE, names, cutoff(30)) == [
         named(40, suffix=backups.MEDIA), named(40), named(31)]
-    assert backups.prune_plan(SITE, names, cutoff(2)) == [
+    assert prune_backups.prune_plan(SITE, names, cutoff(2)) == [
         named(40, suffix=backups.MEDIA), named(40), named(31), named(29),
         named(10, "predeploy-x")]
 
 
 def test_prune_plan_never_removes_the_newest_backup_whatever_its_age():
     names = [named(400), named(300), named(200), named(250, suffix=backups.MEDIA)]
-    assert backups.prune_plan(SITE, names, cutoff(30)) == [named(400), named(300)]
-    assert backups.prune_plan(SITE, [named(365)], cutoff(1)) == []
-    assert backups.prune_plan(SITE, [], cutoff(1)) == []
+    assert prune_backups.prune_plan(SITE, names, cutoff(30)) == [named(400), named(300)]
+    assert prune_backups.prune_plan(SITE, [named(365)], cutoff(1)) == []
+    assert prune_backups.prune_plan(SITE, [], cutoff(1)) == []
 
 
 def test_prune_dir_deletes_only_the_plan(tmp_path):
     names = [named(40), named(31), named(29), "notes.txt"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
-    gone = backups.prune_dir(str(tmp_path), SITE, 30, now=NOW.timestamp())
+    gone = prune_backups.prune_dir(str(tmp_path), SITE, 30, now=NOW.timestamp())
     assert gone == [named(40), named(31)]
     assert sorted(p.name for p in tmp_path.iterdir()) == sorted([named(29), "notes.txt"])
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import pytest
 
 from vpskit import backups, render
-from vpskit.config import App, Environment, Host
+from vpskit.config import App, Environment, Host, Postgres
 from vpskit.deploy import appcmd, lock, releases, source, switch
 from vpskit.deploy.pipeline import check_python
 from vpskit.errors import ToolkitError
@@ -110,6 +110,20 @@ def test_systemd_run_line_uses_the_env_file_and_app_user():
     assert "--property=User=shop-production" in argv
     assert argv[-2:] == ["/srv/shop-production/releases/20260101T000000Z-aaaaaaa/.venv/bin/python",
                          "manage.py"]
+
+
+def test_release_commands_wait_at_most_the_lock_timeout_for_a_table_lock():
+    settings = appcmd.lock_timeout_env(env())
+    assert settings == ["PGOPTIONS=-c lock_timeout=5s"]
+    argv = appcmd.systemd_run_argv(env(), "r1", ["python", "manage.py"], setenv=settings)
+    assert "--setenv=PGOPTIONS=-c lock_timeout=5s" in argv
+    assert argv.index("--setenv=PGOPTIONS=-c lock_timeout=5s") < argv.index("--")
+    unlimited = Environment("production", (Host("192.0.2.1"),), ("shop.test",),
+                            env().app, postgres=Postgres(lock_timeout=0))
+    assert appcmd.lock_timeout_env(unlimited) == []
+    hint = appcmd.lock_timeout_hint(env(), "ERROR:  canceling statement due to lock timeout")
+    assert "5 s" in hint and "postgres.lock_timeout" in hint
+    assert appcmd.lock_timeout_hint(env(), "ERROR: relation does not exist") == ""
 
 
 def test_lock_holder_is_described():

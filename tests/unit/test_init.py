@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -398,3 +399,27 @@ def test_eventlet_worker_from_gunicorn_conf(tmp_path, conf, noted):
         "gunicorn.conf.py": conf, "app.py": "from flask import Flask\napp = Flask(__name__)\n",
         "requirements.txt": "flask\ngunicorn>=22\neventlet\ngevent\n"}))
     assert any("removed the eventlet worker" in note for note in detected.notes) is noted
+
+
+def test_railway_cron_service_and_dokku_cron_become_scheduled_jobs(tmp_path):
+    app_dir = write(tmp_path / "site", {
+        "app.py": "from flask import Flask\napp = Flask(__name__)\n",
+        "requirements.txt": "flask==3.0.0\ngunicorn==23.0.0\n",
+        "Procfile": "web: gunicorn app:app\n",
+        "railway.toml": ('[deploy]\nstartCommand = "python tasks.py --nightly"\n'
+                         'cronSchedule = "*/30 2-4 * * mon-fri"\n'),
+        "app.json": json.dumps({"cron": [
+            {"command": "python report.py", "schedule": "@daily"},
+            {"command": "python a.py && python b.py", "schedule": "0 1 * * *"},
+            {"command": "python c.py", "schedule": "0 0 L * *"}]}),
+    })
+    detected = init.detect(app_dir)
+    env, text = load(app_dir, tmp_path / "site", environ={})
+    assert env.app.entry == "app:app"  # the cron service's start command is no web command
+    assert [(j.name, j.command, j.calendars) for j in env.schedule] == [
+        ("cron", "python tasks.py --nightly", ("Mon..Fri *-*-* 02..04:00,30:00 UTC",)),
+        ("cron-2", "python report.py", ("*-*-* 00:00:00 UTC",))]
+    assert 'cron: "*/30 2-4 * * mon-fri"' in text and "from railway.toml cronSchedule" in text
+    notes = " ".join(detected.notes)
+    assert "app.json cron #2 `0 1 * * *` runs `python a.py && python b.py`" in notes
+    assert "app.json cron #3: day of month 'L'" in notes

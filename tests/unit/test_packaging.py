@@ -19,6 +19,9 @@ def test_the_wheel_holds_the_package_and_templates_and_no_harness(wheel):
     modules = sorted(p.relative_to(REPOSITORY).as_posix()
                      for p in (REPOSITORY / "vpskit").rglob("*.py"))
     assert [m for m in modules if m not in names] == []  # every module ships
+    scripts = sorted(p.relative_to(REPOSITORY).as_posix()
+                     for p in (REPOSITORY / "vpskit" / "sh").glob("*.sh"))
+    assert scripts and [s for s in scripts if s not in names] == []  # and every server script
     entry_points = next(n for n in names if n.endswith("entry_points.txt"))
     assert "vpskit = vpskit.program:main" in zipfile.ZipFile(wheel).read(entry_points).decode()
 

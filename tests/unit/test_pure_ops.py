@@ -117,7 +117,7 @@ def test_preflight_refuses_unsupported_os_and_full_disk(os_info, free, ok):
 
 
 def test_redis_password_is_read_back_from_its_conf():
-    conf = cache.redis_conf("pw-123", "64mb", "allkeys-lru")
+    conf = cache.redis_conf("shop-production", 6380, "pw-123", "64mb", "allkeys-lru")
     assert cache.current_password(conf) == "pw-123"
     assert cache.current_password(None) is None
 
@@ -189,24 +189,9 @@ def test_firewall_roles_lb_web_db():
     db = Host("203.0.113.3", roles=("db",), private_address="10.0.0.3")
     env = Environment("production", (lb, web, db), ("shop.test",), App("shop", "repo"))
     assert [firewall.public_ports(env, h) for h in (lb, web, db)] == [[22, 80, 443], [22], [22]]
-    assert firewall.wanted(env, web) == ((22, ANY), (8080, "10.0.0.1"))
-    assert firewall.wanted(env, db) == ((22, ANY), (5432, "10.0.0.1"), (6379, "10.0.0.1"),
-                                        (5432, "10.0.0.2"), (6379, "10.0.0.2"))
-
-
-def test_each_site_gets_its_own_redis_database():
-    numbers = facts.registry(cache.REGISTRY, "redis_dbs", cache.db_numbers)
-    assert numbers.parse("/etc/vpskit/redis-db/shop-production:0\n"
-                         "/etc/vpskit/redis-db/shop-staging:1\n", 0) == {
-        "shop-production": 0, "shop-staging": 1}
-    registry = {"shop-production": 0}
-    assert cache.redis_db("shop-production", registry, "", "h") == 0
-    assert cache.redis_db("shop-staging", registry, "redis://:p@127.0.0.1:6379/0", "h") == 1
-    assert cache.redis_db("shop-staging", registry, "redis://:p@127.0.0.1:6379/5", "h") == 5
-    assert cache.redis_db("shop-production", {}, "redis://:p@127.0.0.1:6379/0", "h") == 0
-    full = {f"app{n}-production": n for n in range(16)}
-    with pytest.raises(ToolkitError, match="Redis on h has all 16 databases taken"):
-        cache.redis_db("shop-staging", full, "", "h")
+    assert firewall.wanted(env, web, 6380) == ((22, ANY), (8080, "10.0.0.1"))
+    assert firewall.wanted(env, db, 6381) == ((22, ANY), (5432, "10.0.0.1"), (6381, "10.0.0.1"),
+                                              (5432, "10.0.0.2"), (6381, "10.0.0.2"))
 
 
 def test_a_managed_database_url_reaches_the_env_file_as_given():

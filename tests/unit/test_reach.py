@@ -30,8 +30,10 @@ class Remote:
         return SimpleNamespace(ok=not failed, stdout=failed + "\n" if failed else "")
 
 
-def check(env: Environment, remote: Remote) -> list[str]:
-    return database.reach(Context(env=env, host=WEB, remote=remote, out=Reporter(quiet=True)))
+def check(env: Environment, remote: Remote, urls: dict[str, str] | None = None) -> list[str]:
+    """The reach step on WEB, given ``urls`` as the site phase gives the db host's URLs."""
+    return database.reach(Context(env=env, host=WEB, remote=remote, out=Reporter(quiet=True),
+                                  managed_env=dict(urls or {})))
 
 
 def test_managed_services_are_reached_at_their_urls_host_and_port():
@@ -46,13 +48,15 @@ def test_managed_services_are_reached_at_their_urls_host_and_port():
         check(env, Remote("cache.provider.example:6379"))
 
 
-def test_a_separate_db_host_is_reached_at_its_private_address():
+def test_a_separate_db_host_is_reached_at_its_private_address_and_the_sites_redis_port():
     env = Environment("production", (WEB, DB), ("shop.test",), App("shop", "repo"))
+    urls = {"DATABASE_URL": "postgres://u:p@10.0.0.3:5432/d",
+            "REDIS_URL": "redis://:p@10.0.0.3:6381/0"}
     remote = Remote()
-    assert check(env, remote) == [] and remote.targets == ["10.0.0.3:5432", "10.0.0.3:6379"]
+    assert check(env, remote, urls) == [] and remote.targets == ["10.0.0.3:5432", "10.0.0.3:6381"]
     with pytest.raises(ToolkitError, match=r"cannot reach the db host 203\.0\.113\.3 at "
-                                           r"10\.0\.0\.3:6379;"):
-        check(env, Remote("10.0.0.3:6379"))
+                                           r"10\.0\.0\.3:6381;"):
+        check(env, Remote("10.0.0.3:6381"), urls)
 
 
 def test_a_unix_socket_url_is_not_probed():

@@ -69,7 +69,8 @@ class Channel:
 def fake_remote(open_session) -> Remote:
     transport = SimpleNamespace(open_session=open_session)
     return Remote(SimpleNamespace(host="192.0.2.1", user="deploy",
-                                  client=SimpleNamespace(get_transport=lambda: transport)))
+                                  client=SimpleNamespace(get_transport=lambda: transport),
+                                  is_connected=True))
 
 
 @pytest.fixture

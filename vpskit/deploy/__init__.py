@@ -6,7 +6,7 @@ import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
 
-from vpskit import fleet, hooks, interrupts, render, session
+from vpskit import facts, fleet, hooks, interrupts, maintenance, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
@@ -14,12 +14,12 @@ from vpskit.deploy.pipeline import Deploy, deploy_line
 from vpskit.deploy.source import refuse_unsafe_files, release_id, resolve
 from vpskit.errors import ToolkitError
 from vpskit.remote import Remote
-from vpskit.session import closing_remote
 from vpskit.steps import Reporter, run_steps
 
 
 def deploy_environment(env: Environment, ref: str | None, out: Reporter,
-                       hosts: Sequence[Host] | None = None, batch: int = 1) -> str:
+                       hosts: Sequence[Host] | None = None, batch: int = 1,
+                       with_maintenance: bool = False) -> str:
     """Deploy ``ref`` (default: the inventory's) to the app hosts; return the release id.
 
     The ``pre_deploy`` hook runs before any connection. Every host is locked and prepared at
@@ -27,7 +27,8 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
     first web host; the new release starts beside the live one on every web host; then the web
     hosts switch ``batch`` at a time, each gated by its public health check; last, old releases
     stop and processes restart everywhere. A failure anywhere puts every host back on the
-    release it was serving. Unlocked, ``post_deploy`` or ``failed_deploy`` runs last."""
+    release it was serving. ``with_maintenance``: :class:`vpskit.maintenance.DeployWindow`.
+    Unlocked, ``post_deploy`` or ``failed_deploy`` runs last."""
     source = resolve(env.app.repo, ref or env.app.ref)
     refuse_unsafe_files(source, env.backups.local_dir)
     rid = release_id(source)
@@ -40,7 +41,7 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
     jobs: dict[str, Deploy] = {}
     with ExitStack() as stack:
         def prepare(host: Host, host_out: Reporter) -> None:
-            remote = stack.enter_context(closing_remote(session.open_remote(env, host)))
+            remote = stack.enter_context(session.connected(env, host))
             stack.enter_context(deploy_lock(remote, env.site, f"deploy {source.short}"))
             host_out.line(f"deploy {env.site} {rid} to {host.address}")
             jobs[host.address] = Deploy(env, host, remote, source, rid, host_out)
@@ -51,22 +52,21 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
                                 alone=len(targets) == 1)
 
         lb: Remote | None = None  # the lb host's runner, once opened
+        window = maintenance.DeployWindow(env)  # opened with --maintenance only
         try:
             _lock_db_host(env, targets, stack, f"deploy {source.short}")
             fleet.each_or_raise(targets, prepare, out, "deploy")
+            if with_maintenance:
+                window.open(_public(env, jobs, stack), source.read(maintenance.PAGE), out)
             web = [h for h in targets if "web" in h.roles] or targets
             phase("once", web[:1])
             phase("start", web)
-            if env.lb_host and "web" in web[0].roles:
-                lb = _lb_remote(env, jobs, stack)
-            for i in range(0, len(web), batch):
-                _switch_batch(env, lb, web[i:i + batch], lambda h: phase("switch", h), out)
-            if lb:
-                url = switch.check_public(lb, env, _has_cert(lb, env), lb=True)
-                out.line(f"lb {env.lb_host.address}: {url} answered {env.health.status}")
+            lb = _lb_remote(env, web, jobs, stack)
+            _switch_all(env, lb, web, batch, lambda h: phase("switch", h), out)
+            window.close(out)
             phase("finish", targets)
         except BaseException as exc:  # any way out: an error, Ctrl-C, a signal, a lost link
-            error = _undo(env, list(jobs.values()), lb, exc, out) if jobs else exc
+            error = _undo(env, list(jobs.values()), lb, window, exc, out) if jobs else exc
             stack.close()  # unlocked before the hook
             hooks.warn(env, "failed_deploy", hooks.failed(about, error), out)
             if error is exc:
@@ -79,13 +79,21 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
     return rid
 
 
-def _undo(env: Environment, jobs: list[Deploy], lb: Remote | None, exc: BaseException,
-          out: Reporter) -> ToolkitError:
-    """Put every host back on what it served, shielded from signals; the error to end with."""
+def _undo(env: Environment, jobs: list[Deploy], lb: Remote | None,
+          window: maintenance.DeployWindow, exc: BaseException, out: Reporter) -> ToolkitError:
+    """Put every host back on what it served, shielded from signals, then end the deploy's
+    maintenance (the old release serves again); the error to end with."""
     with interrupts.shielded():
         notes = _recover(jobs, out)
         if lb:
             switch.rotate(lb, env)
+        if window.opened:
+            try:
+                window.close(out)
+                notes += "; maintenance off"
+            except Exception as cleanup:  # a lost connection too: say so, keep the first error
+                notes += (f"; maintenance is still on ({cleanup}): fab maintenance --env "
+                          f"{env.name} off")
     return interrupts.failure(exc, notes)
 
 
@@ -93,15 +101,38 @@ def _lock_db_host(env: Environment, targets: list[Host], stack: ExitStack, what:
     """A separate db host is locked too: its backups wait for the deploy's dump."""
     db = env.db_host if env.own_postgres else None
     if db is not None and db not in targets:
-        remote = stack.enter_context(closing_remote(session.open_remote(env, db)))
+        remote = stack.enter_context(session.connected(env, db))
         stack.enter_context(deploy_lock(remote, env.site, what))
 
 
-def _lb_remote(env: Environment, jobs: dict[str, Deploy], stack: ExitStack) -> Remote:
-    lb = env.lb_host
-    if lb.address in jobs:
-        return jobs[lb.address].remote
-    return stack.enter_context(closing_remote(session.open_remote(env, lb)))
+def _remote(env: Environment, host: Host, jobs: dict[str, Deploy], stack: ExitStack) -> Remote:
+    """The deploy's runner on ``host``: its job's, else a connection of its own."""
+    if host.address in jobs:
+        return jobs[host.address].remote
+    return stack.enter_context(session.connected(env, host))
+
+
+def _lb_remote(env: Environment, web: list[Host], jobs: dict[str, Deploy], stack: ExitStack
+               ) -> Remote | None:
+    """The lb host's runner, when the web hosts deployed to sit behind one."""
+    return _remote(env, env.lb_host, jobs, stack) if env.lb_host and "web" in web[0].roles \
+        else None
+
+
+def _public(env: Environment, jobs: dict[str, Deploy], stack: ExitStack
+            ) -> list[tuple[Host, Remote]]:
+    """The hosts the world connects to (the lb, else the web hosts), connected."""
+    return [(host, _remote(env, host, jobs, stack)) for host in env.public_hosts]
+
+
+def _switch_all(env: Environment, lb: Remote | None, web: list[Host], batch: int,
+                switch_hosts: Callable[[list[Host]], None], out: Reporter) -> None:
+    """Switch the web hosts ``batch`` at a time, then health-check the lb's site."""
+    for i in range(0, len(web), batch):
+        _switch_batch(env, lb, web[i:i + batch], switch_hosts, out)
+    if lb:
+        url = switch.check_public(lb, env, _has_cert(lb, env), lb=True)
+        out.line(f"lb {env.lb_host.address}: {url} answered {env.health.status}")
 
 
 def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
@@ -125,7 +156,7 @@ def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
 
 
 def _has_cert(remote: Remote, env: Environment) -> bool:
-    return remote.run(["test", "-s", render.cert_path(env)], check=False).ok
+    return facts.gather(remote, [facts.nonempty(render.cert_path(env), "tls")])["tls"]
 
 
 def _recover(jobs: list[Deploy], out: Reporter) -> str:
@@ -144,7 +175,7 @@ def rollback_environment(env: Environment, to: str | None, out: Reporter,
     the inventory's ``post_rollback`` hook runs (its failure is a warning)."""
     def one(host: Host, host_out: Reporter) -> releases.Release:
         start = time.monotonic()
-        with closing_remote(session.open_remote(env, host)) as remote, \
+        with session.connected(env, host) as remote, \
                 deploy_lock(remote, env.site, "rollback"):
             target = _rollback_host(env, host, remote, to, host_out)
         host_out.line(f"rolled back {env.site} on {host.address} to {target.id} in "

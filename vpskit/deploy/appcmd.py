@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import secrets
 import shlex
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 from vpskit import render
 from vpskit.config import App, Environment
@@ -32,12 +32,13 @@ def release_commands(app: App) -> list[list[str]]:
 
 
 def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
-                     pty: bool = False) -> list[str]:
+                     pty: bool = False, setenv: Sequence[str] = ()) -> list[str]:
     """The ``systemd-run`` line for ``argv`` in release ``release_id`` (pure).
 
-    A leading ``python`` (or any program found in the venv) runs from the release's venv.
+    A leading ``python`` (or any program found in the venv) runs from the release's venv;
+    ``setenv`` adds ``NAME=value`` settings (never secrets: they are in the argument list).
     """
-    release = f"{env.releases_dir}/{release_id}"
+    release = render.release_dir(env, release_id)
     program = argv[0] if "/" in argv[0] else f"{release}/.venv/bin/{argv[0]}"
     sandbox = [f"--property={key}={value}"
                for key, value in render.sandbox(env, "static", "media")]
@@ -47,11 +48,28 @@ def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
             f"--property=EnvironmentFile={env.env_file}",
             f"--property=WorkingDirectory={release}", *sandbox,
             f"--setenv=RELEASE={release_id}", f"--setenv=PATH={release}/.venv/bin:/usr/bin:/bin",
-            "--", program, *argv[1:]]
+            *(f"--setenv={setting}" for setting in setenv), "--", program, *argv[1:]]
 
 
-def run_in_release(remote: Remote, env: Environment, release_id: str, argv: Sequence[str],
-                   check: bool = True, timeout: float | None = 1800,
-                   on_stdout: Callable[[str], None] | None = None) -> Result:
-    return remote.run(systemd_run_argv(env, release_id, argv), check=check, timeout=timeout,
-                      on_stdout=on_stdout)
+def lock_timeout_env(env: Environment) -> list[str]:
+    """``PGOPTIONS`` giving a release command's Postgres sessions ``postgres.lock_timeout``, so
+    a migration that queues for a lock behind a long transaction fails after that many seconds
+    instead of stalling every app query queued behind it (libpq clients: psycopg, psql)."""
+    seconds = env.postgres.lock_timeout
+    return [f"PGOPTIONS=-c lock_timeout={seconds}s"] if seconds else []
+
+
+def lock_timeout_hint(env: Environment, output: str) -> str:
+    """A fix for a release command that hit ``postgres.lock_timeout``, or ''."""
+    if "lock timeout" not in output:
+        return ""
+    return (f"; it waited over {env.postgres.lock_timeout} s for a table lock held by another "
+            "transaction (a long query or a worker): the old release still serves; deploy again "
+            "when it is done, or raise postgres.lock_timeout")
+
+
+def run_release_command(remote: Remote, env: Environment, release_id: str, argv: Sequence[str],
+                        timeout: float | None = 1800) -> Result:
+    """One release command in release ``release_id``, with the Postgres lock timeout."""
+    return remote.run(systemd_run_argv(env, release_id, argv, setenv=lock_timeout_env(env)),
+                      check=False, timeout=timeout)

@@ -17,12 +17,13 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
+from vpskit import sh
 from vpskit.errors import LockHeldError, RemoteError
 from vpskit.remote import Remote
 from vpskit.render import lock_path
 
 BUSY = 75  # flock -E: exit code when the lock is taken
-HOLD = ('printf "%s\\n" "$2" > "$1.holder"; echo LOCKED; cat >/dev/null; rm -f "$1.holder"')
+HOLD = sh.script("hold-lock")
 
 
 def holder_info(what: str) -> str:
@@ -49,9 +50,7 @@ def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: i
     line = remote.command(["flock", *how, "--conflict-exit-code", str(BUSY), path,
                            "bash", "-c", HOLD, "hold", path, holder_info(what)])
     wait += queue
-    remote.round_trips += 1
-    channel = remote.conn.client.get_transport().open_session()
-    channel.exec_command(line)
+    channel = remote.channel(line)
     channel.settimeout(wait)
     try:
         first = b""

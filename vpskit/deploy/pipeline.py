@@ -14,7 +14,7 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vpskit import backups, facts, render, session
+from vpskit import backups, facts, files, jobs, render, session, sh
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, pipfail, releases, switch
 from vpskit.deploy.releases import Release, Releases
@@ -23,55 +23,11 @@ from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
 
-VENV_SCRIPT = r"""
-set -e; umask 022
-venvs="$1" key="$2" release="$3" reqs="$4" log="$5" user="$6"
-dir="$venvs/$key" work="$venvs/$key/.vpskit-build" group=$(id -gn "$user")
-as_user() {  # as_user DIR CMD...: CMD in DIR as $user, with a private HOME (pip's cache)
-  local cwd="$1"; shift
-  setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
-    env -i -C "$cwd" HOME="$work/home" PATH="$PATH" LANG=C.UTF-8 "$@"
-}
-if [ ! -f "$dir/.vpskit-complete" ]; then  # built in place: venv scripts embed their path
-  rm -rf "$dir"; mkdir -p "$venvs"
-  largest=$(du -s -B1 "$venvs"/*/ 2>/dev/null | sort -n | tail -1 | cut -f1)
-  if [ -n "$largest" ]; then need=$((largest * 12 / 10)); else need=300000000; fi
-  need=$((need + $(du -s -B1 "$release" | cut -f1)))  # and the copy pip runs in
-  free=$(df --output=avail -B1 "$venvs" | tail -1)
-  if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; exit 28; fi
-  install -d -o "$user" -g "$group" -m 700 "$dir"
-  as_user "$dir" mkdir -p "$work/home"
-  as_user "$dir" python3 -m venv "$dir"
-  if [ -f "$release/$reqs" ]; then  # relative paths (./pkg) resolve, and build, in a copy
-    as_user "$dir" cp -R "$release" "$work/src"
-    (umask 077; : > "$log")  # pip's full output; only root reads it
-    as_user "$work/src" "$dir/bin/pip" install --disable-pip-version-check --no-input \
-      --progress-bar off -r "$release/$reqs" > "$log" 2>&1 || { cat "$log"; exit 3; }
-  fi
-  rm -rf "$work"
-  if [ -n "$(find "$dir" ! -type d -links +1 -print -quit)" ]; then  # would become root's
-    echo "the build left a hard link in $dir; refusing it" >&2; exit 1
-  fi
-  chown -R root:"$group" "$dir"; chmod -R ug-s,g+rX,go-w "$dir"  # read-only for the app
-  rm -f "$dir/.vpskit-complete"; touch "$dir/.vpskit-complete"  # rm: never follow its link
-  echo built
-fi
-ln -sfn "$dir" "$release/.venv"
-"""
+VENV_SCRIPT = sh.script("venv")
 PIP_FAILED = 3  # VENV_SCRIPT's exit code when pip failed; its output is then pip's log
 PIP_LOG = ".vpskit-pip.log"
 
-UNPACK_SCRIPT = r"""
-set -e; umask 027
-release="$1" site="$2" sha="$3" size="$4"
-need=$((size * 12 / 10 + 50000000))  # the archive unpacked, and room to spare
-free=$(df --output=avail -B1 "${release%/*}" | tail -1)
-if [ "$free" -lt "$need" ]; then echo "NOSPACE $need $free"; cat > /dev/null; exit 28; fi
-rm -rf "$release"; mkdir -p "$release"
-tar -x --no-same-owner -C "$release"
-printf '%s\n' "$sha" > "$release/REVISION"
-chown -R root:"$site" "$release"; chmod -R g+rX,g-w,o-rwx "$release"
-"""
+UNPACK_SCRIPT = sh.script("unpack")
 
 
 @dataclass
@@ -95,7 +51,7 @@ class Deploy:
 
     @property
     def release_dir(self) -> str:
-        return f"{self.env.releases_dir}/{self.release_id}"
+        return render.release_dir(self.env, self.release_id)
 
     @property
     def live(self) -> str | None:
@@ -118,7 +74,7 @@ class Deploy:
                       if self.web else [],
             "finish": [("stop old", Deploy.stop_old) if self.web else ("current", Deploy.current),
                        *([("processes", Deploy.processes)] if worker else []),
-                       ("prune", Deploy.prune)],
+                       ("jobs", Deploy.jobs), ("prune", Deploy.prune)],
         }[name]
         self.committed = self.committed or name == "finish"
         run_steps(self, steps, self.out)
@@ -131,8 +87,7 @@ class Deploy:
                         lambda out, rc: tuple(int(x) for x in out.split()) if rc == 0 else None),
             facts.Probe("provisioned", f"test -f {shlex.quote(str(self.env.env_file))}",
                         lambda out, rc: rc == 0),
-            facts.Probe("tls", f"test -s {shlex.quote(render.cert_path(self.env))}",
-                        lambda out, rc: rc == 0),
+            facts.nonempty(render.cert_path(self.env), "tls"),
             switch.upstream_probe(self.env),
         ])
         if not found["provisioned"]:
@@ -186,7 +141,7 @@ class Deploy:
             return []
         with contextlib.ExitStack() as stack:
             remote = self.remote if db == self.host else stack.enter_context(
-                session.closing_remote(session.open_remote(self.env, db)))
+                session.connected(self.env, db))
             where = "" if db == self.host else f"{db.address}: "
             made = backups.dump(remote, self.env, label=f"predeploy-{self.release_id}")
             pruned = backups.prune_automatic(remote, self.env)
@@ -196,12 +151,13 @@ class Deploy:
     def release_commands(self) -> list[str]:
         done = []
         for argv in appcmd.release_commands(self.env.app):
-            result = appcmd.run_in_release(self.remote, self.env, self.release_id, argv,
-                                           check=False)
+            result = appcmd.run_release_command(self.remote, self.env, self.release_id, argv)
             if not result.ok:
-                log = self._save_log(" ".join(argv), result.stdout + result.stderr)
-                raise RemoteError(self.remote.error(argv, result).args[0] + f" (full output: "
-                                                                          f"{log})")
+                output = result.stdout + result.stderr
+                log = self._save_log(" ".join(argv), output)
+                raise RemoteError(self.remote.error(argv, result).args[0]
+                                  + appcmd.lock_timeout_hint(self.env, output)
+                                  + f" (full output: {log})")
             done.append(" ".join(argv[:3]))
         return done
 
@@ -239,6 +195,10 @@ class Deploy:
 
     def processes(self) -> list[str]:
         return switch.restart_processes(self.remote, self.env)
+
+    def jobs(self) -> list[str]:
+        """The inventory's scheduled jobs, on the live release from now on (:mod:`vpskit.jobs`)."""
+        return jobs.reconcile(self.remote, self.env, self.host)
 
     def prune(self) -> list[str]:
         doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)
@@ -282,17 +242,12 @@ class Deploy:
 
     def _save_log(self, what: str, output: str) -> str:
         path = f"{self.release_dir}/.vpskit-release.log"
-        self.remote.run(["bash", "-c", 'cat > "$1"', "log", path],
+        self.remote.run(files.write_argv(path, mode=0o600),
                         stdin=f"$ {what}\n{output}", check=False)
         return path
 
 
-PRUNE_SCRIPT = r"""
-root="$1"; shift
-for id in "$@"; do rm -rf "$root/releases/$id"; done
-keep=$(for d in "$root"/releases/*/.venv; do readlink "$d"; done | sort -u)
-for v in "$root"/venvs/*/; do v=${v%/}; echo "$keep" | grep -qxF "$v" || rm -rf "$v"; done
-"""
+PRUNE_SCRIPT = sh.script("prune-releases")
 
 
 def check_python(source: Source, server: tuple[int, int] | None) -> None:

@@ -11,7 +11,7 @@ import json
 import shlex
 from dataclasses import dataclass, replace
 
-from vpskit import facts
+from vpskit import facts, files, render
 from vpskit.config import Environment
 from vpskit.remote import Remote
 
@@ -89,8 +89,8 @@ def write_meta(remote: Remote, env: Environment, release: Release) -> None:
     """Record a release's metadata (always writes)."""
     data = json.dumps({"sha": release.sha, "ref": release.ref, "state": release.state,
                        "at": release.at, "by": release.by})
-    path = f"{env.releases_dir}/{release.id}/{META}"
-    remote.run(["bash", "-c", 'cat > "$1"', "meta", path], stdin=data + "\n")
+    path = f"{render.release_dir(env, release.id)}/{META}"
+    remote.run(files.write_argv(path), stdin=data + "\n")
 
 
 def set_state(remote: Remote, env: Environment, release: Release, state: str) -> Release:

@@ -10,41 +10,15 @@ from __future__ import annotations
 import re
 import shlex
 
-from vpskit import facts, files, render
+from vpskit import facts, files, render, sh
 from vpskit.config import Environment
 from vpskit.deploy import applog
 from vpskit.errors import HealthCheckError, RemoteError
 from vpskit.remote import Remote
 
-HEALTH_SCRIPT = r"""
-mode="$1" target="$2" host="$3" path="$4" want="$5" tries="$6" timeout="$7"
-body=$(mktemp); trap 'rm -f "$body"' EXIT
-if [ "$mode" = socket ]; then via=(--unix-socket "$target" "http://$host$path")
-else via=(--resolve "$host:$target:127.0.0.1" -k "$mode://$host:$target$path"); fi
-delay=0.2; start=$(date +%s.%N); code=000
-for i in $(seq "$tries"); do
-  code=$(curl -s -o "$body" -w '%{http_code}' --max-time "$timeout" \
-         -H "Host: $host" -H "X-Forwarded-Proto: https" "${via[@]}") || true
-  [ "$code" = "$want" ] && exit 0
-  sleep "$delay"; delay=$(awk -v d="$delay" 'BEGIN{d*=1.5; print (d>2)?2:d}')
-done
-waited=$(awk -v s="$start" -v e="$(date +%s.%N)" 'BEGIN{printf "%.1f", e-s}')
-last=$(head -c 300 "$body" | tr '\n' ' ')
-echo "no $want after $tries attempts in ${waited}s; last status $code: $last"
-exit 1
-"""
+HEALTH_SCRIPT = sh.script("health")
 
-# Test, reload gracefully (or start), then wait up to $1 s for the old workers to exit, so the
-# new configuration is the one answering when this returns.
-SWITCH_NGINX = r"""
-old=$(pgrep -d' ' -f '^nginx: worker process') || true
-nginx -t -q || exit 3
-systemctl reload-or-restart nginx || exit 4
-for i in $(seq $(( $1 * 10 ))); do
-  alive=0; for p in $old; do kill -0 "$p" 2>/dev/null && alive=1; done
-  [ $alive = 0 ] && exit 0; sleep 0.1
-done
-"""
+SWITCH_NGINX = sh.script("switch-nginx")
 
 
 def start(remote: Remote, env: Environment, release_id: str) -> None:
@@ -60,14 +34,7 @@ def stop(remote: Remote, env: Environment, release_id: str, wait: bool = True) -
                timeout=env.app.graceful_timeout + 30)
 
 
-STOP_OTHERS = r"""
-site="$1" keep="$2"
-for unit in $(systemctl list-units --plain --no-legend "$site-web@*.service" | awk '{print $1}'); do
-  if [ "$unit" != "$keep" ]; then
-    systemctl disable --now --no-block --no-reload -q "$unit" && echo "${unit#*@}"
-  fi
-done
-"""
+STOP_OTHERS = sh.script("stop-others")
 
 
 def stop_all_but(remote: Remote, env: Environment, release_id: str) -> list[str]:
@@ -161,16 +128,7 @@ def rotate(remote: Remote, env: Environment, out_of_rotation: tuple[str, ...] = 
         raise RemoteError(f"{remote.host}: nginx refused the lb upstream")
 
 
-POINT_CURRENT = r"""
-target="$1" tmp="$2" link="$3" unit="$4" wants=/etc/systemd/system/multi-user.target.wants
-ln -sfn "$target" "$tmp" && mv -T "$tmp" "$link"
-[ -n "$unit" ] || exit 0
-for enabled in "$wants/${unit%%@*}"@*.service; do
-  name=${enabled##*/}
-  if [ -L "$enabled" ] && [ "$name" != "$unit" ]; then systemctl disable --no-reload -q "$name"; fi
-done
-systemctl enable --no-reload -q "$unit"
-"""
+POINT_CURRENT = sh.script("point-current")
 
 
 def point_current(remote: Remote, env: Environment, release_id: str, web: bool) -> None:
@@ -182,20 +140,7 @@ def point_current(remote: Remote, env: Environment, release_id: str, web: bool) 
                 str(env.current_link), unit])
 
 
-PROCESSES_SCRIPT = r"""
-block="$1" site="$2"; shift 2
-while [ $# -gt 0 ]; do
-  name="$1" count="$2"; shift 2
-  want=(); for i in $(seq 1 "$count"); do want+=("$site-$name@$i.service"); done
-  for unit in $(systemctl list-units --all --plain --no-legend "$site-$name@*.service" \
-                | awk '{print $1}'); do
-    case " ${want[*]} " in *" $unit "*) ;; *) systemctl disable --now --quiet "$unit";; esac
-  done
-  if [ "$count" -gt 0 ]; then
-    systemctl enable --quiet "${want[@]}" && systemctl restart $block "${want[@]}"
-  fi
-done
-"""
+PROCESSES_SCRIPT = sh.script("processes")
 
 
 def restart_processes(remote: Remote, env: Environment, wait: bool = False) -> list[str]:

@@ -26,6 +26,7 @@ def detect(app_dir: Path) -> Detected:
     framework.code(repo, d)
     webserver.gunicorn_conf(repo, d)  # lower priority than the web command's flags
     procfile_web, railway_web = paas.procfile(repo, d), paas.railway(repo, d)
+    paas.app_json(repo, d)
     if procfile_web and railway_web:
         d.notes.append(f"{railway_web[1]} overrides the Procfile web: line (as on Railway)")
     web = railway_web or procfile_web

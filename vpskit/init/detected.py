@@ -33,6 +33,7 @@ class Detected:
     ref: str | None = None
     remote: str | None = None
     processes: dict[str, str] = field(default_factory=dict)
+    schedule: dict[str, tuple[str, str]] = field(default_factory=dict)  # name: (command, cron)
     secrets: list[str] = field(default_factory=list)
     optional_secrets: list[str] = field(default_factory=list)
     env_vars: list[str] = field(default_factory=list)

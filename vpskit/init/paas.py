@@ -1,5 +1,6 @@
 """The PaaS's files: ``Procfile`` and ``railway.toml``/``railway.json`` give the web command,
-the release commands and the other processes."""
+the release commands and the other processes; Railway's ``cronSchedule`` and Dokku's
+``app.json`` ``cron`` give scheduled jobs."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import re
 import shlex
 import tomllib
 
+from vpskit import schedule
 from vpskit.init.detected import Detected
 from vpskit.init.repo import Repo
 
@@ -45,14 +47,10 @@ def _process(d: Detected, name: str, command: str) -> None:
     its process unit could not run the command as written."""
     source = f"Procfile {name}:"
     key = re.sub(r"[^a-z0-9]", "", name.lower()).lstrip("0123456789")[:20]
-    try:
-        words = shlex.split(command)
-    except ValueError:
-        words = []
     if not key or key == "web" or key in d.processes:
         d.notes.append(f"{source} `{command}`: {name!r} makes no process name of its own "
                        f"(lowercase letters and digits, not web); add it to processes: yourself")
-    elif not words or not _PROGRAM.match(words[0]) or not all(map(_PROCESS_WORD.match, words)):
+    elif not _unit_command(command):
         d.notes.append(f"{source} `{command}` needs a shell ($, quotes, &&) or a relative "
                        f"program path, which a process unit does not have: left out of "
                        f"processes:; add it there as a plain command, or a script by its "
@@ -63,6 +61,50 @@ def _process(d: Detected, name: str, command: str) -> None:
                            f"lowercase letters and digits)")
         d.processes[key] = command
         d.sources[f"processes.{key}"] = source
+
+
+def _unit_command(command: str) -> bool:
+    """Whether a unit's ExecStart can run ``command`` as written (no shell)."""
+    try:
+        words = shlex.split(command)
+    except ValueError:
+        return False
+    return bool(words) and bool(_PROGRAM.match(words[0])) and all(map(_PROCESS_WORD.match, words))
+
+
+def job(d: Detected, name: str, command: str, cron: str, source: str) -> None:
+    """A scheduled job for ``schedule:`` (a crontab schedule, UTC as on Railway); or a note when
+    vpskit could not run it as written."""
+    try:
+        schedule.from_cron(cron)
+    except ValueError as exc:
+        d.notes.append(f"{source}: {exc}; add the job to schedule: yourself")
+        return
+    if not _unit_command(command):
+        d.notes.append(f"{source} `{cron}` runs `{command}`, which needs a shell ($, quotes, &&) "
+                       f"or a relative program path: left out of schedule:; add it there as a "
+                       f"plain command, or a script by its absolute path")
+        return
+    d.schedule[name] = (command, cron)
+    d.sources[f"schedule.{name}"] = source
+
+
+def app_json(repo: Repo, d: Detected) -> None:
+    """Dokku's ``app.json`` ``cron``: ``[{"command": ..., "schedule": ...}]``, the jobs
+    ``cron``, ``cron-2``, ... after Railway's."""
+    text = repo.text("app.json")
+    if text is None:
+        return
+    try:
+        entries = json.loads(text).get("cron") or []
+    except (ValueError, AttributeError):
+        d.notes.append("app.json does not parse as a JSON object; ignored")
+        return
+    for i, entry in enumerate(entries if isinstance(entries, list) else [], start=1):
+        if isinstance(entry, dict):
+            name = f"cron-{len(d.schedule) + 1}" if d.schedule else "cron"
+            job(d, name, str(entry.get("command", "")), str(entry.get("schedule", "")),
+                f"app.json cron #{i}")
 
 
 def railway(repo: Repo, d: Detected) -> tuple[str, str] | None:
@@ -92,9 +134,10 @@ def railway(repo: Repo, d: Detected) -> tuple[str, str] | None:
         if build.get("buildCommand"):
             d.notes.append(f"{rel} buildCommand `{build['buildCommand']}`: vpskit has no build "
                            f"step; add what it does to release_commands if the app needs it")
-        if deploy.get("cronSchedule"):
-            d.notes.append(f"{rel} cronSchedule `{deploy['cronSchedule']}`: not run by vpskit; "
-                           f"use a systemd timer on the server")
+        if deploy.get("cronSchedule"):  # the service is a job: its start command, scheduled
+            job(d, "cron", str(deploy.get("startCommand") or ""), str(deploy["cronSchedule"]),
+                f"{rel} cronSchedule")
+            return None
         if deploy.get("numReplicas", 1) != 1:
             d.notes.append(f"{rel} numReplicas = {deploy['numReplicas']}: vpskit runs one web "
                            f"service per host; raise app.workers instead")

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from vpskit import envfile, facts, fleet, session
+from vpskit import envfile, facts, fleet, jobs, session
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.provision import access, app, backup_timer, cache, database, firewall, system, tls, web
@@ -44,15 +44,23 @@ class HostRun:
                 f"trips)")
 
 
+def first_facts(run: HostRun) -> None:
+    """Before anything changes on any host: the system's facts, and on the db host a refusal
+    of a database or role another site has."""
+    ctx = run.ctx
+    claims = database.claim_probes() if ctx.host == ctx.env.db_host else []
+    ctx.facts = facts.gather(ctx.remote, [*system.probes(ctx), *claims])
+    database.check_claims(ctx.env, ctx.host, ctx.facts)
+
+
 def base(run: HostRun) -> None:
     """Phase 1, every host: the system, users, SSH, firewall; then the facts of the site."""
     ctx = run.ctx
-    ctx.facts = facts.gather(ctx.remote, system.probes(ctx))
     run.steps([("preflight", system.preflight), ("packages", system.packages),
                ("timezone", system.timezone), ("swap", system.swap)])
     probes = [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
               *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
-              *backup_timer.probes(ctx)]
+              *backup_timer.probes(ctx), *jobs.probes(ctx.env)]
     ctx.facts.update(facts.gather(ctx.remote, probes))
     ctx.app_env = envfile.parse(ctx.facts["env_file"] or "", str(ctx.env.env_file))
     for key, value in ctx.app_env.items():
@@ -75,7 +83,8 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
     ctx.managed_env.update({k: database.url_for(v, db, host) for k, v in urls.items()})
     steps = [("directories", app.site_dirs)]
     if host.serves_app:
-        steps += [("db reach", database.reach), ("app", app.app_service)]
+        steps += [("db reach", database.reach), ("app", app.app_service),
+                  ("jobs", app.scheduled_jobs)]
     if host == db:
         steps.append(("backups", backup_timer.backup_timer))
     if "web" in host.roles:
@@ -98,6 +107,7 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
     try:
         fleet.each_or_raise(hosts, lambda h, o: _open(env, h, o, dry_run, runs), out,
                             "provision (connect)")
+        fleet.each_or_raise(hosts, lambda h, o: first_facts(runs[h.address]), out, "provision")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
         urls = _service_urls(env, runs)
         fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], urls, env.db_host), out,
@@ -105,7 +115,7 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
         done = True
     finally:
         for run in runs.values():
-            run.ctx.remote.conn.close()
+            run.ctx.remote.close()
         if done or len(hosts) > 1:  # one host's error says it all
             for host in hosts:
                 if host.address in runs:
@@ -137,11 +147,8 @@ def _service_urls(env: Environment, runs: dict[str, HostRun]) -> dict[str, str]:
         services(run)
         return {k: run.ctx.managed_env[k] for k in database.SERVICE_URLS
                 if run.ctx.managed_env.get(k)}
-    remote = session.open_remote(env, db)
-    try:
+    with session.connected(env, db) as remote:
         text = facts.gather(remote, [facts.text(database.credentials_path(env), "c")])["c"]
-    finally:
-        remote.conn.close()
     if text is None:
         raise ToolkitError(f"db host {db.address} has no {database.credentials_path(env)} yet; "
                            f"provision it first: fab provision --env {env.name} --hosts "

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from vpskit import envfile, facts, render
+from vpskit import envfile, facts, jobs, render
 from vpskit.config import Environment, Host
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
@@ -81,5 +81,12 @@ def app_service(ctx: Context) -> list[str]:
     if any(path in c for c in changes for path in render.unit_files(env)):
         ctx.act(["systemctl", "daemon-reload"])
     if changes:
-        ctx.act(["systemctl", "try-restart", f"{env.site}-*@*.service"])
+        ctx.act(["systemctl", "try-restart", render.app_units(env)])
     return changes
+
+
+def scheduled_jobs(ctx: Context) -> list[str]:
+    """The site's job timers and services: on the job host, as the inventory lists them; on
+    the other app hosts, none (:mod:`vpskit.jobs`)."""
+    todo = jobs.plan(ctx.env, ctx.host, ctx.facts["jobs_installed"], ctx.facts["job_timers"])
+    return jobs.apply(ctx.remote, todo, ctx.dry_run)

@@ -1,76 +1,107 @@
-"""Redis bound to localhost (and the db host's private address when the app runs on other
-hosts), with a generated password and a memory policy.
+"""Redis: one ``redis-server@<site>`` instance per site (Debian's template unit), so no site can
+read, overwrite, flush or inject into another's keys, channels or Celery queues.
 
-Each site on the host gets a database number of its own, recorded in ``/etc/vpskit/redis-db/``,
-so staging and production (or two apps) never see each other's keys.
+Each instance has its own port (recorded in ``/etc/vpskit/redis/<site>``: a second provision
+keeps it), password, memory policy and data file; it listens on localhost, plus the db host's
+private address when the app runs on other hosts (the firewall admits exactly those to its
+port). ``CONFIG``, ``DEBUG`` and ``MODULE`` are disabled, so an app cannot move its data file
+over a neighbour's. Sites from before (one shared ``redis-server``, a database number each in
+``/etc/vpskit/redis-db/``) move to their own instance at their next provision: the app restarts
+on its new ``REDIS_URL``, the old database is flushed (a cache; Celery tasks still queued there
+are not carried over), and the shared instance stops when no site is left on it.
 """
 
 from __future__ import annotations
 
+import itertools
 import re
 import secrets
-from urllib.parse import urlsplit
 
-from vpskit import facts
-from vpskit.errors import ToolkitError
+from vpskit import facts, sh
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
-from vpskit.provision.database import known_url, remote_clients
+from vpskit.provision.database import remote_clients
+from vpskit.remote import Remote
 
+REGISTRY = "/etc/vpskit/redis"  # <site>: its instance's port
+FIRST_PORT = 6380  # 6379 is the distribution's shared instance, which sites no longer use
+DATA_DIR = "/var/lib/redis"
+DISABLED = ("CONFIG", "DEBUG", "MODULE")
+# Before per-site instances: the shared redis-server with our overrides, a database per site.
+SHARED_REGISTRY = "/etc/vpskit/redis-db"
+SHARED_CONF = "/etc/redis/vpskit.conf"
+SHARED_INCLUDE = "include /etc/redis/vpskit.conf"
 REDIS_CONF = "/etc/redis/redis.conf"
-VPSKIT_CONF = "/etc/redis/vpskit.conf"
-REGISTRY = "/etc/vpskit/redis-db"
-DATABASES = 16  # Redis's default ``databases``
-INCLUDE = f"include {VPSKIT_CONF}"
+
+LEAVE_SHARED = sh.script("redis-leave-shared")
+RETIRE_SHARED = sh.script("redis-retire-shared")
+REMOVE_INSTANCE = sh.script("redis-remove")
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    return [
-        facts.Probe("redis_include", f"grep -qxF '{INCLUDE}' {REDIS_CONF}",
-                    lambda out, rc: rc == 0),
-        facts.text(VPSKIT_CONF, "redis_conf"),
-        file_probe([VPSKIT_CONF, registry_path(ctx.env.site)], "redis_files"),
-        facts.registry(REGISTRY, "redis_dbs", db_numbers),
-    ]
+def unit(site: str) -> str:
+    return f"redis-server@{site}.service"
+
+
+def conf_path(site: str) -> str:
+    """Where Debian's ``redis-server@.service`` reads the instance's config."""
+    return f"/etc/redis/redis-{site}.conf"
 
 
 def registry_path(site: str) -> str:
     return f"{REGISTRY}/{site}"
 
 
-def db_numbers(found: dict[str, list[str]]) -> dict[str, int]:
-    """``{site: number}`` from the registry's ``{site: [lines]}`` (pure)."""
+def data_file(site: str) -> str:
+    return f"{DATA_DIR}/{site}.rdb"
+
+
+def probes(ctx: Context) -> list[facts.Probe]:
+    site = ctx.env.site
+    return [
+        facts.text(conf_path(site), "redis_conf"),
+        file_probe([conf_path(site), registry_path(site)], "redis_files"),
+        facts.registry(REGISTRY, "redis_ports", ports),
+        facts.registry(SHARED_REGISTRY, "redis_shared_sites", lambda found: set(found)),
+        facts.Probe("redis_unit", f"systemctl is-enabled {unit(site)}; "
+                                  f"systemctl is-active {unit(site)}",
+                    lambda out, rc: tuple(out.split()[:2])),
+        facts.Probe("redis_shared_on", "systemctl is-enabled -q redis-server || systemctl "
+                                       f"is-active -q redis-server || test -e {SHARED_CONF}",
+                    lambda out, rc: rc == 0),
+    ]
+
+
+def ports(found: dict[str, list[str]]) -> dict[str, int]:
+    """``{site: port}`` from the registry's ``{site: [lines]}`` (pure)."""
     return {site: int(lines[0]) for site, lines in found.items() if lines[0].strip().isdigit()}
 
 
-def redis_db(site: str, registry: dict[str, int], current_url: str, host: str) -> int:
-    """The site's database number: as recorded; else the one its REDIS_URL already uses, if
-    no other site has it; else the lowest free one (pure)."""
+def redis_port(site: str, registry: dict[str, int]) -> int:
+    """The site's port: as recorded, else the lowest one from FIRST_PORT no other site has
+    (pure)."""
     if site in registry:
         return registry[site]
-    taken = {n for other, n in registry.items() if other != site}
-    current = urlsplit(current_url).path.lstrip("/") if current_url else ""
-    if current.isdigit() and int(current) not in taken:
-        return int(current)
-    free = [n for n in range(DATABASES) if n not in taken]
-    if not free:
-        raise ToolkitError(f"Redis on {host} has all {DATABASES} databases taken by other sites "
-                           f"({', '.join(sorted(registry))}); give this environment its own db "
-                           f"host, or REDIS_URL of a managed Redis under secrets")
-    return free[0]
+    taken = set(registry.values())
+    return next(p for p in itertools.count(FIRST_PORT) if p not in taken)
 
 
-def redis_conf(password: str, maxmemory: str, policy: str, listen: tuple[str, ...] = ()) -> str:
-    """Our overrides, included last by redis.conf so they win (pure)."""
-    return (
-        "# managed by vpskit\n"
-        f"bind {' '.join(['127.0.0.1', '-::1', *listen])}\n"
-        "protected-mode yes\n"
-        "port 6379\n"
-        f"requirepass {password}\n"
-        f"maxmemory {maxmemory}\n"
-        f"maxmemory-policy {policy}\n"
-    )
+def redis_conf(site: str, port: int, password: str, maxmemory: str, policy: str,
+               listen: tuple[str, ...] = ()) -> str:
+    """The instance's whole config; Redis's defaults fill in the rest (pure)."""
+    return "".join([
+        f"# managed by vpskit: {unit(site)}\n",
+        f"bind {' '.join(['127.0.0.1', '-::1', *listen])}\n",
+        "protected-mode yes\n",
+        f"port {port}\n",
+        f"pidfile /run/redis-{site}/redis-server.pid\n",
+        'logfile ""\n',  # the journal
+        f"dir {DATA_DIR}\n",
+        f"dbfilename {site}.rdb\n",
+        f"requirepass {password}\n",
+        f"maxmemory {maxmemory}\n",
+        f"maxmemory-policy {policy}\n",
+        *(f'rename-command {command} ""\n' for command in DISABLED),
+    ])
 
 
 def current_password(conf: str | None) -> str | None:
@@ -78,26 +109,68 @@ def current_password(conf: str | None) -> str | None:
     return match.group(1) if match else None
 
 
+def unit_plan(site: str, state: tuple[str, ...], conf_changed: bool) -> list[list[str]]:
+    """Commands that leave the site's instance enabled and running its current config, from
+    ``(is-enabled, is-active)``; none when it already does (pure)."""
+    enabled, active = (*state, "", "")[:2]
+    cmds = [] if enabled == "enabled" else [["systemctl", "enable", "--quiet", unit(site)]]
+    if conf_changed:
+        cmds.append(["systemctl", "restart", unit(site)])
+    elif active != "active":
+        cmds.append(["systemctl", "start", unit(site)])
+    return cmds
+
+
 def redis(ctx: Context) -> list[str]:
-    """Keep the existing password; restart redis only when its config changed."""
-    cfg = ctx.env.redis
-    if not ctx.env.own_redis:
+    """The site's own instance; keeps its port and password, restarts it only when its config
+    changed. Moves a site off the shared instance of earlier versions."""
+    env = ctx.env
+    if not env.own_redis:
         return []
+    port = redis_port(env.site, ctx.facts["redis_ports"])
     password = current_password(ctx.facts["redis_conf"]) or secrets.token_urlsafe(24)
     ctx.remote.add_secret(password)
-    changes = []
-    if not ctx.facts["redis_include"]:
-        ctx.act(["bash", "-c", 'printf "\\n%s\\n" "$1" >> "$2"', "append", INCLUDE, REDIS_CONF])
-        changes.append(f"{REDIS_CONF}: {INCLUDE}")
-    listen = (ctx.host.private,) if remote_clients(ctx.env) else ()
-    spec = FileSpec(VPSKIT_CONF, redis_conf(password, cfg.maxmemory, cfg.policy, listen),
-                    "redis", "redis", 0o640, secret=True)
-    changes += ctx.apply_files([spec], ctx.facts["redis_files"])
-    if changes:
-        ctx.act(["systemctl", "restart", "redis-server"])
-    number = redis_db(ctx.env.site, ctx.facts["redis_dbs"], known_url(ctx, "REDIS_URL"),
-                      ctx.host.address)
-    changes += ctx.apply_files([FileSpec(registry_path(ctx.env.site), f"{number}\n")],
-                               ctx.facts["redis_files"])
-    ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:6379/{number}"
+    listen = (ctx.host.private,) if remote_clients(env) else ()
+    conf = FileSpec(conf_path(env.site), redis_conf(env.site, port, password, env.redis.maxmemory,
+                                                    env.redis.policy, listen),
+                    "root", "redis", 0o640, secret=True)
+    changes = ctx.apply_files([conf, FileSpec(registry_path(env.site), f"{port}\n")],
+                              ctx.facts["redis_files"])
+    cmds = unit_plan(env.site, ctx.facts["redis_unit"], any(conf.path in c for c in changes))
+    for cmd in cmds:
+        ctx.act(cmd)
+    changes += [" ".join(cmd) for cmd in cmds] + _leave_shared(ctx)
+    ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     return changes
+
+
+def shared_plan(site: str, shared_sites: set[str], shared_on: bool) -> list[list[str]]:
+    """Commands that take ``site`` off the shared instance of earlier versions, and stop that
+    instance once no other site is on it (on a new server too: the package starts it) (pure)."""
+    cmds = []
+    if site in shared_sites:
+        cmds.append(["bash", "-c", LEAVE_SHARED, "redis-leave-shared", *_leave_args(site)])
+    if shared_on and not shared_sites - {site}:
+        cmds.append(["bash", "-c", RETIRE_SHARED, "redis-retire-shared", REDIS_CONF,
+                     SHARED_INCLUDE, SHARED_CONF, SHARED_REGISTRY])
+    return cmds
+
+
+def _leave_shared(ctx: Context) -> list[str]:
+    cmds = shared_plan(ctx.env.site, ctx.facts["redis_shared_sites"], ctx.facts["redis_shared_on"])
+    for cmd in cmds:
+        ctx.act(cmd)
+    return [cmd[3] for cmd in cmds]  # the script's name says what it did
+
+
+def forget(remote: Remote, site: str) -> list[str]:
+    """For ``fab remove``: the site's instance stopped, its config, data and port gone; its
+    database on the shared instance of earlier versions flushed. What went, a line each."""
+    gone = remote.run(["bash", "-c", REMOVE_INSTANCE, "redis-remove", unit(site), conf_path(site),
+                       data_file(site), registry_path(site)]).stdout.splitlines()
+    return gone + remote.run(["bash", "-c", LEAVE_SHARED, "redis-leave-shared",
+                              *_leave_args(site)]).stdout.splitlines()
+
+
+def _leave_args(site: str) -> list[str]:
+    return [site, SHARED_REGISTRY, SHARED_CONF]

@@ -8,9 +8,10 @@ the app gets are kept in a root-only credentials file on the db host, for the ot
 from __future__ import annotations
 
 import secrets
+from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts
+from vpskit import envfile, facts, sh
 from vpskit.config import Environment, Host
 from vpskit.endpoints import SERVICE_PORTS, service_endpoint
 from vpskit.errors import ToolkitError
@@ -20,6 +21,7 @@ from vpskit.provision.context import Context
 VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
 SERVICE_URLS = tuple(SERVICE_PORTS)
+CLAIMS = "/etc/vpskit/postgres"  # <site>: the database and role it owns, a line each
 
 
 def cluster_probes() -> list[facts.Probe]:
@@ -29,7 +31,15 @@ def cluster_probes() -> list[facts.Probe]:
                     lambda out, rc: out.strip()),
         facts.Probe("pg_hba", f"cat /etc/postgresql/{LATEST}/main/pg_hba.conf",
                     lambda out, rc: out if rc == 0 else ""),
-        # Fixed queries, no values of ours in them: which databases exist and who owns them.
+    ]
+
+
+def claim_probes() -> list[facts.Probe]:
+    """Which site claims which database and role, and who owns each database: gathered
+    before anything changes (provision's first round trip, remove, restore)."""
+    return [
+        facts.registry(CLAIMS, "pg_claims", claims),
+        # A fixed query, no values of ours in it.
         facts.Probe("pg_owners", "runuser -u postgres -- psql -XAt -F ' ' -c "
                                  "'SELECT datname, pg_get_userbyid(datdba) FROM pg_database'",
                     lambda out, rc: database_owners(out) if rc == 0 else {}),
@@ -41,10 +51,56 @@ def database_owners(out: str) -> dict[str, str]:
     return dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
 
 
+def claims(found: dict[str, list[str]]) -> dict[str, dict[str, str]]:
+    """``{site: {"database": name, "role": name}}`` from the registry's lines (pure)."""
+    return {site: dict(line.split(" ", 1) for line in lines if " " in line)
+            for site, lines in found.items()}
+
+
+def claim_path(site: str) -> str:
+    return f"{CLAIMS}/{site}"
+
+
+def claim_text(env: Environment) -> str:
+    return f"database {env.db_name}\nrole {env.db_user}\n"
+
+
+def claim_conflict(site: str, db: str, role: str, claimed: dict[str, dict[str, str]],
+                   owners: dict[str, str]) -> str | None:
+    """What another site on the server already has of ``db``/``role``, or None (pure).
+
+    Another site's claim decides; databases that no site claims (a server from before the
+    registry) belong to whoever owns them."""
+    for other, has in sorted(claimed.items()):
+        for kind, name in (("database", db), ("role", role)):
+            if other != site and has.get(kind) == name:
+                return f"{kind} {name} with site {other}"
+    if owners.get(db, role) != role:
+        return f"database {db} with role {owners[db]}, its owner"
+    mine = claimed.get(site, {}).get("database")
+    owned = sorted(d for d, owner in owners.items() if owner == role and d not in (db, mine))
+    return f"role {role} with database {owned[0]}, which it owns" if owned else None
+
+
+def check_claims(env: Environment, host: Host, found: dict[str, Any]) -> None:
+    """On the site's db host, refuse a database or role another site has: one line naming
+    both and the fix. ``found`` holds the facts of :func:`claim_probes`."""
+    if not env.own_postgres or host != env.db_host:
+        return
+    conflict = claim_conflict(env.site, env.db_name, env.db_user, found["pg_claims"],
+                              found["pg_owners"])
+    if conflict:
+        raise ToolkitError(
+            f"{host.address}: {env.site} would share {conflict}; sites sharing a database or "
+            f"role reset each other's password and destroy each other's data: give {env.site} "
+            f"its own postgres.db and postgres.user in its inventory (nothing was changed)")
+
+
 def probes(ctx: Context) -> list[facts.Probe]:
     return [
         *cluster_probes(),
-        file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))], "pg_files"),
+        file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))]
+                   + [claim_path(ctx.env.site)], "pg_files"),
         facts.text(credentials_path(ctx.env), "credentials"),
         file_probe([credentials_path(ctx.env)], "credentials_files"),
     ]
@@ -62,10 +118,11 @@ def credentials_path(env: Environment) -> str:
     return f"/etc/vpskit/credentials/{env.site}.env"
 
 
-def service_ports(env: Environment) -> list[int]:
-    """The ports of the services the db host runs for the site (pure)."""
-    own = {"DATABASE_URL": env.own_postgres, "REDIS_URL": env.own_redis}
-    return [port for key, port in SERVICE_PORTS.items() if own[key]]
+def service_ports(env: Environment, redis_port: int) -> list[int]:
+    """The ports of the services the db host runs for the site: Postgres's, and that of the
+    site's own Redis instance (pure)."""
+    return [port for port, own in ((SERVICE_PORTS["DATABASE_URL"], env.own_postgres),
+                                   (redis_port, env.own_redis)) if own]
 
 
 def remote_clients(env: Environment) -> list[str]:
@@ -135,7 +192,8 @@ def postgres(ctx: Context) -> list[str]:
     hba_changes = ctx.apply_files([hba], ctx.facts["pg_files"])
     if hba_changes:
         ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
-    changes += hba_changes
+    changes += hba_changes + ctx.apply_files([FileSpec(claim_path(env.site), claim_text(env))],
+                                             ctx.facts["pg_files"])
     known = url_password(known_url(ctx, "DATABASE_URL"))
     if known and ctx.facts["pg_owners"].get(env.db_name) == env.db_user:
         ctx.remote.add_secret(known)  # role and database in place: no superuser session
@@ -166,10 +224,7 @@ def credentials(ctx: Context) -> list[str]:
     return ctx.apply_files([spec], ctx.facts["credentials_files"])
 
 
-# Arguments: address port [address port ...]; prints the first unreachable one as address:port.
-# Each value stays an argument, of this script and of the inner bash: no value is shell text.
-REACH = ("while [ $# -gt 0 ]; do timeout 3 bash -c '</dev/tcp/\"$1\"/\"$2\"' reach \"$1\" \"$2\" "
-         '2>/dev/null || { echo "$1:$2"; exit 1; }; shift 2; done')
+REACH = sh.script("reach")
 def managed_endpoints(env: Environment) -> list[tuple[str, int]]:
     """(address, port) of each managed service given as a secret URL; none for a Unix socket
     (pure). A URL whose host or port is not one raises a ToolkitError naming its secret."""
@@ -189,7 +244,8 @@ def reach(ctx: Context) -> list[str]:
     """An app host must reach the Postgres/Redis ports of a db host on another machine, and
     those of managed services."""
     db, host = ctx.env.db_host, ctx.host
-    own = [(db.private, p) for p in service_ports(ctx.env)] if db and db != host else []
+    own = [service_endpoint(ctx.managed_env[k], SERVICE_PORTS[k]) for k in SERVICE_URLS
+           if ctx.managed_env.get(k)] if db and db != host else []  # the URLs it was given
     targets = own + managed_endpoints(ctx.env)
     if ctx.dry_run or not targets:
         return []

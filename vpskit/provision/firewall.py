@@ -1,6 +1,7 @@
 """ufw: deny incoming by default; allow SSH (the configured port), 80 and 443 on the hosts the
 world reaches (the lb, or the web hosts without one); from inside only what is needed: the
-backend port from the lb, Postgres/Redis on the db host from exactly the app hosts.
+backend port from the lb, Postgres and the site's own Redis port on the db host from exactly
+the site's app hosts.
 
 Rules we add carry the comment ``vpskit``. What each site needs is recorded in
 ``/etc/vpskit/firewall/<site>``, so a rule no site on the host needs any more (an app host that
@@ -16,7 +17,7 @@ from collections.abc import Iterable
 from vpskit import facts, render
 from vpskit.config import Environment, Host
 from vpskit.files import FileSpec, file_probe
-from vpskit.provision import database
+from vpskit.provision import cache, database
 from vpskit.provision.context import Context
 from vpskit.remote import Remote
 
@@ -55,23 +56,25 @@ def registry_text(rules: Iterable[Rule]) -> str:
     return "".join(f"{port} {source}\n" for port, source in rules)
 
 
-def wanted(env: Environment, host: Host) -> tuple[Rule, ...]:
+def wanted(env: Environment, host: Host, redis_port: int) -> tuple[Rule, ...]:
     """Every rule this site needs on ``host``: the public ports, then those let in from inside
     (pure)."""
-    return (*((port, ANYWHERE) for port in public_ports(env, host)), *admitted(env, host))
+    return (*((port, ANYWHERE) for port in public_ports(env, host)),
+            *admitted(env, host, redis_port))
 
 
 def public_ports(env: Environment, host: Host) -> list[int]:
     return [host.port, 80, 443] if host in env.public_hosts else [host.port]
 
 
-def admitted(env: Environment, host: Host) -> tuple[Rule, ...]:
-    """(port, source address) pairs let in from inside: on the db host each other app host;
-    on a web host behind an lb the lb, to the backend port (pure)."""
+def admitted(env: Environment, host: Host, redis_port: int) -> tuple[Rule, ...]:
+    """(port, source address) pairs let in from inside: on the db host each other app host, to
+    Postgres and to the site's Redis instance; on a web host behind an lb the lb, to the
+    backend port (pure)."""
     pairs: list[Rule] = []
     if host == env.db_host:
         pairs += [(port, h.private) for h in env.app_hosts if h != host
-                  for port in database.service_ports(env)]
+                  for port in database.service_ports(env, redis_port)]
     if env.lb_host and "web" in host.roles:
         pairs.append((render.BACKEND_PORT, env.lb_host.private))
     return tuple(pairs)
@@ -122,7 +125,7 @@ def _needed(sites: dict[str, set[Rule]], first: Iterable[Rule] = ()) -> list[Rul
 
 def firewall(ctx: Context) -> list[str]:
     """Record what this site needs, then allow what any site on the host needs and no more."""
-    mine = wanted(ctx.env, ctx.host)
+    mine = wanted(ctx.env, ctx.host, cache.redis_port(ctx.env.site, ctx.facts["redis_ports"]))
     others = {s: r for s, r in ctx.facts["ufw_sites"].items() if s != ctx.env.site}
     changes = ctx.apply_files([FileSpec(registry_path(ctx.env.site), registry_text(mine))],
                               ctx.facts["ufw_files"])

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import shlex
 
-from vpskit import facts
+from vpskit import facts, files, sh
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
@@ -89,7 +89,7 @@ def timezone(ctx: Context) -> list[str]:
     if ctx.facts["timezone_ok"]:
         return []
     ctx.act(["ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"])
-    ctx.act(["bash", "-c", 'printf "%s\\n" "$1" > /etc/timezone', "tz", zone])
+    ctx.act(files.write_argv("/etc/timezone"), stdin=f"{zone}\n")
     return [f"timezone {zone}"]
 
 
@@ -102,15 +102,7 @@ def swap(ctx: Context) -> list[str]:
     return [f"/swapfile {size} MiB"]
 
 
-SWAP_SCRIPT = ('set -e; [ -f /swapfile ] || { fallocate -l "$1M" /swapfile; chmod 600 /swapfile; '
-               'mkswap /swapfile >/dev/null; }; swapon /swapfile; '
-               'grep -q "^/swapfile " /etc/fstab || '
-               'echo "/swapfile none swap sw 0 0" >> /etc/fstab')
+SWAP_SCRIPT = sh.script("swap")
 
 
-SETTLE_DPKG = (
-    "for i in $(seq 900); do pgrep -x 'apt|apt-get|dpkg' >/dev/null || break; "
-    "sleep 1; done; "
-    "if [ -n \"$(dpkg --audit)\" ]; then DEBIAN_FRONTEND=noninteractive dpkg --configure -a "
-    "--force-confdef --force-confold; fi"
-)
+SETTLE_DPKG = sh.script("settle-dpkg")

@@ -18,7 +18,7 @@ import shlex
 import urllib.error
 import urllib.request
 
-from vpskit import facts, render
+from vpskit import facts, files, render
 from vpskit.config import TLS, Environment
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
@@ -96,8 +96,8 @@ def preflight(ctx: Context) -> None:
     """
     token = f"vpskit-preflight-{secrets.token_hex(8)}"
     path = f"{CHALLENGE_DIR}/{token}"
-    ctx.remote.run(["bash", "-c", 'mkdir -p "$(dirname "$1")" && printf %s "$2" > "$1" && '
-                    'chmod 644 "$1"', "token", path, token])
+    ctx.remote.run(["install", "-d", "-m", "755", CHALLENGE_DIR])  # nginx workers read it
+    ctx.remote.run(files.write_argv(path), stdin=token)
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         problems = []

@@ -7,8 +7,6 @@ has a site of its own that terminates TLS and spreads requests over the web host
 
 from __future__ import annotations
 
-import shlex
-
 from vpskit import facts, render
 from vpskit.deploy.switch import SWITCH_NGINX
 from vpskit.files import FileSpec, file_probe
@@ -24,8 +22,7 @@ def probes(ctx: Context) -> list[facts.Probe]:
     return [
         file_probe(paths, "nginx_files"),
         facts.Probe("nginx_default", f"test -e {DEFAULT_SITE}", lambda out, rc: rc == 0),
-        facts.Probe("cert_ready", f"test -s {shlex.quote(render.cert_path(env))}",
-                    lambda out, rc: rc == 0),
+        facts.nonempty(render.cert_path(env), "cert_ready"),
     ]
 
 
