@@ -229,7 +229,7 @@ def test_a_killed_deploy_does_not_block_the_next_one(site, deployed):
 
 
 def test_operator_tasks_status_logs_env_manage(site, deployed):
-    release = live_release(site)
+    release, version = live_release(site), served_version(site)
     status = site.fab("status").stdout
     assert release in status and re.search(r"shop-production-web@\S+\s+active", status)
     assert "MiB free on /" in status
@@ -242,7 +242,7 @@ def test_operator_tasks_status_logs_env_manage(site, deployed):
     assert values["FEATURE_FLAG"] == "on" and values["SECRET_KEY"] == SECRET_KEY
     site.fab("env", "--unset", "FEATURE_FLAG")
     assert "FEATURE_FLAG" not in site.sh("cat /srv/shop-production/shared/.env")
-    assert served_version(site) == "6.0.0"
+    assert served_version(site) == version and live_release(site) == release  # restarted only
     migrations = site.fab("manage", "--", "showmigrations", "catalog").stdout
     assert "[X] 0001_initial" in migrations
 
