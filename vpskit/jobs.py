@@ -101,12 +101,6 @@ def apply(remote: Remote, todo: Plan, dry_run: bool = False) -> list[str]:
     return todo.changes
 
 
-def reconcile(remote: Remote, env: Environment, host: Host) -> list[str]:
-    """Probe, plan and apply on ``host`` in one go (deploy's step)."""
-    found = facts.gather(remote, probes(env))
-    return apply(remote, plan(env, host, found["jobs_installed"], found["job_timers"]))
-
-
 # ---- fab jobs ------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Run:

@@ -44,6 +44,7 @@ class Deploy:
     before: Releases | None = None
     python: tuple[int, int] | None = None
     tls: bool = False
+    job_units: jobs.Plan | None = None  # planned from inspect's facts, applied after the switch
     uploaded: bool = False
     started: bool = False
     switched: bool = False
@@ -89,6 +90,7 @@ class Deploy:
                         lambda out, rc: rc == 0),
             facts.nonempty(render.cert_path(self.env), "tls"),
             switch.upstream_probe(self.env),
+            *jobs.probes(self.env),
         ])
         if not found["provisioned"]:
             raise ToolkitError(f"{self.remote.host} is not provisioned for {self.env.site} "
@@ -96,6 +98,8 @@ class Deploy:
                                f"{self.env.name}")
         check_python(self.source, found["python"])
         self.before, self.python, self.tls = found["releases"], found["python"], found["tls"]
+        self.job_units = jobs.plan(self.env, self.host, found["jobs_installed"],
+                                   found["job_timers"])
         repaired = switch.repair_current(self.remote, self.env, self.before.current,
                                          found["upstream_release"]) if self.web else None
         if repaired:
@@ -198,7 +202,7 @@ class Deploy:
 
     def jobs(self) -> list[str]:
         """The inventory's scheduled jobs, on the live release from now on (:mod:`vpskit.jobs`)."""
-        return jobs.reconcile(self.remote, self.env, self.host)
+        return jobs.apply(self.remote, self.job_units)
 
     def prune(self) -> list[str]:
         doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)
