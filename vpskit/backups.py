@@ -28,7 +28,6 @@ import paramiko
 
 from vpskit import facts, session, sh
 from vpskit.config import Environment, Host
-from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
 from vpskit.sh.prune_backups import STAMP, parse_name, prune_dir
@@ -319,6 +318,7 @@ class Backup:
 
 def backup(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup``: dump (and media) on the server, copy here verified, prune both sides."""
+    from vpskit.deploy.lock import deploy_lock  # here: the deploy package is not provision's
     host = db_host(env)
     start = time.monotonic()
     with session.connected(env, host) as remote, \

@@ -44,20 +44,28 @@ class FileState:
 
 def file_probe(paths: Iterable[str], name: str = "files") -> Probe:
     """``{path: FileState}`` for each existing path (missing paths are absent)."""
-    paths = list(paths)
+    return Probe(name, states_command(" ".join(map(shlex.quote, paths))), parse_states)
 
-    def parse(out: str, rc: int) -> dict[str, FileState]:
-        states = {}
-        for line in out.splitlines():
-            parts = line.split(" ", 4)
-            if len(parts) == 5:
-                sha, owner, group, mode, path = parts
-                states[path] = FileState(sha, owner, group, int(mode, 8))
-        return states
-    cmd = "; ".join(
-        f"[ -f {q} ] && echo $(sha256sum < {q} | cut -d' ' -f1) $(stat -c '%U %G %a' {q}) {q}"
-        for q in map(shlex.quote, paths))
-    return Probe(name, (cmd or "true") + "; true", parse)
+
+def states_command(words: str) -> str:
+    """The shell command printing the checksums, then owner, group and mode, of the regular
+    files among ``words`` (shell words: quoted paths, or globs): two processes for them all."""
+    return (f'f=(); for p in {words}; do [ -f "$p" ] && f+=("$p"); done; '
+            'if [ ${#f[@]} -gt 0 ]; then sha256sum -- "${f[@]}"; '
+            'stat -c "%U %G %a %n" -- "${f[@]}"; fi; true')
+
+
+def parse_states(out: str, rc: int) -> dict[str, FileState]:
+    """``states_command``'s output as ``{path: FileState}`` (pure)."""
+    sums, meta = {}, {}
+    for line in out.splitlines():
+        first, _, rest = line.partition(" ")
+        if len(first) == 64 and rest.startswith(" "):  # sha256sum: "<hex>  <path>"
+            sums[rest[1:]] = first
+        elif line.count(" ") >= 3:
+            owner, group, mode, path = line.split(" ", 3)
+            meta[path] = (owner, group, int(mode, 8))
+    return {path: FileState(sums[path], *meta[path]) for path in meta if path in sums}
 
 
 def differences(spec: FileSpec, state: FileState | None) -> list[str]:

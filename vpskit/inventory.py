@@ -675,25 +675,21 @@ def _processes(doc: _Doc, body: dict, env: str) -> tuple[config.Process, ...]:
     an environment's entry replaces the default of the same name."""
     hints = typing.get_type_hints(config.Process)
     found: dict[str, config.Process] = {}
-    for path, source in _sources(doc, "processes", body, env):
-        if not isinstance(source, dict):
-            doc.fail(path, "expected a mapping of process names, e.g. 'worker: celery -A app "
-                           "worker'")
-        for name, spec in source.items():
-            where = path + (name,)
-            if not NAME_RE.fullmatch(name) or name == "web":
-                doc.fail(where, "process names are lowercase letters and digits, not 'web'")
-            spec = {"command": spec} if isinstance(spec, str) else spec
-            if not isinstance(spec, dict) or not spec.get("command"):
-                doc.fail(where, "expected a command, or a mapping with 'command'")
-            _check_keys(doc, where, spec, [f for f in hints if f != "name"])
-            values = {k: _scalar(doc, where + (k,), v, hints[k]) for k, v in spec.items()}
-            _check_command(doc, where + ("command",), values["command"])
-            if not 0 <= values.get("count", 1) <= 32:
-                doc.fail(where + ("count",), "expected 0 to 32 instances")
-            if values.get("stop_timeout", 60) < 1:
-                doc.fail(where + ("stop_timeout",), "expected a positive number of seconds")
-            found[name] = config.Process(name=name, **values)
+    for where, name, spec in _named_entries(doc, body, env, "processes", (
+            "process names, e.g. 'worker: celery -A app worker'")):
+        if not NAME_RE.fullmatch(name) or name == "web":
+            doc.fail(where, "process names are lowercase letters and digits, not 'web'")
+        spec = {"command": spec} if isinstance(spec, str) else spec
+        if not isinstance(spec, dict) or not spec.get("command"):
+            doc.fail(where, "expected a command, or a mapping with 'command'")
+        _check_keys(doc, where, spec, [f for f in hints if f != "name"])
+        values = {k: _scalar(doc, where + (k,), v, hints[k]) for k, v in spec.items()}
+        _check_command(doc, where + ("command",), values["command"])
+        if not 0 <= values.get("count", 1) <= 32:
+            doc.fail(where + ("count",), "expected 0 to 32 instances")
+        if values.get("stop_timeout", 60) < 1:
+            doc.fail(where + ("stop_timeout",), "expected a positive number of seconds")
+        found[name] = config.Process(name=name, **values)
     return tuple(found.values())
 
 
@@ -701,20 +697,28 @@ def _schedule(doc: _Doc, body: dict, env: str) -> tuple[config.Job, ...]:
     """``schedule: {name: {command, cron | calendar, timezone, timeout}}``; an environment's
     entry replaces the default of the same name, ``name: false`` drops it."""
     found: dict[str, config.Job] = {}
-    for path, source in _sources(doc, "schedule", body, env):
-        if not isinstance(source, dict):
-            doc.fail(path, "expected a mapping of job names, e.g. 'cleanup: {command: python "
-                           "manage.py clearsessions, cron: \"0 3 * * *\"}'")
-        for name, spec in source.items():
-            where = path + (name,)
-            if not JOB_NAME_RE.fullmatch(name):
-                doc.fail(where, "job names are 1-30 lowercase letters, digits and '-', starting "
-                                "with a letter")
-            if spec is False:
-                found.pop(name, None)
-                continue
-            found[name] = _job(doc, where, name, spec)
+    for where, name, spec in _named_entries(doc, body, env, "schedule", (
+            "job names, e.g. 'cleanup: {command: python manage.py clearsessions, "
+            "cron: \"0 3 * * *\"}'")):
+        if not JOB_NAME_RE.fullmatch(name):
+            doc.fail(where, "job names are 1-30 lowercase letters, digits and '-', starting "
+                            "with a letter")
+        if spec is False:
+            found.pop(name, None)
+            continue
+        found[name] = _job(doc, where, name, spec)
     return tuple(found.values())
+
+
+def _named_entries(doc: _Doc, body: dict, env: str, section: str, example: str
+                   ) -> typing.Iterator[tuple[tuple[str, ...], str, Any]]:
+    """Each ``name: spec`` of ``section``, the defaults' then the environment's, with its
+    path; a section that is not a mapping fails with ``example`` of one."""
+    for path, source in _sources(doc, section, body, env):
+        if not isinstance(source, dict):
+            doc.fail(path, f"expected a mapping of {example}")
+        for name, spec in source.items():
+            yield path + (name,), name, spec
 
 
 def _job(doc: _Doc, where: tuple[str, ...], name: str, spec: Any) -> config.Job:

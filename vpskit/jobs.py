@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from vpskit import facts, render, session, sh
 from vpskit.config import Environment, Host, Job
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, FileState, differences, file_probe, write
+from vpskit.files import FileSpec, FileState, differences, parse_states, states_command, write
 from vpskit.remote import Remote
 from vpskit.steps import Reporter
 
@@ -45,14 +45,10 @@ def probes(env: Environment) -> list[facts.Probe]:
     """``jobs_installed``: ``{path: FileState}`` of the site's job unit files on the host;
     ``job_timers``: ``{timer: "enabled active"}`` of the timers the inventory lists."""
     pattern = shlex.quote(f"{render.SYSTEMD_DIR}/{env.site}-job-") + "*.{service,timer}"
-    listing = replace(file_probe([], "jobs_installed"), command=(
-        f'for f in {pattern}; do [ -f "$f" ] && echo $(sha256sum < "$f" | cut -d" " -f1) '
-        f'$(stat -c "%U %G %a" "$f") "$f"; done; true'))
+    listing = facts.Probe("jobs_installed", states_command(pattern), parse_states)
     timers = [render.job_unit_name(env, job.name, "timer") for job in env.schedule]
-    states = "; ".join(f"echo {t} $(systemctl is-enabled {t}) $(systemctl is-active {t})"
-                       for t in map(shlex.quote, timers))
-    return [listing, facts.Probe("job_timers", states or "true", lambda out, rc: dict(
-        line.split(" ", 1) for line in out.splitlines() if " " in line))]
+    return [listing, facts.units(timers, "job_timers", lambda states: {
+        timer: f"{enabled} {active}" for timer, (active, enabled, _) in states.items()})]
 
 
 def plan(env: Environment, host: Host, installed: dict[str, FileState],

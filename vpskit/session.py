@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -28,6 +29,23 @@ def connected(env: Environment, host: Host, user: str | None = None) -> Iterator
         yield remote
     finally:
         remote.close()
+
+
+@contextmanager
+def opening(hosts: Sequence[Host], open_one: Callable[[Host], Remote]
+            ) -> Iterator[Callable[[Host], Remote]]:
+    """Start ``open_one(host)`` for every host now, in the background, so the connections are
+    made while the caller loads its code; yield the function that waits for a host's (raising
+    what its opening raised). Each one opened is closed on the way out."""
+    pool = ThreadPoolExecutor(max_workers=len(hosts) or 1, thread_name_prefix="connect")
+    futures: dict[str, Future[Remote]] = {h.address: pool.submit(open_one, h) for h in hosts}
+    try:
+        yield lambda host: futures[host.address].result()
+    finally:
+        pool.shutdown(cancel_futures=True)
+        for future in futures.values():
+            if not future.cancelled() and future.exception() is None:
+                future.result().close()
 
 
 def open_for_provision(env: Environment, host: Host) -> Remote:

@@ -53,9 +53,13 @@ def init(c, path=".", force=False, name=None, ci=None):
 def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None):
     """Turn fresh Debian/Ubuntu hosts into hardened app servers, all at once (idempotent)."""
     environment = load_env(env, inventory)
-    from vpskit.provision import provision_environment
-    provision_environment(environment, _reporter(), dry_run=dry_run,
-                          hosts=_selected(environment, hosts, role))
+    selected = _selected(environment, hosts, role)
+    from vpskit import session
+    with session.opening(selected, lambda host: session.open_for_provision(environment, host)
+                         ) as connect:  # connecting while the steps' code loads
+        from vpskit.provision import provision_environment
+        provision_environment(environment, _reporter(), dry_run=dry_run, hosts=selected,
+                              connect=connect)
 
 
 @task(help={**ENV, **HOSTS, "ref": "branch, tag or sha to deploy (default: app.ref)",

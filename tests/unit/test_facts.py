@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import subprocess
 
-from vpskit import facts
+from vpskit import facts, files
 
 COMMANDS = ["printf 'no newline'", "printf ''", "cat /nonexistent", "sleep 0.2; echo late",
             "echo one; echo two; exit 3"]
@@ -23,3 +23,43 @@ def test_probes_run_at_once_and_come_back_in_order():
 def test_without_a_private_tmpfs_directory_they_run_in_turn_alike():
     script = facts.gather_script(COMMANDS).replace("-p /dev/shm", "-p /nonexistent")
     assert facts.parse_sections(run(script)) == EXPECTED
+
+
+def test_file_states_of_existing_files_and_globs_only(tmp_path):
+    (tmp_path / "a.conf").write_text("a")
+    (tmp_path / "b.timer").write_text("b")
+    (tmp_path / "dir.timer").mkdir()
+    probe = files.file_probe([str(tmp_path / "a.conf"), str(tmp_path / "missing")])
+    found = probe.parse(run(probe.command), 0)
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    assert found == {str(tmp_path / "a.conf"): files.FileState(
+        files.FileSpec("/x", "a").sha256, user, found[str(tmp_path / "a.conf")].group, 0o644)}
+    glob = files.states_command(f"{tmp_path}/*.timer")
+    assert list(files.parse_states(run(glob), 0)) == [str(tmp_path / "b.timer")]
+    assert files.parse_states(run(files.states_command(f"{tmp_path}/none-*")), 0) == {}
+
+
+def test_no_probes_no_sections():
+    assert facts.parse_sections(run(facts.gather_script([]))) == []
+
+
+class Recorded:
+    """A remote that runs the facts script here, with ``systemctl`` answering as recorded."""
+
+    def script(self, text: str):
+        self.text = text
+        fake = ('systemctl() { shift 4; for u in "$@"; do '
+                'echo "MainPID=0"; echo "ActiveState=active"; echo "UnitFileState=enabled-$u"; '
+                '[ "$u" = "${@: -1}" ] || echo; done; }\n')
+        return subprocess.run(["bash", "-s"], input=fake + text, capture_output=True, text=True)
+
+
+def test_unit_probes_share_one_systemctl_call_and_each_gets_its_own_units():
+    remote = Recorded()
+    found = facts.gather(remote, [
+        facts.units(["a.timer"], "one"), facts.Probe("plain", "echo hi", lambda o, rc: o),
+        facts.units(["b.service", "c.service"], "two", lambda states: sorted(states)),
+        facts.units([], "none")])
+    assert found == {"one": {"a.timer": ("active", "enabled-a.timer", 0)}, "plain": "hi",
+                     "two": ["b.service", "c.service"], "none": {}}
+    assert remote.text.count("systemctl show") == 2  # once run at once, once in turn

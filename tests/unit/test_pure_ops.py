@@ -7,22 +7,22 @@ from vpskit.errors import ToolkitError
 from vpskit.provision import cache, database, firewall, system
 from vpskit.secret import Secret, looks_secret, mask
 
-UFW_ACTIVE = """Status: active
-Logging: on (low)
-Default: deny (incoming), allow (outgoing), disabled (routed)
-New profiles: skip
-
-To                         Action      From
---                         ------      ----
-22/tcp                     ALLOW IN    Anywhere
-80/tcp                     ALLOW IN    Anywhere
-443/tcp                    ALLOW IN    Anywhere
-22/tcp (v6)                ALLOW IN    Anywhere (v6)
-"""
-
-
-TAGGED = UFW_ACTIVE.replace("Anywhere\n", "Anywhere                   # vpskit\n")
 ANY = firewall.ANYWHERE
+VPSKIT = b"vpskit".hex()
+
+
+def tuples(*rules: tuple[int, str], comment: str = "") -> str:
+    """ufw's record of IPv4 allow rules, as /etc/ufw/user.rules has them."""
+    tail = f" comment={comment}" if comment else ""
+    return "".join(f"### tuple ### allow tcp {port} 0.0.0.0/0 any "
+                   f"{'0.0.0.0/0' if source == ANY else source} in{tail}\n"
+                   for port, source in rules)
+
+
+UFW_ACTIVE = ("ENABLED=yes\nLOGLEVEL=low\n"
+              'IPV6=yes\nDEFAULT_INPUT_POLICY="DROP"\nDEFAULT_OUTPUT_POLICY="ACCEPT"\n'
+              + tuples((22, ANY), (80, ANY), (443, ANY)))
+TAGGED = UFW_ACTIVE.replace(" in\n", f" in comment={VPSKIT}\n")
 
 
 def allow(*args: str) -> list[str]:
@@ -30,12 +30,12 @@ def allow(*args: str) -> list[str]:
 
 
 @pytest.mark.parametrize("status,rules,expected", [
-    ("Status: inactive\n", [(22, ANY), (80, ANY), (443, ANY)], [
+    ("", [(22, ANY), (80, ANY), (443, ANY)], [
         ["ufw", "default", "deny", "incoming"], ["ufw", "default", "allow", "outgoing"],
         allow("22/tcp"), allow("80/tcp"), allow("443/tcp"), ["ufw", "--force", "enable"]]),
     (UFW_ACTIVE, [(22, ANY), (80, ANY), (443, ANY)], []),
     (UFW_ACTIVE, [(2222, ANY), (80, ANY), (443, ANY)], [allow("2222/tcp")]),
-    (UFW_ACTIVE.replace("80/tcp                     ALLOW IN    Anywhere\n", ""),
+    (UFW_ACTIVE.replace(tuples((80, ANY)), ""),
      [(22, ANY), (80, ANY), (443, ANY)], [allow("80/tcp")]),
     (UFW_ACTIVE, [(22, ANY)], []),  # untagged rules are the operator's: kept
     (TAGGED, [(22, ANY)], [["ufw", "delete", "allow", "80/tcp"],
@@ -139,8 +139,7 @@ def test_firewall_admits_app_hosts_to_db_ports_once_and_drops_departed_ones():
     assert firewall.plan(UFW_ACTIVE, [(22, ANY), *admitted], 22) == [
         allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "5432"),
         allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "6379")]
-    done = UFW_ACTIVE + "5432/tcp                   ALLOW IN    10.0.0.2                   # vpskit\n" \
-                        "6379/tcp                   ALLOW IN    10.0.0.2                   # vpskit\n"
+    done = UFW_ACTIVE + tuples(*admitted, comment=VPSKIT)
     assert firewall.plan(done, [(22, ANY), *admitted], 22) == []
     assert firewall.plan(done, [(22, ANY), (80, ANY), (443, ANY)], 22) == [
         ["ufw", "delete", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", p]

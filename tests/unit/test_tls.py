@@ -4,6 +4,7 @@ runs for given facts (a recording remote stands in for SSH; pre-flight is stubbe
 from __future__ import annotations
 
 import dataclasses
+import subprocess
 
 import pytest
 
@@ -66,11 +67,19 @@ def test_deploy_hook_validates_then_reloads_nginx():
     assert tls.DEPLOY_HOOK.startswith("/etc/letsencrypt/renewal-hooks/deploy/")
 
 
-def test_san_parser():
-    out = ("X509v3 Subject Alternative Name: critical\n"
-           "    DNS:shop.example.com, DNS:www.shop.example.com, IP Address:203.0.113.20\n")
-    assert tls.san_domains(out) == set(DOMAINS)
-    assert tls.san_domains("") == set()
+def test_the_certificates_dns_names_are_read_from_the_first_pem_of_the_chain(tmp_path):
+    def cert(name: str, *alt: str) -> str:
+        subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(tmp_path / "k"),
+                        "-out", str(tmp_path / name), "-days", "1", "-subj", "/CN=x",
+                        *(["-addext", "subjectAltName=" + ",".join(alt)] if alt else [])],
+                       check=True, capture_output=True)
+        return (tmp_path / name).read_text()
+    leaf = cert("leaf", *(f"DNS:{d}" for d in DOMAINS), "IP:203.0.113.20")
+    assert tls.pem_domains(leaf + cert("ca", "DNS:ca.example")) == set(DOMAINS)
+    assert tls.pem_domains(cert("none")) == set()
+    assert tls.pem_domains("-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n") \
+        == set()
 
 
 @pytest.mark.parametrize(("have", "wanted", "change"), [

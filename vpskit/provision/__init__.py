@@ -4,8 +4,8 @@ All hosts of the environment are worked on at once, in three phases: the base sy
 users, SSH, firewall) everywhere; then Postgres/Redis on the db host, whose URLs the app hosts
 need; then the site on each host by its roles (app: directories, env file, units; db: backup
 timer; web: Nginx and TLS, or Nginx as a backend of the lb host, which terminates TLS). Facts
-are gathered in two round trips per host; each step compares and acts only where the server
-differs, so a second run changes nothing.
+are gathered in one round trip per host (two on a new server, whose packages change them);
+each step compares and acts only where the server differs, so a second run changes nothing.
 """
 
 from __future__ import annotations
@@ -19,6 +19,7 @@ from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.provision import access, app, backup_timer, cache, database, firewall, system, tls, web
 from vpskit.provision.context import Context
+from vpskit.remote import Remote
 from vpskit.secret import looks_secret
 from vpskit.steps import Outcome, Reporter, run_steps
 
@@ -37,31 +38,37 @@ class HostRun:
         self.outcomes += run_steps(self.ctx, steps, self.ctx.out, self.ctx.dry_run)
 
     def summary(self) -> str:
-        n = sum(o.changed for o in self.outcomes)
+        n, trips = sum(o.changed for o in self.outcomes), self.ctx.remote.round_trips
         verb = "would change" if self.ctx.dry_run else "changed"
         return (f"{n} {verb}, {len(self.outcomes) - n} unchanged in "
-                f"{time.monotonic() - self.started:.1f}s ({self.ctx.remote.round_trips} round "
-                f"trips)")
+                f"{time.monotonic() - self.started:.1f}s ({trips} round trip"
+                f"{'' if trips == 1 else 's'})")
 
 
 def first_facts(run: HostRun) -> None:
-    """Before anything changes on any host: the system's facts, and on the db host a refusal
-    of a database or role another site has."""
+    """Before anything changes on any host, in one round trip: the facts of the system and of
+    the site, and on the db host a refusal of a database or role another site has."""
     ctx = run.ctx
     claims = database.claim_probes() if ctx.host == ctx.env.db_host else []
-    ctx.facts = facts.gather(ctx.remote, [*system.probes(ctx), *claims])
+    ctx.facts = facts.gather(ctx.remote, [*system.probes(ctx), *claims, *site_probes(ctx)])
     database.check_claims(ctx.env, ctx.host, ctx.facts)
 
 
+def site_probes(ctx: Context) -> list[facts.Probe]:
+    """The probes of every step after the system's."""
+    return [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
+            *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
+            *backup_timer.probes(ctx), *jobs.probes(ctx.env)]
+
+
 def base(run: HostRun) -> None:
-    """Phase 1, every host: the system, users, SSH, firewall; then the facts of the site."""
+    """Phase 1, every host: the system, users, SSH, firewall. When the system steps changed
+    something (packages installed on a new server), the site's facts are read again."""
     ctx = run.ctx
     run.steps([("preflight", system.preflight), ("packages", system.packages),
                ("timezone", system.timezone), ("swap", system.swap)])
-    probes = [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
-              *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
-              *backup_timer.probes(ctx), *jobs.probes(ctx.env)]
-    ctx.facts.update(facts.gather(ctx.remote, probes))
+    if any(outcome.changed for outcome in run.outcomes):
+        ctx.facts.update(facts.gather(ctx.remote, site_probes(ctx)))
     ctx.app_env = envfile.parse(ctx.facts["env_file"] or "", str(ctx.env.env_file))
     for key, value in ctx.app_env.items():
         if looks_secret(key):
@@ -97,15 +104,19 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
 
 
 def provision_environment(env: Environment, out: Reporter, dry_run: bool = False,
-                          hosts: Sequence[Host] | None = None) -> int:
+                          hosts: Sequence[Host] | None = None,
+                          connect: Callable[[Host], Remote] | None = None) -> int:
     """Provision ``hosts`` (default: all of ``env``) at once; return the number of changed
-    steps. A failing host stops the later phases everywhere; the error names each one."""
+    steps. A failing host stops the later phases everywhere; the error names each one.
+    ``connect(host)`` gives each host's connection (default: :func:`session.open_for_provision`,
+    see :func:`session.opening` to have them made ahead)."""
     hosts = tuple(hosts or env.hosts)
+    connect = connect or (lambda host: session.open_for_provision(env, host))
     started = time.monotonic()
     runs: dict[str, HostRun] = {}
     done = False
     try:
-        fleet.each_or_raise(hosts, lambda h, o: _open(env, h, o, dry_run, runs), out,
+        fleet.each_or_raise(hosts, lambda h, o: _open(env, h, o, dry_run, runs, connect), out,
                             "provision (connect)")
         fleet.each_or_raise(hosts, lambda h, o: first_facts(runs[h.address]), out, "provision")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
@@ -126,8 +137,8 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
 
 
 def _open(env: Environment, host: Host, out: Reporter, dry_run: bool,
-          runs: dict[str, HostRun]) -> None:
-    remote = session.open_for_provision(env, host)
+          runs: dict[str, HostRun], connect: Callable[[Host], Remote]) -> None:
+    remote = connect(host)
     runs[host.address] = HostRun(
         Context(env=env, host=host, remote=remote, out=out, dry_run=dry_run),
         verify_login=lambda: session.verify_login(env, host),

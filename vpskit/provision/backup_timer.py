@@ -3,8 +3,6 @@ none of them once it is unset. The script runs what ``fab backup`` runs on the s
 
 from __future__ import annotations
 
-import shlex
-
 from vpskit import backups, facts, render
 from vpskit.config import Environment
 from vpskit.files import FileSpec, file_probe
@@ -26,10 +24,9 @@ def specs(env: Environment) -> list[FileSpec]:
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
-    timer = shlex.quote(render.backup_unit_name(ctx.env, "timer"))
+    timer = render.backup_unit_name(ctx.env, "timer")
     return [file_probe(paths(ctx.env), "backup_files"),
-            facts.Probe("backup_timer", f"systemctl is-active {timer}; systemctl is-enabled "
-                                        f"{timer}", lambda out, rc: tuple(out.split()))]
+            facts.units([timer], "backup_timer", lambda states: states[timer][:2])]
 
 
 def backup_timer(ctx: Context) -> list[str]:

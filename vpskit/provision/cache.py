@@ -30,6 +30,7 @@ DISABLED = ("CONFIG", "DEBUG", "MODULE")
 # Before per-site instances: the shared redis-server with our overrides, a database per site.
 SHARED_REGISTRY = "/etc/vpskit/redis-db"
 SHARED_CONF = "/etc/redis/vpskit.conf"
+SHARED_UNIT = "redis-server.service"  # the instance of earlier versions, shared by every site
 SHARED_INCLUDE = "include /etc/redis/vpskit.conf"
 REDIS_CONF = "/etc/redis/redis.conf"
 
@@ -62,12 +63,12 @@ def probes(ctx: Context) -> list[facts.Probe]:
         file_probe([conf_path(site), registry_path(site)], "redis_files"),
         facts.registry(REGISTRY, "redis_ports", ports),
         facts.registry(SHARED_REGISTRY, "redis_shared_sites", lambda found: set(found)),
-        facts.Probe("redis_unit", f"systemctl is-enabled {unit(site)}; "
-                                  f"systemctl is-active {unit(site)}",
-                    lambda out, rc: tuple(out.split()[:2])),
-        facts.Probe("redis_shared_on", "systemctl is-enabled -q redis-server || systemctl "
-                                       f"is-active -q redis-server || test -e {SHARED_CONF}",
-                    lambda out, rc: rc == 0),
+        facts.units([unit(site)], "redis_unit",
+                    lambda states: (states[unit(site)][1], states[unit(site)][0])),
+        facts.units([SHARED_UNIT], "redis_shared_unit", lambda states: (
+            states[SHARED_UNIT][0] == "active"
+            or states[SHARED_UNIT][1] in ("enabled", "enabled-runtime"))),
+        facts.Probe("redis_shared_conf", f"test -e {SHARED_CONF}", lambda out, rc: rc == 0),
     ]
 
 
@@ -157,7 +158,8 @@ def shared_plan(site: str, shared_sites: set[str], shared_on: bool) -> list[list
 
 
 def _leave_shared(ctx: Context) -> list[str]:
-    cmds = shared_plan(ctx.env.site, ctx.facts["redis_shared_sites"], ctx.facts["redis_shared_on"])
+    shared_on = ctx.facts["redis_shared_unit"] or ctx.facts["redis_shared_conf"]
+    cmds = shared_plan(ctx.env.site, ctx.facts["redis_shared_sites"], shared_on)
     for cmd in cmds:
         ctx.act(cmd)
     return [cmd[3] for cmd in cmds]  # the script's name says what it did

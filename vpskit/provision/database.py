@@ -39,8 +39,10 @@ def claim_probes() -> list[facts.Probe]:
     before anything changes (provision's first round trip, remove, restore)."""
     return [
         facts.registry(CLAIMS, "pg_claims", claims),
-        # A fixed query, no values of ours in it.
-        facts.Probe("pg_owners", "runuser -u postgres -- psql -XAt -F ' ' -c "
+        # A fixed query, no values of ours in it; the newest version's psql binary itself, not
+        # Debian's wrapper script (a Perl start-up on every provision).
+        facts.Probe("pg_owners", "p=(/usr/lib/postgresql/*/bin/psql); "
+                                 "runuser -u postgres -- \"${p[-1]}\" -XAt -F ' ' -c "
                                  "'SELECT datname, pg_get_userbyid(datdba) FROM pg_database'",
                     lambda out, rc: database_owners(out) if rc == 0 else {}),
     ]

@@ -7,6 +7,9 @@ Rules we add carry the comment ``vpskit``. What each site needs is recorded in
 ``/etc/vpskit/firewall/<site>``, so a rule no site on the host needs any more (an app host that
 left the inventory, a host that went behind an lb, a removed site) is deleted. Rules without
 our comment are the operator's and never touched, nor is the SSH port's.
+
+ufw's state is read from its own files (what ``ufw status`` reports, without starting a Python
+program that costs a tenth of a second on every provision).
 """
 
 from __future__ import annotations
@@ -25,7 +28,11 @@ REGISTRY = "/etc/vpskit/firewall"
 ANYWHERE = "Anywhere"
 TAG = "vpskit"
 Rule = tuple[int, str]  # (port, source address or ANYWHERE)
-RULE_LINE = re.compile(r"^(\d+)/tcp\s+ALLOW IN\s+(\S+)(?:\s+#\s*(.*?))?\s*$", re.M)
+UFW_STATE = ("cat /etc/ufw/ufw.conf /etc/default/ufw; "
+             "grep -h '^### tuple ### allow tcp ' /etc/ufw/user.rules")
+# ufw's record of a rule: action proto dport dst sport src direction [comment=<hex>]
+RULE_LINE = re.compile(r"^### tuple ### allow tcp (\d+) \S+ \S+ (\S+) in(?: comment=([0-9a-f]*))?$",
+                       re.M)
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
@@ -33,7 +40,7 @@ def probes(ctx: Context) -> list[facts.Probe]:
 
 
 def _state_probes() -> list[facts.Probe]:
-    return [facts.Probe("ufw", "ufw status verbose", lambda out, rc: out),
+    return [facts.Probe("ufw", UFW_STATE, lambda out, rc: out),
             facts.registry(REGISTRY, "ufw_sites", site_rules)]
 
 
@@ -81,25 +88,26 @@ def admitted(env: Environment, host: Host, redis_port: int) -> tuple[Rule, ...]:
 
 
 def present(status: str) -> dict[Rule, str]:
-    """The IPv4 allow rules in ``ufw status verbose`` with their comments (pure)."""
-    return {(int(port), source): comment or ""
+    """The IPv4 TCP allow rules in ``UFW_STATE``'s output with their comments (pure)."""
+    return {(int(port), ANYWHERE if source == "0.0.0.0/0" else source):
+            bytes.fromhex(comment or "").decode(errors="replace")
             for port, source, comment in RULE_LINE.findall(status)}
 
 
 def plan(status: str, rules: Iterable[Rule], ssh_port: int) -> list[list[str]]:
-    """Commands that bring ``ufw status verbose`` output to allowing exactly ``rules`` of ours
-    (pure)."""
+    """Commands that bring ufw, as ``UFW_STATE`` printed it, to allowing exactly ``rules`` of
+    ours (pure)."""
     rules = list(dict.fromkeys(rules))
     cmds: list[list[str]] = []
-    if not re.search(r"^Default: deny \(incoming\)", status, re.M):
+    if not re.search(r'^DEFAULT_INPUT_POLICY="DROP"$', status, re.M):
         cmds.append(["ufw", "default", "deny", "incoming"])
-    if not re.search(r"allow \(outgoing\)", status):
+    if not re.search(r'^DEFAULT_OUTPUT_POLICY="ACCEPT"$', status, re.M):
         cmds.append(["ufw", "default", "allow", "outgoing"])
     have = present(status)
     cmds += [["ufw", "allow", *_rule_args(rule), "comment", TAG]
              for rule in rules if rule not in have]
     cmds += stale(status, rules, ssh_port)
-    if not re.search(r"^Status: active", status, re.M):
+    if not re.search(r"^ENABLED=yes$", status, re.M):
         cmds.append(["ufw", "--force", "enable"])
     return cmds
 
