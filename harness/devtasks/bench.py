@@ -47,8 +47,9 @@ def fab(workdir: Path, *args: str) -> tuple[float, str]:
 
 def row(measure: str, value: float, unit: str, target: float | None, fmt: str = "{:.1f}",
         gating: bool = True) -> Row:
-    """A table row; a missed gating target ("NO") fails the bench, a reported one ("no",
-    start-up times not yet confirmed on an idle CI machine) does not."""
+    """A table row; a missed gating target ("NO") fails the bench, a reported one ("no": the
+    start-up times and the backup overhead, which this shared 2-core machine does not hold
+    steadily) does not."""
     shown = fmt.format(value) + unit
     if target is None:
         return measure, shown, "-", "-"
