@@ -34,7 +34,7 @@ def gather(remote: Remote, probes: Iterable[Probe]) -> dict[str, Any]:
     probes = list(probes)
     alone = [p for p in probes if not p.units]
     shared = [unit for p in probes for unit in p.units]
-    commands = [p.command for p in alone] + ([UNITS_SHOW + _words(shared)] if shared else [])
+    commands = [p.command for p in alone] + ([UNITS_SHOW + shlex.join(shared)] if shared else [])
     sections = parse_sections(remote.script(gather_script(commands)).stdout)
     found = {p.name: p.parse(*sections[i]) for i, p in enumerate(alone)}
     if shared:
@@ -96,7 +96,7 @@ def packages(names: Iterable[str]) -> Probe:
     def parse(out: str, rc: int) -> set[str]:
         return {line.split()[0] for line in out.splitlines()
                 if line.endswith(" install ok installed")}
-    cmd = "dpkg-query -W -f '${Package} ${Status}\\n' " + " ".join(map(shlex.quote, names))
+    cmd = "dpkg-query -W -f '${Package} ${Status}\\n' " + shlex.join(names)
     return Probe("packages", cmd, parse)
 
 
@@ -126,11 +126,7 @@ def units(names: Iterable[str], name: str = "units",
             states[unit] = (values.get("ActiveState", ""), values.get("UnitFileState", ""),
                             int(pid) if pid.isdigit() else 0)
         return convert(states)
-    return Probe(name, UNITS_SHOW + _words(names) if names else "true", parse, units=names)
-
-
-def _words(values: Iterable[str]) -> str:
-    return " ".join(map(shlex.quote, values))
+    return Probe(name, UNITS_SHOW + shlex.join(names) if names else "true", parse, units=names)
 
 
 def users(names: Iterable[str]) -> Probe:
@@ -143,7 +139,7 @@ def users(names: Iterable[str]) -> Probe:
             user, _, groups = line.partition(":")
             found[user.strip()] = groups.split()
         return found
-    cmd = (f"for u in {' '.join(map(shlex.quote, names))}; do "
+    cmd = (f"for u in {shlex.join(names)}; do "
            'g=$(id -nG "$u" 2>/dev/null) && echo "$u: $g"; done; true')
     return Probe("users", cmd, parse)
 

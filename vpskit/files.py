@@ -44,7 +44,7 @@ class FileState:
 
 def file_probe(paths: Iterable[str], name: str = "files") -> Probe:
     """``{path: FileState}`` for each existing path (missing paths are absent)."""
-    return Probe(name, states_command(" ".join(map(shlex.quote, paths))), parse_states)
+    return Probe(name, states_command(shlex.join(paths)), parse_states)
 
 
 def states_command(words: str) -> str:

@@ -30,7 +30,7 @@ def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]
 
 def probes(ctx: Context) -> list[facts.Probe]:
     dirs = directories(ctx.env, ctx.host)
-    cmd = f"stat -c '%n %U %G %a' -- {' '.join(shlex.quote(d[0]) for d in dirs)}; true"
+    cmd = f"stat -c '%n %U %G %a' -- {shlex.join(d[0] for d in dirs)}; true"
     return [
         facts.Probe("dirs", cmd, lambda out, rc: {
             line.rsplit(" ", 3)[0]: tuple(line.rsplit(" ", 3)[1:]) for line in out.splitlines()}),
