@@ -144,6 +144,14 @@ def users(names: Iterable[str]) -> Probe:
     return Probe("users", cmd, parse)
 
 
+def owners(paths: Iterable[str], name: str) -> Probe:
+    """``{path: (owner, group, octal mode)}`` of each existing path, as ``name``."""
+    def parse(out: str, rc: int) -> dict[str, tuple[str, ...]]:
+        return {line.rsplit(" ", 3)[0]: tuple(line.rsplit(" ", 3)[1:])
+                for line in out.splitlines()}
+    return Probe(name, f"stat -c '%n %U %G %a' -- {shlex.join(paths)}; true", parse)
+
+
 def nonempty(path: str, name: str) -> Probe:
     """Whether ``path`` is a non-empty file (a certificate is there), as ``name``."""
     return Probe(name, f"test -s {shlex.quote(path)}", lambda out, rc: rc == 0)

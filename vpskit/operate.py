@@ -1,4 +1,4 @@
-"""Day-to-day operator tasks: status, logs, releases, management commands, app variables.
+"""Day-to-day operator tasks: logs, releases, management commands, app variables.
 
 Each runs on every app host at once, lines prefixed by host when there are several."""
 
@@ -7,16 +7,13 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from vpskit import envfile, facts, files, fleet, maintenance, render, session
+from vpskit import envfile, files, fleet, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases
 from vpskit.errors import ToolkitError
-from vpskit.provision import cache
 from vpskit.remote import Remote
 from vpskit.secret import MASK
 from vpskit.steps import Reporter
-
-SERVICES = {"web": ("nginx",), "lb": ("nginx",), "db": ("postgresql",)}
 
 
 def _on_app_hosts(env: Environment, job: Callable[[Host, Remote, Reporter], None],
@@ -26,53 +23,6 @@ def _on_app_hosts(env: Environment, job: Callable[[Host, Remote, Reporter], None
         with session.connected(env, host) as remote:
             job(host, remote, host_out)
     fleet.each_or_raise(env.app_hosts, one, out, what)
-
-
-def status(env: Environment, out: Reporter) -> None:
-    """Live release, its sha and age, service states and free disk, per host; and whether the
-    site is in maintenance, where it would be served (the lb host, or each web host)."""
-    _on_app_hosts(env, lambda host, remote, o: _status(env, host, remote, o), out, "status")
-    lb = env.lb_host
-    if lb and not lb.serves_app:
-        with session.connected(env, lb) as remote:
-            on = facts.gather(remote, [maintenance.probe(env)])["maintenance"]
-        out.line(f"{env.site} on {lb.address} (lb)")
-        out.line(_maintenance_line(env, on))
-
-
-def _status(env: Environment, host: Host, remote: Remote, out: Reporter) -> None:
-    found = facts.gather(remote, [releases.probe(env), facts.resources(),
-                                  maintenance.probe(env)])
-    rel: releases.Releases = found["releases"]
-    live = rel.get(rel.current) if rel.current else None
-    units = [render.web_unit_name(env, live.id)] if live and "web" in host.roles else []
-    if "worker" in host.roles:
-        units += [render.process_unit_name(env, p.name, i) for p in env.processes
-                  for i in range(1, p.count + 1)]
-    if host == env.job_host:  # a job whose last run failed shows "failed"
-        units += [render.job_unit_name(env, job.name, "service") for job in env.schedule]
-    units += list(dict.fromkeys(u for role in host.roles for u in SERVICES.get(role, ())))
-    if "db" in host.roles and env.own_redis:
-        units.append(cache.unit(env.site))
-    states = facts.gather(remote, [facts.units(units)])["units"]
-    out.line(f"{env.site} on {host.address}")
-    if live:
-        out.line(f"  release   {live.id}  sha {live.sha[:12]}  deployed {live.at} by "
-                 f"{live.by}")
-    else:
-        out.line("  release   none deployed yet (fab deploy)")
-    for unit, (active, enabled, pid) in states.items():
-        out.line(f"  {unit:<40} {active:<10} {enabled:<10} pid {pid}")
-    out.line(f"  disk      {found['resources']['disk_free_mb']} MiB free on /")
-    if host in env.public_hosts:
-        out.line(_maintenance_line(env, found["maintenance"]))
-
-
-def _maintenance_line(env: Environment, on: bool) -> str:
-    if not on:
-        return "  maintenance off"
-    return (f"  maintenance ON: {maintenance.describe(env, True)}; fab maintenance --env "
-            f"{env.name} off ends it")
 
 
 def list_releases(env: Environment, out: Reporter) -> None:

@@ -109,6 +109,12 @@ def lb_upstream_path(env: Environment) -> str:
     return f"/etc/nginx/vpskit/{env.site}/lb-upstream.conf"
 
 
+def access_log_path(env: Environment, lb: bool = False) -> str:
+    """The site's request log in the ``vpskit`` format (the lb's own when ``lb``: a host may
+    be both)."""
+    return f"/var/log/nginx/{env.site}{'-lb' if lb else ''}.access.log"
+
+
 def maintenance_path(env: Environment) -> str:
     """The include whose presence is maintenance mode (see :func:`nginx_maintenance`)."""
     return f"/etc/nginx/vpskit/{env.site}/maintenance.conf"
@@ -174,6 +180,7 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
         redirects=redirects,
         app_domains=[d for d in env.domains if d not in sources],
         upstream_conf=lb_upstream_path(env) if mode == "lb" else upstream_path(env),
+        access_log=access_log_path(env, lb=mode == "lb"),
         maintenance_include=maintenance_include(env),
         maintenance_uri=MAINTENANCE_URI,
         health_path=_checked(env.health.path, _URL_PATH, "health.path").partition("?")[0],

@@ -104,13 +104,14 @@ def releases(c, env=None, inventory=None):
     operate.list_releases(environment, _reporter())
 
 
-@task(help=ENV)
+@task(help={**ENV, "json": "print the numbers as JSON, for scripts"})
 @exits
-def status(c, env=None, inventory=None):
-    """Live release, sha, deploy time, service states, free disk, maintenance mode."""
+def status(c, env=None, json=False, inventory=None):
+    """Live release, units (CPU, memory, restarts), requests (rate, 5xx, latency), database
+    and backups, free disk, maintenance mode: per host."""
     environment = load_env(env, inventory)
-    from vpskit import operate
-    operate.status(environment, _reporter())
+    from vpskit import status
+    status.status(environment, _reporter(), as_json=json)
 
 
 @task(help={**ENV, "follow": "keep streaming", "lines": "how many recent lines"})

@@ -15,7 +15,7 @@ import pytest
 from harness.devtasks.load import Load
 from harness.devtasks.sandbox import ROOT
 from tests.helpers.site import FAB, SECRET_KEY, Site
-from vpskit import envfile, pgadmin
+from vpskit import envfile, pgadmin, render
 from vpskit.deploy.lock import deploy_lock
 
 pytestmark = pytest.mark.vps
@@ -374,6 +374,35 @@ def test_maintenance_mode_answers_503_but_health_and_allowed_clients(site, deplo
     finally:
         assert "maintenance off: " in site.fab("maintenance", "off").stdout
     assert site.get("/")[0] == 200 and "maintenance off" in site.fab("status").stdout
+
+
+def test_status_shows_requests_5xx_and_latency_from_the_nginx_log(site, deployed):
+    """250 known requests, 50 of them answered 503 by maintenance mode, a log rotation among
+    them: fab status counts them (within 1%), as lines and as JSON; no site user reads the log."""
+    log = render.access_log_path(site.env())
+    site.sh(f"rm -f {log}.*; : > {log}")
+    assert [site.get("/")[0] for _ in range(100)] == [200] * 100
+    site.sh("logrotate --force /etc/logrotate.d/nginx")  # the last hour spans two files
+    assert [site.get("/")[0] for _ in range(100)] == [200] * 100
+    site.fab("maintenance", "on")
+    try:
+        assert [site.get("/")[0] for _ in range(50)] == [503] * 50
+    finally:
+        site.fab("maintenance", "off")
+    report = json.loads(site.fab("status", "--json").stdout)[site.env().hosts[0].address]
+    for window in ("5m", "1h"):
+        numbers = report["requests"][window]
+        assert abs(numbers["requests"] - 250) <= 2.5, numbers
+        assert abs(numbers["error_rate"] - 0.2) <= 0.01 and numbers["p95_ms"] > 0, numbers
+    assert sum(report["requests"]["minutes"]) == report["requests"]["1h"]["requests"]
+    text = site.fab("status").stdout
+    assert re.search(r"requests\s+last 5 min\s+25\d \(5\d(\.\d+)?/min\)\s+5xx 5\d \((19|20|21)\.",
+                     text), text
+    assert re.search(r"shop-production-web@\S+\s+active\s+enabled\s+pid \d+\s+cpu [\d.]+s\s+"
+                     r"mem \d+ MiB\s+restarts 0", text), text
+    assert "database  " in text and re.search(r"backups\s+\d+ on the server, newest", text)
+    assert site.sh(f"stat -c '%U %G %a' {log} {log}.1").split("\n")[:2] == [
+        "www-data adm 640"] * 2
 
 
 def check_maintenance(site: Site, vps) -> None:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
-
 from vpskit import envfile, facts, jobs, render
 from vpskit.config import Environment, Host
 from vpskit.files import FileSpec, file_probe
@@ -29,11 +27,8 @@ def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
-    dirs = directories(ctx.env, ctx.host)
-    cmd = f"stat -c '%n %U %G %a' -- {shlex.join(d[0] for d in dirs)}; true"
     return [
-        facts.Probe("dirs", cmd, lambda out, rc: {
-            line.rsplit(" ", 3)[0]: tuple(line.rsplit(" ", 3)[1:]) for line in out.splitlines()}),
+        facts.owners([d[0] for d in directories(ctx.env, ctx.host)], "dirs"),
         facts.text(str(ctx.env.env_file), "env_file"),
         file_probe([str(ctx.env.env_file), *render.unit_files(ctx.env)], "app_files"),
     ]

@@ -13,6 +13,7 @@ from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
+LOG_OWNER = ("www-data", "adm", "640")  # as Debian's logrotate makes them: no site user reads it
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
@@ -23,6 +24,8 @@ def probes(ctx: Context) -> list[facts.Probe]:
         file_probe(paths, "nginx_files"),
         facts.Probe("nginx_default", f"test -e {DEFAULT_SITE}", lambda out, rc: rc == 0),
         facts.nonempty(render.cert_path(env), "cert_ready"),
+        facts.owners([render.access_log_path(env), render.access_log_path(env, lb=True)],
+                     "nginx_logs"),
     ]
 
 
@@ -41,18 +44,19 @@ def nginx(ctx: Context) -> list[str]:
         env, tls_ready=ctx.facts["cert_ready"], mode=render.web_mode(env)))]
     if render.upstream_path(env) not in states:
         specs.append(FileSpec(render.upstream_path(env), render.nginx_upstream(env, None)))
-    return _apply(ctx, specs)
+    return _apply(ctx, specs, render.access_log_path(env))
 
 
 def lb(ctx: Context) -> list[str]:
     """Install the load balancer's site and its upstream of every web host, all in rotation."""
     env = ctx.env
     return _apply(ctx, [tls_site(ctx, ctx.facts["cert_ready"]),
-                        FileSpec(render.lb_upstream_path(env), render.nginx_lb_upstream(env))])
+                        FileSpec(render.lb_upstream_path(env), render.nginx_lb_upstream(env))],
+                  render.access_log_path(env, lb=True))
 
 
-def _apply(ctx: Context, specs: list[FileSpec]) -> list[str]:
-    changes = []
+def _apply(ctx: Context, specs: list[FileSpec], log: str) -> list[str]:
+    changes = _access_log(ctx, log)
     if ctx.facts["nginx_default"]:
         ctx.act(["rm", "-f", DEFAULT_SITE])
         ctx.facts["nginx_default"] = False
@@ -62,6 +66,22 @@ def _apply(ctx: Context, specs: list[FileSpec]) -> list[str]:
     if changes:
         reload_nginx(ctx)
     return changes
+
+
+def _access_log(ctx: Context, path: str) -> list[str]:
+    """The site's request log, made before Nginx opens it (Nginx would make it world-readable),
+    or its owner and mode put right; never emptied."""
+    found = ctx.facts["nginx_logs"].get(path)
+    if found == LOG_OWNER:
+        return []
+    owner, group, mode = LOG_OWNER
+    if found is None:
+        ctx.act(["install", "-m", mode, "-o", owner, "-g", group, "/dev/null", path])
+    else:
+        ctx.act(["chown", f"{owner}:{group}", path])
+        ctx.act(["chmod", mode, path])
+    ctx.facts["nginx_logs"][path] = LOG_OWNER
+    return [f"{path} ({'created' if found is None else 'owner and mode'})"]
 
 
 def reload_nginx(ctx: Context) -> None:
