@@ -126,6 +126,28 @@ class Maintenance:
 
 
 @dataclass(frozen=True)
+class Alerts:
+    """The server's watchdog (:mod:`vpskit.alerts`): every ``every`` minutes each host checks its
+    part of the site; a problem that holds for two checks is told once, and once when it clears.
+    """
+
+    webhook: str = ""  # the secret holding the URL notices are POSTed to as JSON; "" = none
+    heartbeat: str = ""  # the secret holding a URL each check GETs (healthchecks-style)
+    every: int = 5  # minutes between checks
+    disk_free_percent: int = 10  # below this on /, /srv or /var/backups is a problem
+    cert_days: int = 14  # a certificate expiring sooner is a problem
+    backup_hours: int = 26  # a newest backup older than this is a problem
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(name for name in (self.webhook, self.heartbeat) if name)
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.secret_names)
+
+
+@dataclass(frozen=True)
 class System:
     swap_mb: int = 1024  # swap file size on machines with < 2 GiB RAM; 0 = never
     timezone: str = "UTC"
@@ -179,6 +201,7 @@ class Environment:
     backups: Backups = field(default_factory=Backups)
     nginx: Nginx = field(default_factory=Nginx)
     maintenance: Maintenance = field(default_factory=Maintenance)
+    alerts: Alerts = field(default_factory=Alerts)
     system: System = field(default_factory=System)
     hooks: Hooks = field(default_factory=Hooks)
     releases_keep: int = 5

@@ -6,8 +6,8 @@ Nothing here touches a server, and nothing later refuses an input: whatever rend
 or release commands could not take is refused here, before any connection opens.
 
 Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
-``backups``, ``nginx``, ``maintenance``, ``system``, ``hooks``, ``releases_keep``, ``env``,
-``secrets``, ``optional_secrets``, ``processes``, ``schedule``)
+``backups``, ``nginx``, ``maintenance``, ``alerts``, ``system``, ``hooks``, ``releases_keep``,
+``env``, ``secrets``, ``optional_secrets``, ``processes``, ``schedule``)
 and ``environments``; each environment lists ``hosts`` and ``domains`` and may override any section
 key by key. Secret *values* come from the operator's environment or ``.env.<environment>`` beside
 the inventory, never from the inventory itself.
@@ -43,6 +43,7 @@ SECTIONS: dict[str, type] = {
     "backups": config.Backups,
     "nginx": config.Nginx,
     "maintenance": config.Maintenance,
+    "alerts": config.Alerts,
     "system": config.System,
     "hooks": config.Hooks,
 }
@@ -157,6 +158,13 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
                                             "as '203.0.113.0/24' (host bits zero)"),
     ("maintenance", "retry_after"): (lambda v: 1 <= v <= 86400,
                                      "expected seconds from 1 to 86400 (a day)"),
+    **{("alerts", key): (lambda v: not v or envfile.KEY_RE.fullmatch(v),
+                         f"expected the name of a secret holding the URL, e.g. {example}")
+       for key, example in (("webhook", "ALERT_WEBHOOK_URL"), ("heartbeat", "HEARTBEAT_URL"))},
+    ("alerts", "every"): (lambda v: 1 <= v <= 60, "expected minutes from 1 to 60"),
+    ("alerts", "disk_free_percent"): (lambda v: 1 <= v <= 99, "expected a percentage, 1 to 99"),
+    ("alerts", "cert_days"): (lambda v: 1 <= v <= 60, "expected days from 1 to 60"),
+    ("alerts", "backup_hours"): (lambda v: v >= 1, "expected at least 1 hour"),
     ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
     ("system", "timezone"): (TIMEZONE_RE.fullmatch,
                              "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
@@ -408,6 +416,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
             doc.fail(_key_path(doc, body, name, "env", key),
                      "also listed as a secret; keep secrets out of 'env'")
     resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets)
+    _check_alert_secrets(doc, name, body, sections["alerts"], required + optional, resolved)
     releases_keep = _scalar(doc, base + ("releases_keep",), body.get(
         "releases_keep", doc.data.get("releases_keep", 5)), int)
     if releases_keep < 2:
@@ -425,6 +434,23 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
         env=env_vars, secrets=resolved, processes=processes, schedule=jobs, **sections,
         inventory_dir=str(doc.path.parent.resolve()),
     )
+
+
+def _check_alert_secrets(doc: _Doc, env: str, body: dict, alerts: config.Alerts,
+                         names: list[str], resolved: dict[str, Secret]) -> None:
+    """``alerts.webhook``/``heartbeat`` name secrets of the environment holding http(s) URLs."""
+    for key in ("webhook", "heartbeat"):
+        name = getattr(alerts, key)
+        if not name:
+            continue
+        if name not in names:
+            doc.fail(_key_path(doc, body, env, "alerts", key),
+                     f"'{name}' is not one of the environment's secrets; list it under secrets "
+                     f"and set its URL in .env.{env}")
+        value = resolved.get(name)
+        if value is not None and not re.fullmatch(r"https?://[^\s]+", value.reveal()):
+            doc.fail(_key_path(doc, body, env, "alerts", key),
+                     f"secret '{name}' is not an http(s):// URL; set the receiver's URL")
 
 
 def _served(doc: _Doc, env: str, body: dict, app: config.App) -> config.App:

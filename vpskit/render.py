@@ -25,6 +25,7 @@ ACME_WEBROOT = "/var/lib/vpskit/acme"
 SYSTEMD_DIR = "/etc/systemd/system"
 ASGI_GUNICORN_WORKER = "uvicorn.workers.UvicornWorker"
 BACKEND_PORT = 8080  # web hosts behind an lb host serve it here, admitted from the lb only
+WATCHDOG_PROGRAM = "/usr/local/lib/vpskit/watchdog.py"  # one for every site of the host
 MAINTENANCE_DIR = "/var/lib/vpskit/maintenance"  # the sites' 503 pages, which nginx workers read
 MAINTENANCE_URI = "/.vpskit-maintenance.html"  # the page's internal location; 404 from outside
 
@@ -79,6 +80,16 @@ def web_unit_name(env: Environment, release_id: str) -> str:
 def backup_unit_name(env: Environment, suffix: str) -> str:
     """``shop-production-backup.service`` / ``.timer``."""
     return f"{env.site}-backup.{suffix}"
+
+
+def watchdog_unit_name(env: Environment, suffix: str) -> str:
+    """``shop-production-watchdog.service`` / ``.timer``."""
+    return f"{env.site}-watchdog.{suffix}"
+
+
+def watchdog_config(env: Environment) -> str:
+    """What the site's watchdog checks on a host and whom it tells (root's alone)."""
+    return f"/etc/vpskit/watchdog/{env.site}.json"
 
 
 def lock_path(site: str) -> str:
@@ -336,6 +347,17 @@ def backup_units(env: Environment) -> dict[str, str]:
         f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": render_template(
             "systemd/backup.timer.j2", site=env.site,
             on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),
+    }
+
+
+def watchdog_units(env: Environment) -> dict[str, str]:
+    """Path -> text of the site's watchdog service and its timer."""
+    return {
+        f"{SYSTEMD_DIR}/{watchdog_unit_name(env, 'service')}": render_template(
+            "systemd/watchdog.service.j2", site=env.site, program=WATCHDOG_PROGRAM,
+            config=watchdog_config(env)),
+        f"{SYSTEMD_DIR}/{watchdog_unit_name(env, 'timer')}": render_template(
+            "systemd/watchdog.timer.j2", site=env.site, every=env.alerts.every),
     }
 
 

@@ -193,5 +193,18 @@ def restore(c, env=None, file="latest", yes=False, inventory=None):
     restore_database(environment, file, yes, _reporter())
 
 
+@task(help={**ENV, "test": "send a test notice and a heartbeat from the server"})
+@exits
+def alerts(c, env=None, test=False, inventory=None):
+    """The watchdog's receivers and limits; --test sends a test notice through them."""
+    environment = load_env(env, inventory)
+    from vpskit import alerts as watch
+    if test:
+        watch.send_test(environment, _reporter())
+    else:
+        for line in watch.describe(environment):
+            print(line)
+
+
 ns = Collection(init, provision, deploy, rollback, releases, status, logs, manage, env_, backup,
-                remove, restore, maintenance, jobs)
+                remove, restore, maintenance, jobs, alerts)

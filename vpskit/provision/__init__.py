@@ -17,7 +17,18 @@ from dataclasses import dataclass, field
 from vpskit import envfile, facts, fleet, jobs, session
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
-from vpskit.provision import access, app, backup_timer, cache, database, firewall, system, tls, web
+from vpskit.provision import (
+    access,
+    app,
+    backup_timer,
+    cache,
+    database,
+    firewall,
+    system,
+    tls,
+    watchdog,
+    web,
+)
 from vpskit.provision.context import Context
 from vpskit.remote import Remote
 from vpskit.secret import looks_secret
@@ -58,7 +69,7 @@ def site_probes(ctx: Context) -> list[facts.Probe]:
     """The probes of every step after the system's."""
     return [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
             *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
-            *backup_timer.probes(ctx), *jobs.probes(ctx.env)]
+            *backup_timer.probes(ctx), *jobs.probes(ctx.env), *watchdog.probes(ctx)]
 
 
 def base(run: HostRun) -> None:
@@ -100,6 +111,7 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
         steps.append(("lb", web.lb))
     if host in ctx.env.public_hosts:
         steps.append(("tls", tls.tls))
+    steps.append(("watchdog", watchdog.watchdog))
     run.steps(steps)
 
 

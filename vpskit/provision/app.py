@@ -50,8 +50,9 @@ def base_env(env: Environment) -> dict[str, str]:
 
 def desired_env(env: Environment, current: dict[str, str], managed: dict[str, str]
                 ) -> dict[str, str]:
-    """The env file: what is there (e.g. ``fab env set``), overridden by our values (pure)."""
-    secrets = {k: v.reveal() for k, v in env.secrets.items()}
+    """The env file: what is there (e.g. ``fab env set``), overridden by our values; the
+    alerts' URLs are the watchdog's, not the app's (pure)."""
+    secrets = {k: v.reveal() for k, v in env.secrets.items() if k not in env.alerts.secret_names}
     return {**current, **base_env(env), **managed, **env.env, **secrets}
 
 
