@@ -26,7 +26,7 @@ from typing import BinaryIO
 
 import paramiko
 
-from vpskit import facts, session, sh
+from vpskit import facts, offsite, session, sh
 from vpskit.config import Environment, Host
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
@@ -103,11 +103,15 @@ def server_script(env: Environment) -> str:
     """What the backup timer runs: the commands ``fab backup`` runs on the server, named by the
     run's own UTC stamp, then the server's retention."""
     stamp = "${stamp}"
-    steps = [archive_argv(env, backup_name(env.site, stamp), "dump")]
-    if env.backups.media:
-        steps.append(archive_argv(env, backup_name(env.site, stamp, suffix=MEDIA), "media"))
-    steps.append(prune_argv(env))
+    names = [backup_name(env.site, stamp)] + (
+        [backup_name(env.site, stamp, suffix=MEDIA)] if env.backups.media else [])
+    steps = [archive_argv(env, name, kind) for name, kind in zip(names, ("dump", "media"),
+                                                                 strict=False)]
     programs = {ARCHIVE_SCRIPT: "archive", PRUNE_PROGRAM: "prune"}
+    if env.offsite.enabled:
+        steps.append(offsite.upload_argv(env, [f"{env.backup_dir}/{name}" for name in names]))
+        programs[offsite.PROGRAM] = "offsite"
+    steps.append(prune_argv(env))
 
     def word(arg: str) -> str:
         if arg in programs:
@@ -115,8 +119,8 @@ def server_script(env: Environment) -> str:
         return f'"{arg}"' if stamp in arg else shlex.quote(arg)
     return "\n".join([
         "#!/bin/bash",
-        f"# Managed by vpskit: {env.site} backup (dump, media archive, retention); its timer "
-        f"runs it.",
+        f"# Managed by vpskit: {env.site} backup (dump, media archive, off-site copy, "
+        f"retention); its timer runs it.",
         "set -euo pipefail",
         *(f"{var}={shlex.quote(text)}" for text, var in programs.items()),
         f"stamp=$(date -u +{STAMP})",
@@ -286,6 +290,8 @@ class Backup:
         steps = [("dump", Backup.dump)]
         if self.env.backups.media:
             steps.append(("media", Backup.media))
+        if self.env.offsite.enabled:
+            steps.append(("offsite", Backup.offsite))
         run_steps(self, [*steps, ("copy", Backup.copy), ("prune", Backup.prune)], out)
 
     def dump(self) -> list[str]:
@@ -296,6 +302,15 @@ class Backup:
         name = backup_name(self.env.site, self.stamp, suffix=MEDIA)
         self.made.append(archive(self.remote, self.env, name, "media"))
         return [str(self.made[-1])]
+
+    def offsite(self) -> list[str]:
+        """Encrypted on the server, sent from it: the copies never pass through here."""
+        argv = offsite.upload_argv(self.env, [m.path for m in self.made])
+        result = self.remote.run(argv, check=False, timeout=3600)
+        if not result.ok:
+            raise ToolkitError(f"{self.remote.host}: "
+                               f"{result.stderr.strip() or 'off-site copy failed'}")
+        return [line.removeprefix("off-site ") for line in result.stdout.splitlines()]
 
     def copy(self) -> list[str]:
         for made in self.made:
@@ -312,8 +327,10 @@ class Backup:
             here = prune_dir(str(self.local), self.env.site, self.env.backups.keep_days)
         except OSError as exc:
             raise ToolkitError(f"cannot prune {self.local}: {exc.strerror or exc}") from None
+        remote = offsite.prune(self.env) if self.env.offsite.enabled else []
         return [f"{where}: removed {', '.join(gone)}"
-                for where, gone in (("server", server), ("local", here)) if gone]
+                for where, gone in (("server", server), ("local", here), ("off-site", remote))
+                if gone]
 
 
 def backup(env: Environment, local: Path, out: Reporter) -> None:
@@ -334,10 +351,13 @@ def list_backups(env: Environment, local: Path, out: Reporter) -> None:
     with session.connected(env, host) as remote:
         server = facts.gather(remote, [server_backups(env)])["backups"]
     now = time.time()
-    for where, found in ((f"{host.address}:{env.backup_dir}", server),
-                         (str(local), local_backups(env, local))):
+    places = [(f"{host.address}:{env.backup_dir}", server, env.backups.keep_days),
+              (str(local), local_backups(env, local), env.backups.keep_days)]
+    if env.offsite.enabled and env.offsite.admin_key in env.secrets:
+        places.append((f"off-site {env.offsite.bucket}/{env.offsite_prefix}",
+                       offsite.copies(env), env.offsite.keep_days))
+    for where, found, keep_days in places:
         total = sum(found.values()) / 1e6
-        out.line(f"{where}: {len(found)} backup(s), {total:.1f} MB "
-                 f"(keep {env.backups.keep_days} days)")
+        out.line(f"{where}: {len(found)} backup(s), {total:.1f} MB (keep {keep_days} days)")
         for name in sorted(found, key=lambda n: parse_name(env.site, n)[0], reverse=True):
             out.line(f"  {name:<72} {found[name] / 1e6:9.1f} MB  {age(name, now):>8}")

@@ -126,6 +126,31 @@ class Maintenance:
 
 
 @dataclass(frozen=True)
+class Offsite:
+    """Off-site copies of every backup (:mod:`vpskit.offsite`) in an S3-compatible bucket,
+    encrypted on the db host to ``recipient`` (an age public key) before they leave it. Each
+    credential names a secret ``KEY_ID:SECRET``; only ``write_key`` goes to the server."""
+
+    endpoint: str = ""  # e.g. https://s3.eu-central-1.amazonaws.com; "" = no off-site copies
+    bucket: str = ""
+    prefix: str = ""  # "" = "<site>/"
+    region: str = "us-east-1"
+    recipient: str = ""  # age1...: the public key the copies are encrypted to
+    write_key: str = ""  # the server's credentials: may write, need not read, list or delete
+    admin_key: str = ""  # the operator's: lists, reads and prunes (fab backup, restore)
+    identity: str = ""  # the operator's age secret key (AGE-SECRET-KEY-1...), to restore
+    keep_days: int = 90
+
+    @property
+    def enabled(self) -> bool:
+        return bool(self.endpoint)
+
+    @property
+    def secret_names(self) -> tuple[str, ...]:
+        return tuple(n for n in (self.write_key, self.admin_key, self.identity) if n)
+
+
+@dataclass(frozen=True)
 class Alerts:
     """The server's watchdog (:mod:`vpskit.alerts`): every ``every`` minutes each host checks its
     part of the site; a problem that holds for two checks is told once, and once when it clears.
@@ -202,6 +227,7 @@ class Environment:
     nginx: Nginx = field(default_factory=Nginx)
     maintenance: Maintenance = field(default_factory=Maintenance)
     alerts: Alerts = field(default_factory=Alerts)
+    offsite: Offsite = field(default_factory=Offsite)
     system: System = field(default_factory=System)
     hooks: Hooks = field(default_factory=Hooks)
     releases_keep: int = 5
@@ -294,6 +320,15 @@ class Environment:
     def own_postgres(self) -> bool:
         """Postgres on the db host (not when DATABASE_URL is a secret: a managed database)."""
         return self.postgres.enabled and "DATABASE_URL" not in self.secrets
+
+    @property
+    def tool_secrets(self) -> tuple[str, ...]:
+        """The secrets vpskit itself uses (receivers, off-site credentials): never the app's."""
+        return self.alerts.secret_names + self.offsite.secret_names
+
+    @property
+    def offsite_prefix(self) -> str:
+        return self.offsite.prefix or f"{self.site}/"
 
     @property
     def own_redis(self) -> bool:

@@ -6,8 +6,8 @@ Nothing here touches a server, and nothing later refuses an input: whatever rend
 or release commands could not take is refused here, before any connection opens.
 
 Layout: top-level ``app``, optional section defaults (``postgres``, ``redis``, ``health``, ``tls``,
-``backups``, ``nginx``, ``maintenance``, ``alerts``, ``system``, ``hooks``, ``releases_keep``,
-``env``, ``secrets``, ``optional_secrets``, ``processes``, ``schedule``)
+``backups``, ``offsite``, ``nginx``, ``maintenance``, ``alerts``, ``system``, ``hooks``,
+``releases_keep``, ``env``, ``secrets``, ``optional_secrets``, ``processes``, ``schedule``)
 and ``environments``; each environment lists ``hosts`` and ``domains`` and may override any section
 key by key. Secret *values* come from the operator's environment or ``.env.<environment>`` beside
 the inventory, never from the inventory itself.
@@ -44,6 +44,7 @@ SECTIONS: dict[str, type] = {
     "nginx": config.Nginx,
     "maintenance": config.Maintenance,
     "alerts": config.Alerts,
+    "offsite": config.Offsite,
     "system": config.System,
     "hooks": config.Hooks,
 }
@@ -165,6 +166,22 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("alerts", "disk_free_percent"): (lambda v: 1 <= v <= 99, "expected a percentage, 1 to 99"),
     ("alerts", "cert_days"): (lambda v: 1 <= v <= 60, "expected days from 1 to 60"),
     ("alerts", "backup_hours"): (lambda v: v >= 1, "expected at least 1 hour"),
+    ("offsite", "endpoint"): (lambda v: not v or re.fullmatch(r"https?://[\w.:\[\]-]+/?", v),
+                              "expected the S3 endpoint's URL, e.g. "
+                              "https://s3.eu-central-1.amazonaws.com"),
+    ("offsite", "bucket"): (lambda v: not v or re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v),
+                            "expected a bucket name: 3-63 lowercase letters, digits, '.' and '-'"),
+    ("offsite", "prefix"): (lambda v: not v or re.fullmatch(r"[\w.-]+(/[\w.-]+)*/", v),
+                            "expected a folder such as 'shop/production/' (ending in '/')"),
+    ("offsite", "region"): (lambda v: re.fullmatch(r"[a-z0-9-]{1,40}", v),
+                            "expected a region such as 'us-east-1'"),
+    ("offsite", "recipient"): (lambda v: not v or re.fullmatch(r"age1[02-9ac-hj-np-z]{58}", v),
+                               "expected an age public key (age1..., from age-keygen -y)"),
+    **{("offsite", key): (lambda v: not v or envfile.KEY_RE.fullmatch(v),
+                          f"expected the name of a secret, e.g. {example}")
+       for key, example in (("write_key", "OFFSITE_WRITE_KEY"), ("admin_key", "OFFSITE_ADMIN_KEY"),
+                            ("identity", "OFFSITE_IDENTITY"))},
+    ("offsite", "keep_days"): (lambda v: v >= 1, "keep at least 1 day of off-site copies"),
     ("system", "swap_mb"): (lambda v: v >= 0, "expected 0 (no swap) or a size in MiB"),
     ("system", "timezone"): (TIMEZONE_RE.fullmatch,
                              "expected a zone name such as 'UTC' or 'Europe/Berlin'"),
@@ -417,6 +434,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
                      "also listed as a secret; keep secrets out of 'env'")
     resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets)
     _check_alert_secrets(doc, name, body, sections["alerts"], required + optional, resolved)
+    _check_offsite(doc, name, body, sections["offsite"], required + optional, resolved)
     releases_keep = _scalar(doc, base + ("releases_keep",), body.get(
         "releases_keep", doc.data.get("releases_keep", 5)), int)
     if releases_keep < 2:
@@ -451,6 +469,36 @@ def _check_alert_secrets(doc: _Doc, env: str, body: dict, alerts: config.Alerts,
         if value is not None and not re.fullmatch(r"https?://[^\s]+", value.reveal()):
             doc.fail(_key_path(doc, body, env, "alerts", key),
                      f"secret '{name}' is not an http(s):// URL; set the receiver's URL")
+
+
+def _check_offsite(doc: _Doc, env: str, body: dict, offsite: config.Offsite,
+                   names: list[str], resolved: dict[str, Secret]) -> None:
+    """An endpoint needs a bucket, a recipient and the server's credentials; each credential
+    names a secret of the environment, ``KEY_ID:SECRET`` when set."""
+    if not offsite.enabled:
+        return
+    for key in ("bucket", "recipient", "write_key"):
+        if not getattr(offsite, key):
+            doc.fail(_key_path(doc, body, env, "offsite", key),
+                     "missing required key for off-site copies; set it or remove "
+                     "offsite.endpoint")
+    for key in ("write_key", "admin_key", "identity"):
+        name = getattr(offsite, key)
+        if name and name not in names:
+            doc.fail(_key_path(doc, body, env, "offsite", key),
+                     f"'{name}' is not one of the environment's secrets; list it under "
+                     f"secrets or optional_secrets and set it in .env.{env}")
+        value = resolved.get(name)
+        if value is None:
+            continue
+        text = value.reveal()
+        if key == "identity" and not text.startswith("AGE-SECRET-KEY-1"):
+            doc.fail(_key_path(doc, body, env, "offsite", key),
+                     f"secret '{name}' is not an age secret key (AGE-SECRET-KEY-1..., from "
+                     f"age-keygen)")
+        if key != "identity" and not re.fullmatch(r"[^:\s]+:\S+", text):
+            doc.fail(_key_path(doc, body, env, "offsite", key),
+                     f"secret '{name}' is not KEY_ID:SECRET; set both, joined by ':'")
 
 
 def _served(doc: _Doc, env: str, body: dict, app: config.App) -> config.App:

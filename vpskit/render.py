@@ -92,6 +92,11 @@ def watchdog_config(env: Environment) -> str:
     return f"/etc/vpskit/watchdog/{env.site}.json"
 
 
+def offsite_config(env: Environment) -> str:
+    """Where the db host sends the site's backups and with which write-only credentials."""
+    return f"/etc/vpskit/offsite/{env.site}.json"
+
+
 def lock_path(site: str) -> str:
     """The site's lock, taken by deploys, rollbacks, restores, removals and backups: in
     ``/run`` itself, where only root creates files."""

@@ -10,13 +10,14 @@ from __future__ import annotations
 import hashlib
 import re
 import sys
+import tempfile
 import time
 from collections.abc import Callable, Iterable
 from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit import facts, interrupts, render, session, sh
+from vpskit import facts, interrupts, offsite, render, session, sh
 from vpskit.backups import (
     SAFETY_LABEL,
     Artifact,
@@ -173,11 +174,28 @@ def resolve(env: Environment, file: str, on_server: Iterable[str]) -> tuple[str,
 
 
 def restore(env: Environment, file: str, yes: bool, out: Reporter,
-            ask: Callable[[str], str] = input) -> None:
-    """``fab restore``: confirm, then :class:`Restore` under the deploy lock of every host."""
+            ask: Callable[[str], str] = input, source: str = "server") -> None:
+    """``fab restore``: confirm, then :class:`Restore` under the deploy lock of every host.
+    From ``source`` "offsite", the copy (``file``, or the newest dump) is fetched and
+    decrypted here first, then restored as a local file."""
     if not yes and not sys.stdin.isatty():
         raise ToolkitError(f"restore replaces the {env.site} database: confirm it on a "
                            f"terminal, or pass --yes (stdin is not a terminal)")
+    if source not in ("server", "offsite"):
+        raise ToolkitError(f"--from {source}: expected server or offsite")
+    if source == "offsite":
+        if not env.offsite.enabled:
+            raise ToolkitError(f"no off-site copies for {env.name}: set offsite.endpoint")
+        name = latest(env.site, offsite.copies(env)) if file == "latest" else file
+        if not name:
+            raise ToolkitError(f"no off-site copy of {env.site} in {env.offsite.bucket}/"
+                               f"{env.offsite_prefix}")
+        with tempfile.TemporaryDirectory(prefix="vpskit-offsite-") as scratch:
+            fetched = offsite.fetch(env, name, Path(scratch))
+            out.line(f"fetched {name} from {env.offsite.bucket}/{env.offsite_prefix} "
+                     f"(decrypted here)")
+            restore(env, str(fetched), yes, out, ask)
+        return
     host = db_host(env)
     with ExitStack() as stack:
         remotes = {h.address: stack.enter_context(session.connected(env, h))

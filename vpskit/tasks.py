@@ -184,13 +184,15 @@ def remove(c, env=None, yes=False, inventory=None):
 
 @task(help={**ENV, "file": "latest (default: the server's newest dump, safety dumps aside), a "
                            "backup's name on the server, or a local file to upload",
-            "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
+            "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
+            "from": "server (default) or offsite: fetch the copy from the bucket and decrypt "
+                    "it here first (--file names one; default the newest)"})
 @exits
-def restore(c, env=None, file="latest", yes=False, inventory=None):
+def restore(c, env=None, file="latest", yes=False, inventory=None, from_="server"):
     """Restore the database from a backup (after a safety dump), restart the app, check it."""
     environment = load_env(env, inventory)
     from vpskit.restore import restore as restore_database
-    restore_database(environment, file, yes, _reporter())
+    restore_database(environment, file, yes, _reporter(), source=from_)
 
 
 @task(help={**ENV, "test": "send a test notice and a heartbeat from the server"})

@@ -1,5 +1,6 @@
-"""`fab backup` / `fab restore` on the real VPS: verified dumps, byte-identical off-site copies,
-retention, failures that change nothing, cron without a terminal, the server-side timer."""
+"""`fab backup` / `fab restore` on the real VPS: verified dumps, byte-identical local copies,
+retention, failures that change nothing, cron without a terminal, the server-side timer, and
+encrypted copies in an S3 bucket restored back."""
 
 from __future__ import annotations
 
@@ -9,6 +10,7 @@ import os
 import pty
 import re
 import subprocess
+import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
@@ -16,8 +18,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.helpers import s3
 from tests.helpers.site import FAB, Site
 from vpskit import backups, pgadmin
+from vpskit.sh import offsite as offsite_s3
 
 pytestmark = pytest.mark.vps
 
@@ -327,3 +331,85 @@ def test_timer_is_installed_runs_a_backup_and_is_removed(site):
     assert site.sh("ls /usr/local/lib/vpskit/ /etc/systemd/system/ | grep -c backup || true"
                    ).strip() == "0"
     assert site.sh(f"systemctl is-active {timer} || true").strip() == "inactive"
+
+
+@pytest.fixture
+def bucket(site, vps, tmp_path) -> Iterator[s3.S3]:
+    """Off-site copies to an IAM-enforcing S3 server on the test host: the server gets the
+    writer's credentials (PutObject alone), the operator the admin's and the age identity."""
+    subprocess.run(["age-keygen", "-o", str(tmp_path / "age.key")], check=True,
+                   capture_output=True)
+    identity = (tmp_path / "age.key").read_text().split("\n")[-2]
+    recipient = subprocess.run(["age-keygen", "-y", str(tmp_path / "age.key")], check=True,
+                               capture_output=True, text=True).stdout.strip()
+    secrets = site.dir / ".env.production"
+    saved = secrets.read_text()
+    with s3.server(vps.host_address) as server, inventory_plus(site, textwrap.dedent(f"""\
+            optional_secrets: [OFFSITE_WRITE_KEY, OFFSITE_ADMIN_KEY, OFFSITE_IDENTITY]
+            offsite:
+              endpoint: {server.endpoint}
+              bucket: {s3.BUCKET}
+              recipient: {recipient}
+              write_key: OFFSITE_WRITE_KEY
+              admin_key: OFFSITE_ADMIN_KEY
+              identity: OFFSITE_IDENTITY
+            """)):
+        secrets.write_text(saved + f"OFFSITE_WRITE_KEY={':'.join(server.writer)}\n"
+                                   f"OFFSITE_ADMIN_KEY={':'.join(server.admin)}\n"
+                                   f"OFFSITE_IDENTITY={identity}\n")
+        try:
+            yield server
+        finally:
+            secrets.write_text(saved)
+    out = site.fab("provision").stdout
+    assert re.search(r"^  offsite\s+changed\s.*removed /etc/vpskit/offsite/", out, re.M), out
+
+
+def stored(server: s3.S3) -> dict[str, bytes]:
+    """Every object in the bucket, read with the admin's credentials."""
+    listing = offsite_s3.request(server.bucket, *server.admin, "GET", query="list-type=2")
+    keys = re.findall(rb"<Key>([^<]+)</Key>", listing)
+    return {k.decode(): offsite_s3.request(server.bucket, *server.admin, "GET", k.decode())
+            for k in keys}
+
+
+def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site, bucket):
+    """Each backup (dump and media) leaves the server encrypted, sent with credentials that
+    may only write; the operator lists and prunes the copies and restores one after the
+    data is gone, table checksums equal."""
+    out = site.fab("provision").stdout
+    assert re.search(r"^  offsite\s+changed\s+\S+\s+/etc/vpskit/offsite/shop-production.json "
+                     r"\(created\)", out, re.M), out
+    config = site.sh("stat -c '%U %a' /etc/vpskit/offsite/shop-production.json; "
+                     "cat /etc/vpskit/offsite/shop-production.json")
+    assert config.startswith("root 600\n") and bucket.writer[1] in config
+    assert bucket.admin[1] not in config and "AGE-SECRET-KEY" not in config
+    assert bucket.writer[1] not in site.sh("cat /srv/shop-production/shared/.env")
+    old = old_name(200)
+    offsite_s3.request(bucket.bucket, *bucket.admin, "PUT", f"shop-production/{old}.age",
+                       body=b"an old copy")
+    sql(site, "insert into catalog_item (name, created, image) select 'offsite ' || g, now(), "
+              "'' from generate_series(1, 50) g")
+    before = checksum(site)
+    site.fab("backup")
+    copies = stored(bucket)
+    names = sorted(k.removeprefix("shop-production/") for k in copies)
+    assert len(names) == 2 and f"{old}.age" not in names, names  # pruned: 200 > 90 days
+    dump = names[1].removesuffix(".age")  # the media archive sorts first
+    assert dump.endswith(".dump") and names[0] == dump.replace(".dump", "-media.tar.gz.age")
+    for body in copies.values():
+        assert body.startswith(b"age-encryption.org/v1\n")
+        assert b"PGDMP" not in body and b"catalog_item" not in body  # no dump, no SQL
+    for method, key, query in (("GET", next(iter(copies)), ""), ("DELETE", next(iter(copies)),
+                                                                  ""), ("GET", "", "list-type=2")):
+        with pytest.raises(OSError, match="HTTP 403 AccessDenied"):  # what the server holds
+            offsite_s3.request(bucket.bucket, *bucket.writer, method, key, query=query)
+    listing = site.fab("backup", "--list").stdout
+    assert re.search(r"^off-site offsite/shop-production/: 2 backup\(s\).*keep 90 days", listing,
+                     re.M), listing
+    sql(site, "delete from catalog_item")  # the data is lost
+    assert checksum(site) != before
+    result = site.fab("restore", "--from", "offsite", "--yes")
+    assert f"fetched {dump} from offsite/shop-production/ (decrypted here)" in result.stdout
+    assert f"restored shop-production from {dump}" in result.stdout
+    assert checksum(site) == before

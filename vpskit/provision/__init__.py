@@ -24,6 +24,7 @@ from vpskit.provision import (
     cache,
     database,
     firewall,
+    offsite,
     system,
     tls,
     watchdog,
@@ -69,7 +70,8 @@ def site_probes(ctx: Context) -> list[facts.Probe]:
     """The probes of every step after the system's."""
     return [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
             *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
-            *backup_timer.probes(ctx), *jobs.probes(ctx.env), *watchdog.probes(ctx)]
+            *backup_timer.probes(ctx), *jobs.probes(ctx.env), *watchdog.probes(ctx),
+            *offsite.probes(ctx)]
 
 
 def base(run: HostRun) -> None:
@@ -104,7 +106,7 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
         steps += [("db reach", database.reach), ("app", app.app_service),
                   ("jobs", app.scheduled_jobs)]
     if host == db:
-        steps.append(("backups", backup_timer.backup_timer))
+        steps += [("backups", backup_timer.backup_timer), ("offsite", offsite.offsite_config)]
     if "web" in host.roles:
         steps.append(("nginx", web.nginx))
     if "lb" in host.roles:

@@ -51,8 +51,8 @@ def base_env(env: Environment) -> dict[str, str]:
 def desired_env(env: Environment, current: dict[str, str], managed: dict[str, str]
                 ) -> dict[str, str]:
     """The env file: what is there (e.g. ``fab env set``), overridden by our values; the
-    alerts' URLs are the watchdog's, not the app's (pure)."""
-    secrets = {k: v.reveal() for k, v in env.secrets.items() if k not in env.alerts.secret_names}
+    secrets vpskit itself uses are not the app's (pure)."""
+    secrets = {k: v.reveal() for k, v in env.secrets.items() if k not in env.tool_secrets}
     return {**current, **base_env(env), **managed, **env.env, **secrets}
 
 

@@ -25,16 +25,23 @@ APT_ENV = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def packages_for(roles: tuple[str, ...]) -> list[str]:
-    """What a host with ``roles`` needs installed (pure)."""
-    wanted = [*BASE_PACKAGES, *(p for role in roles for p in ROLE_PACKAGES[role])]
+def packages_for(roles: tuple[str, ...], offsite: bool = False) -> list[str]:
+    """What a host with ``roles`` needs installed; ``age`` on the host that encrypts the
+    off-site copies (pure)."""
+    wanted = [*BASE_PACKAGES, *(p for role in roles for p in ROLE_PACKAGES[role]),
+              *(["age"] if offsite else [])]
     return list(dict.fromkeys(wanted))
+
+
+def _packages(ctx: Context) -> list[str]:
+    env = ctx.env
+    return packages_for(ctx.host.roles, env.offsite.enabled and ctx.host == env.db_host)
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
     """Facts the preflight and system steps need, gathered before anything changes."""
     return [
-        facts.os_release(), facts.resources(), facts.packages(packages_for(ctx.host.roles)),
+        facts.os_release(), facts.resources(), facts.packages(_packages(ctx)),
         facts.Probe("apt_age", "echo $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists "
                                "/var/cache/apt/pkgcache.bin 2>/dev/null | sort -n | tail -1) ))",
                     lambda out, rc: int(out.strip() or 10**9)),
@@ -72,7 +79,7 @@ def packages(ctx: Context) -> list[str]:
     if ctx.facts["dpkg_unsettled"]:  # apt still busy, or an earlier run was cut off mid-install
         ctx.act(["bash", "-c", SETTLE_DPKG], timeout=1800)
         changes.append("waited for apt/dpkg and finished any interrupted install")
-    missing = [p for p in packages_for(ctx.host.roles) if p not in ctx.facts["packages"]]
+    missing = [p for p in _packages(ctx) if p not in ctx.facts["packages"]]
     if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
         ctx.act([*APT_ENV, "update"], timeout=600)
         changes.append("apt lists refreshed")

@@ -1,0 +1,130 @@
+"""Off-site copies in an S3-compatible bucket (standard library only): requests signed with AWS
+Signature V4, path-style (``ENDPOINT/BUCKET/KEY``), as AWS, Backblaze B2, Wasabi, MinIO and
+moto take them.
+
+On the server (as root: ``python3 -c PROGRAM CONFIG FILE...``): each FILE is encrypted with
+``age`` to the operator's public key, then PUT under the configured prefix; CONFIG (JSON,
+root's alone) holds the endpoint, bucket, prefix, region, that public key and the server's
+write credentials. The server keeps no key that decrypts, and lists, reads or deletes nothing:
+the operator's side does that with its own credentials (:mod:`vpskit.offsite`).
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import sys
+import urllib.error
+import urllib.parse
+import urllib.request
+
+SUFFIX = ".age"  # what an encrypted copy's key ends with
+TIMEOUT = 300  # seconds for one request
+
+
+def _hmac(key: bytes, text: str) -> bytes:
+    return hmac.new(key, text.encode(), hashlib.sha256).digest()
+
+
+def quote(text: str, safe: str = "-_.~") -> str:
+    return urllib.parse.quote(text, safe=safe)
+
+
+def signed_headers(method: str, url: str, region: str, key_id: str, secret: str,
+                   payload_sha256: str, now: datetime.datetime) -> dict[str, str]:
+    """The headers that sign a request with AWS Signature V4 for S3 (pure)."""
+    parts = urllib.parse.urlsplit(url)
+    stamp, day = now.strftime("%Y%m%dT%H%M%SZ"), now.strftime("%Y%m%d")
+    query = sorted(urllib.parse.parse_qsl(parts.query, keep_blank_values=True))
+    canonical_query = "&".join(f"{quote(k)}={quote(v)}" for k, v in query)
+    headers = {"host": parts.netloc, "x-amz-content-sha256": payload_sha256, "x-amz-date": stamp}
+    names = ";".join(sorted(headers))
+    canonical = "\n".join([method, quote(urllib.parse.unquote(parts.path) or "/", "/-_.~"),
+                           canonical_query,
+                           "".join(f"{k}:{headers[k]}\n" for k in sorted(headers)), names,
+                           payload_sha256])
+    scope = f"{day}/{region}/s3/aws4_request"
+    to_sign = "\n".join(["AWS4-HMAC-SHA256", stamp, scope,
+                         hashlib.sha256(canonical.encode()).hexdigest()])
+    key = _hmac(_hmac(_hmac(_hmac(f"AWS4{secret}".encode(), day), region), "s3"), "aws4_request")
+    signature = hmac.new(key, to_sign.encode(), hashlib.sha256).hexdigest()
+    return {"x-amz-content-sha256": payload_sha256, "x-amz-date": stamp,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={key_id}/{scope}, "
+                             f"SignedHeaders={names}, Signature={signature}"}
+
+
+def object_url(config: dict, key: str = "", query: str = "") -> str:
+    url = f"{config['endpoint'].rstrip('/')}/{quote(config['bucket'])}"
+    url += f"/{quote(key, '/-_.~')}" if key else ""
+    return f"{url}?{query}" if query else url
+
+
+def request(config: dict, key_id: str, secret: str, method: str, key: str = "",
+            query: str = "", body: bytes | None = None, path: str | None = None) -> bytes:
+    """One signed request; the body is ``body``, or the file at ``path`` (streamed). Raises
+    :class:`OSError` with S3's own words on failure."""
+    url = object_url(config, key, query)
+    if path is not None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as f:
+            for chunk in iter(lambda: f.read(1 << 20), b""):
+                digest.update(chunk)
+        payload, size = digest.hexdigest(), os.path.getsize(path)
+    else:
+        payload, size = hashlib.sha256(body or b"").hexdigest(), len(body or b"")
+    headers = signed_headers(method, url, config["region"], key_id, secret, payload,
+                             datetime.datetime.now(datetime.UTC))
+    if method == "PUT":  # urllib would call the body a form, and a server may parse it so
+        headers.update({"Content-Length": str(size), "Content-Type": "application/octet-stream"})
+    data = open(path, "rb") if path is not None else body  # noqa: SIM115 (closed below)
+    try:
+        req = urllib.request.Request(url, data=data, method=method, headers=headers)
+        with urllib.request.urlopen(req, timeout=TIMEOUT) as response:  # noqa: S310
+            return response.read()
+    except urllib.error.HTTPError as exc:
+        detail = exc.read().decode(errors="replace")
+        code = detail.split("<Code>", 1)[-1].split("</Code>", 1)[0] if "<Code>" in detail \
+            else ""
+        raise OSError(f"{method} {config['bucket']}/{key}: HTTP {exc.code} {code}".rstrip()) \
+            from None
+    finally:
+        if hasattr(data, "close"):
+            data.close()
+
+
+def upload(config: dict, files: list[str]) -> list[str]:
+    """Encrypt each file to the configured public key beside it, PUT it, remove the
+    encrypted copy; the keys written."""
+    written = []
+    for path in files:
+        encrypted = f"{path}{SUFFIX}.part"
+        try:
+            subprocess.run(["age", "--encrypt", "--recipient", config["recipient"], "--output",
+                            encrypted, path], check=True)
+            key = f"{config['prefix']}{os.path.basename(path)}{SUFFIX}"
+            request(config, config["key_id"], config["secret"], "PUT", key, path=encrypted)
+            written.append(key)
+        finally:
+            if os.path.exists(encrypted):
+                os.remove(encrypted)
+    return written
+
+
+def main(config_path: str, files: list[str]) -> int:
+    with open(config_path) as f:
+        config = json.load(f)
+    try:
+        for key in upload(config, files):
+            print(f"off-site {config['bucket']}/{key}")
+    except (OSError, subprocess.CalledProcessError) as exc:
+        print(f"off-site copy failed: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1], sys.argv[2:]))
