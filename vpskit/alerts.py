@@ -28,7 +28,9 @@ def server_config(env: Environment, host: Host) -> dict:
                                  else [])
     return {
         "site": env.site, "host": host.address,
-        "webhook": _url(env, alerts.webhook), "heartbeat": _url(env, alerts.heartbeat),
+        "webhook": _secret(env, alerts.webhook), "heartbeat": _secret(env, alerts.heartbeat),
+        "email": alerts.email, "smtp": alerts.smtp,
+        "smtp_login": _secret(env, alerts.smtp_login),
         "health": {"domain": env.primary_domain, "path": env.health.path,
                    "status": env.health.status, "timeout": env.health.timeout,
                    "tls": render.cert_path(env) if env.tls.enabled else "",
@@ -44,7 +46,7 @@ def server_config(env: Environment, host: Host) -> dict:
     }
 
 
-def _url(env: Environment, secret: str) -> str:
+def _secret(env: Environment, secret: str) -> str:
     return env.secrets[secret].reveal() if secret in env.secrets else ""
 
 
@@ -62,9 +64,11 @@ def describe(env: Environment) -> list[str]:
     """What the watchdog checks and whom it tells, in lines (pure; no URL shown)."""
     a = env.alerts
     if not a.enabled:
-        return [f"alerts off for {env.name}: set alerts.webhook and/or alerts.heartbeat"]
-    told = ", ".join(f"{what} (secret {getattr(a, what)})" for what in ("webhook", "heartbeat")
-                     if getattr(a, what))
+        return [f"alerts off for {env.name}: set alerts.webhook, alerts.email and/or "
+                f"alerts.heartbeat"]
+    told = ", ".join([f"{what} (secret {getattr(a, what)})" for what in ("webhook", "heartbeat")
+                      if getattr(a, what)] + ([f"email to {a.email} via {a.smtp}"] if a.email
+                                              else []))
     return [f"alerts for {env.site}: {told}; checks every {a.every} min",
             f"  health through Nginx and certificates (within {a.cert_days} days) on "
             f"{', '.join(h.address for h in env.public_hosts)}",
@@ -77,8 +81,8 @@ def send_test(env: Environment, out: Reporter) -> None:
     """One test notice to the webhook and a heartbeat, from the first public host's
     watchdog as installed, so it proves the path a real notice takes."""
     if not env.alerts.enabled:
-        raise ToolkitError(f"alerts are off for {env.name}: set alerts.webhook and/or "
-                           f"alerts.heartbeat in inventory.yml, then fab provision")
+        raise ToolkitError(f"alerts are off for {env.name}: set alerts.webhook, alerts.email "
+                           f"and/or alerts.heartbeat in inventory.yml, then fab provision")
     host = env.public_hosts[0]
     with session.connected(env, host) as remote:
         result = remote.run(["python3", render.WATCHDOG_PROGRAM, render.watchdog_config(env),
@@ -86,5 +90,5 @@ def send_test(env: Environment, out: Reporter) -> None:
     if not result.ok:
         raise ToolkitError(f"test notice from {host.address} failed: "
                            f"{(result.stderr.strip() or 'no watchdog; run fab provision')}")
-    sent = [what for what in ("webhook", "heartbeat") if getattr(env.alerts, what)]
+    sent = [what for what in ("webhook", "email", "heartbeat") if getattr(env.alerts, what)]
     out.line(f"test notice sent from {host.address} ({' and '.join(sent)})")

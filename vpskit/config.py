@@ -157,6 +157,9 @@ class Alerts:
     """
 
     webhook: str = ""  # the secret holding the URL notices are POSTed to as JSON; "" = none
+    email: str = ""  # the address notices are mailed to; "" = none
+    smtp: str = "localhost:25"  # the SMTP server mail goes through: the host's MTA, or a relay
+    smtp_login: str = ""  # the secret holding "user:password" for it (then STARTTLS); "" = none
     heartbeat: str = ""  # the secret holding a URL each check GETs (healthchecks-style)
     every: int = 5  # minutes between checks
     disk_free_percent: int = 10  # below this on /, /srv or /var/backups is a problem
@@ -165,11 +168,11 @@ class Alerts:
 
     @property
     def secret_names(self) -> tuple[str, ...]:
-        return tuple(name for name in (self.webhook, self.heartbeat) if name)
+        return tuple(name for name in (self.webhook, self.heartbeat, self.smtp_login) if name)
 
     @property
     def enabled(self) -> bool:
-        return bool(self.secret_names)
+        return bool(self.webhook or self.heartbeat or self.email)
 
 
 @dataclass(frozen=True)

@@ -162,6 +162,11 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     **{("alerts", key): (lambda v: not v or envfile.KEY_RE.fullmatch(v),
                          f"expected the name of a secret holding the URL, e.g. {example}")
        for key, example in (("webhook", "ALERT_WEBHOOK_URL"), ("heartbeat", "HEARTBEAT_URL"))},
+    ("alerts", "email"): (lambda v: not v or EMAIL_RE.fullmatch(v), "expected an email address"),
+    ("alerts", "smtp"): (lambda v: re.fullmatch(r"[\w.-]+:[0-9]{1,5}", v),
+                         "expected the SMTP server as host:port, e.g. localhost:25"),
+    ("alerts", "smtp_login"): (lambda v: not v or envfile.KEY_RE.fullmatch(v),
+                               "expected the name of a secret holding user:password"),
     ("alerts", "every"): (lambda v: 1 <= v <= 60, "expected minutes from 1 to 60"),
     ("alerts", "disk_free_percent"): (lambda v: 1 <= v <= 99, "expected a percentage, 1 to 99"),
     ("alerts", "cert_days"): (lambda v: 1 <= v <= 60, "expected days from 1 to 60"),
@@ -456,8 +461,9 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
 
 def _check_alert_secrets(doc: _Doc, env: str, body: dict, alerts: config.Alerts,
                          names: list[str], resolved: dict[str, Secret]) -> None:
-    """``alerts.webhook``/``heartbeat`` name secrets of the environment holding http(s) URLs."""
-    for key in ("webhook", "heartbeat"):
+    """``alerts.webhook``/``heartbeat`` name secrets of the environment holding http(s) URLs,
+    ``smtp_login`` one holding ``user:password``."""
+    for key in ("webhook", "heartbeat", "smtp_login"):
         name = getattr(alerts, key)
         if not name:
             continue
@@ -466,9 +472,11 @@ def _check_alert_secrets(doc: _Doc, env: str, body: dict, alerts: config.Alerts,
                      f"'{name}' is not one of the environment's secrets; list it under secrets "
                      f"and set its URL in .env.{env}")
         value = resolved.get(name)
-        if value is not None and not re.fullmatch(r"https?://[^\s]+", value.reveal()):
-            doc.fail(_key_path(doc, body, env, "alerts", key),
-                     f"secret '{name}' is not an http(s):// URL; set the receiver's URL")
+        form, fix = ((r"[^:\s]+:\S+", "user:password; set both, joined by ':'")
+                     if key == "smtp_login" else
+                     (r"https?://[^\s]+", "an http(s):// URL; set the receiver's URL"))
+        if value is not None and not re.fullmatch(form, value.reveal()):
+            doc.fail(_key_path(doc, body, env, "alerts", key), f"secret '{name}' is not {fix}")
 
 
 def _check_offsite(doc: _Doc, env: str, body: dict, offsite: config.Offsite,

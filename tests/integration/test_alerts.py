@@ -1,7 +1,8 @@
 """The server's watchdog tells a webhook receiver on the test host of each problem once, after
 two checks in a row, and once when it clears: a stopped app, a certificate about to expire, a
-stale backup, a full disk, a failed unit. Every check pings the heartbeat. Tests start the
-watchdog's service directly rather than waiting for its timer."""
+stale backup, a full disk, a failed unit; the same notices reach an SMTP sink on the test host
+as mail. Every check pings the heartbeat. Tests start the watchdog's service directly rather
+than waiting for its timer."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests.helpers import smtp_sink
 from tests.helpers.receiver import Receiver
 from tests.helpers.site import Site
 from vpskit import render
@@ -24,6 +26,8 @@ ALERTS = """optional_secrets: [ALERT_WEBHOOK_URL, HEARTBEAT_URL]
 alerts:
   webhook: ALERT_WEBHOOK_URL
   heartbeat: HEARTBEAT_URL
+  email: ops@example.test
+  smtp: {smtp}
 """
 
 
@@ -35,11 +39,18 @@ def receiver(vps) -> Iterator[Receiver]:
 
 
 @pytest.fixture(scope="module")
-def alerting(site: Site, deployed, receiver: Receiver) -> Iterator[str]:
-    """The site with alerts on (two optional secrets in .env.production); off again after."""
+def mailbox(vps) -> Iterator[tuple[smtp_sink.Sink, str]]:
+    with smtp_sink.sink(vps.host_address) as found:
+        yield found
+
+
+@pytest.fixture(scope="module")
+def alerting(site: Site, deployed, receiver: Receiver, mailbox) -> Iterator[str]:
+    """The site with alerts on (two optional secrets in .env.production, mail through the
+    sink); off again after."""
     inventory, secrets = site.dir / "inventory.yml", site.dir / ".env.production"
     saved = inventory.read_text(), secrets.read_text()
-    inventory.write_text(saved[0] + ALERTS)
+    inventory.write_text(saved[0] + ALERTS.format(smtp=mailbox[1]))
     secrets.write_text(saved[1] + f"ALERT_WEBHOOK_URL={receiver.url}/hook\n"
                                   f"HEARTBEAT_URL={receiver.url}/ping\n")
     try:
@@ -69,13 +80,14 @@ def test_alerts_watchdog_is_installed_with_its_urls_kept_from_the_app(site, aler
     again = site.fab("provision").stdout
     assert "0 changed" in again, again
     before = len(receiver.notices)
-    assert "test notice sent from" in site.fab("alerts", "--test").stdout
+    assert "(webhook and email and heartbeat)" in site.fab("alerts", "--test").stdout
     assert told(receiver, before) == [("test", "a test notice from fab alerts --test")]
 
 
-def test_alerts_tell_a_stopped_app_once_and_its_recovery_once(site, alerting, receiver):
+def test_alerts_tell_a_stopped_app_once_and_its_recovery_once(site, alerting, receiver,
+                                                                mailbox):
     check(site)  # a healthy site: nothing to tell
-    before, beats = len(receiver.notices), receiver.heartbeats
+    before, beats, mails = len(receiver.notices), receiver.heartbeats, len(mailbox[0].messages)
     web = site.sh(f"systemctl list-units --plain --no-legend '{SITE}-web@*'").split()[0]
     site.sh(f"systemctl stop {web}")
     try:
@@ -91,6 +103,8 @@ def test_alerts_tell_a_stopped_app_once_and_its_recovery_once(site, alerting, re
     problem = f"health https://{site.domain}/health/ answered 502"
     assert told(receiver, before) == [("problem", problem), ("recovered", problem)]
     assert receiver.notices[-1]["text"].startswith(f"[{SITE}] RECOVERED on ")
+    assert mailbox[0].subjects(mails) == [n["text"] for n in receiver.notices[before:]]
+    assert mailbox[0].messages[-1]["To"] == "ops@example.test"
     assert receiver.heartbeats - beats == 5  # every check
 
 

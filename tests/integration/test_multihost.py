@@ -205,6 +205,11 @@ def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, 
         assert all(any(u in line and " active" in line for line in mine) for u in units), status
     assert "worker@" not in "".join(line for line in status.splitlines()
                                     if line.startswith(f"[{web[1].address}] "))
+    counted = {m[1]: int(m[3]) for m in re.finditer(
+        r"^\[(\S+)\]   (requests|lb)\s+last 5 min\s+(\d+) ", status, re.M) if m[2] == "lb"}
+    assert counted.get(web[0].address, 0) >= load.result.requests, status  # all through the lb
+    assert all(re.search(rf"^\[{re.escape(v.address)}\]   requests\s+last 5 min\s+[1-9]", status,
+                         re.M) for v in web), status  # and each backend served its share
     assert out.count("  release ") == 1  # migrations ran once
     switches = [out.index(f"[{v.address}]   switch") for v in web]
     publics = [out.index(f"[{v.address}]   public") for v in web]

@@ -65,27 +65,33 @@ def test_watchdog_units_pass_systemd_analyze_verify(tmp_path):
 
 
 def test_a_problem_is_told_after_two_checks_and_its_end_once():
-    state, due = watchdog.advance({}, {"health": "down"})
+    to = ["webhook"]
+    state, due = watchdog.advance({}, {"health": "down"}, to)
     assert due == []
-    state, due = watchdog.advance(state, {"health": "down"})
-    assert due == [("problem", "health", "down")]
-    watchdog.told(state, "problem", "health")
-    state, due = watchdog.advance(state, {"health": "still down"})
+    state, due = watchdog.advance(state, {"health": "down"}, to)
+    assert due == [("problem", "health", "down", "webhook")]
+    watchdog.told(state, "problem", "health", "webhook")
+    state, due = watchdog.advance(state, {"health": "still down"}, to)
     assert due == []
-    state, due = watchdog.advance(state, {})
-    assert due == [("recovered", "health", "still down")]
-    watchdog.told(state, "recovered", "health")
+    state, due = watchdog.advance(state, {}, to)
+    assert due == [("recovered", "health", "still down", "webhook")]
+    watchdog.told(state, "recovered", "health", "webhook")
     assert state == {}
-    state, due = watchdog.advance({}, {"disk /": "full"})  # one check, then gone: never told
-    state, due = watchdog.advance(state, {})
+    state, due = watchdog.advance({}, {"disk /": "full"}, to)  # one check, then gone: never told
+    state, due = watchdog.advance(state, {}, to)
     assert due == [] and state == {}
 
 
-def test_an_unsent_notice_is_due_again_at_the_next_check():
-    state, _ = watchdog.advance({}, {"health": "down"})
-    state, due = watchdog.advance(state, {"health": "down"})  # not sent: told() not called
-    state, due = watchdog.advance(state, {"health": "down"})
-    assert due == [("problem", "health", "down")]
+def test_each_channel_is_told_once_and_an_unsent_notice_is_due_again():
+    to = ["webhook", "email"]
+    state, _ = watchdog.advance({}, {"health": "down"}, to)
+    state, due = watchdog.advance(state, {"health": "down"}, to)
+    assert [d[3] for d in due] == ["webhook", "email"]
+    watchdog.told(state, "problem", "health", "email")  # the webhook did not answer
+    state, due = watchdog.advance(state, {"health": "down"}, to)
+    assert due == [("problem", "health", "down", "webhook")]
+    state, due = watchdog.advance(state, {}, to)
+    assert due == [("recovered", "health", "down", "email")]  # only who was told of it
 
 
 def test_notice_suits_slack_discord_and_generic_receivers():

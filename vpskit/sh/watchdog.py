@@ -3,22 +3,25 @@
 
 CONFIG (JSON, root's alone: it holds the receivers' URLs) says what this host checks: the
 site's health through its own Nginx, its certificate, free disk, the age of the newest backup,
-the site's failed units. A problem seen by two checks in a row is told once (a JSON POST to the
-webhook); once it clears, that is told once too. Each check GETs the heartbeat URL, so a dead
-server is noticed by its silence. What was told is kept in ``$STATE_DIRECTORY/<site>.json``.
-``--test`` sends one test notice and a heartbeat, and nothing else.
+the site's failed units. A problem seen by two checks in a row is told once to each channel (a
+JSON POST to the webhook, an email through an SMTP server); once it clears, that is told once
+too. Each check GETs the heartbeat URL, so a dead server is noticed by its silence. What was
+told is kept in ``$STATE_DIRECTORY/<site>.json``. ``--test`` sends one test notice to each
+channel and a heartbeat, and nothing else.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import smtplib
 import socket
 import ssl
 import subprocess
 import sys
 import time
 import urllib.request
+from email.message import EmailMessage
 
 TIMEOUT = 10  # seconds for a health request, a notice, a heartbeat
 HOLD = 2  # checks in a row a problem must hold before it is told
@@ -125,32 +128,44 @@ def problems(config: dict, now: float) -> dict[str, str]:
     return {key: text for key, text in found.items() if text}
 
 
-def advance(state: dict, now_found: dict[str, str]) -> tuple[dict, list[tuple[str, str, str]]]:
-    """The next state and the notices due: ``(kind, key, text)`` with kind "problem" for one
-    held :data:`HOLD` checks and not yet told, "recovered" for a told one now gone (pure).
-    A notice counts as told only once sent: :func:`told` records it."""
-    state = {key: dict(value) for key, value in state.items()}
+def channels(config: dict) -> list[str]:
+    """Where notices go: the webhook, the mailbox, or both."""
+    return [name for name in ("webhook", "email") if config.get(name)]
+
+
+def advance(state: dict, now_found: dict[str, str], to: list[str]
+            ) -> tuple[dict, list[tuple[str, str, str, str]]]:
+    """The next state and the notices due: ``(kind, key, text, channel)``, kind "problem" for
+    one held :data:`HOLD` checks that ``channel`` was not told of yet, "recovered" for one it
+    was told of that is now gone (pure). A notice counts only once sent: :func:`told`."""
+    state = {key: {**value, "told": [c for c in value.get("told") or [] if isinstance(c, str)]}
+             for key, value in state.items()}
     due = []
     for key, text in now_found.items():
-        entry = state.setdefault(key, {"count": 0, "told": False})
+        entry = state.setdefault(key, {"count": 0, "told": []})
         entry["count"] += 1
         entry["text"] = text
-        if entry["count"] >= HOLD and not entry["told"]:
-            due.append(("problem", key, text))
+        if entry["count"] >= HOLD:
+            due += [("problem", key, text, channel) for channel in to
+                    if channel not in entry["told"]]
     for key in [k for k in state if k not in now_found]:
         if state[key]["told"]:
-            due.append(("recovered", key, state[key]["text"]))
+            due += [("recovered", key, state[key]["text"], c) for c in state[key]["told"]]
         else:
             del state[key]
     return state, due
 
 
-def told(state: dict, kind: str, key: str) -> None:
-    """Record a notice as sent."""
+def told(state: dict, kind: str, key: str, channel: str) -> None:
+    """Record a notice to ``channel`` as sent; a problem whose end every channel was told of
+    is forgotten."""
+    entry = state[key]
     if kind == "problem":
-        state[key]["told"] = True
-    else:
-        state.pop(key, None)
+        entry["told"].append(channel)
+        return
+    entry["told"].remove(channel)
+    if not entry["told"]:
+        del state[key]
 
 
 def notice(config: dict, kind: str, text: str) -> dict:
@@ -170,13 +185,34 @@ def send(url: str, body: dict | None) -> None:
         response.read()
 
 
-def deliver(config: dict, kind: str, text: str) -> bool:
-    if not config.get("webhook"):
-        return True
+def mail(config: dict, body: dict) -> None:
+    """The notice as an email to ``config["email"]`` through the SMTP server ``config["smtp"]``
+    (the host's MTA, or a relay; STARTTLS and a login with ``smtp_login``); raises on failure."""
+    message = EmailMessage()
+    message["From"] = f"vpskit-watchdog@{socket.getfqdn()}"
+    message["To"] = config["email"]
+    message["Subject"] = body["text"]
+    message.set_content(f"{body['text']}\n\nsite {body['site']}, host {body['host']}\n")
+    host, _, port = config["smtp"].rpartition(":")
+    with smtplib.SMTP(host, int(port), timeout=TIMEOUT) as smtp:
+        if config.get("smtp_login"):
+            user, _, password = config["smtp_login"].partition(":")
+            smtp.starttls(context=ssl.create_default_context())
+            smtp.login(user, password)
+        smtp.send_message(message)
+
+
+def deliver(config: dict, kind: str, text: str, channel: str) -> bool:
+    """Send one notice to ``channel``; whether it went (a failure is logged, and due again at
+    the next check)."""
+    body = notice(config, kind, text)
     try:
-        send(config["webhook"], notice(config, kind, text))
-    except (OSError, ValueError) as exc:
-        print(f"notice not sent ({exc}): {text}", file=sys.stderr)
+        if channel == "webhook":
+            send(config["webhook"], body)
+        else:
+            mail(config, body)
+    except (OSError, ValueError, smtplib.SMTPException) as exc:
+        print(f"{channel} notice not sent ({exc}): {text}", file=sys.stderr)
         return False
     return True
 
@@ -193,9 +229,10 @@ def main(path: str, test: bool) -> int:
     with open(path) as f:
         config = json.load(f)
     if test:
-        sent = deliver(config, "test", "a test notice from fab alerts --test")
+        sent = [deliver(config, "test", "a test notice from fab alerts --test", channel)
+                for channel in channels(config)]
         heartbeat(config)
-        return 0 if sent else 1
+        return 0 if all(sent) else 1
     state_path = os.path.join(os.environ.get("STATE_DIRECTORY", "/var/lib/vpskit-watchdog"),
                               f"{config['site']}.json")
     try:
@@ -206,10 +243,10 @@ def main(path: str, test: bool) -> int:
     found = problems(config, time.time())
     for key, text in found.items():
         print(f"{key}: {text}")
-    state, due = advance(state, found)
-    for kind, key, text in due:
-        if deliver(config, kind, text):
-            told(state, kind, key)
+    state, due = advance(state, found, channels(config))
+    for kind, key, text, channel in due:
+        if deliver(config, kind, text, channel):
+            told(state, kind, key, channel)
     with open(f"{state_path}.new", "w") as f:
         json.dump(state, f)
     os.replace(f"{state_path}.new", state_path)
