@@ -43,6 +43,14 @@ LOCK_QUEUE = 3600  # seconds a backup waits for a deploy, rollback or restore to
 
 ARCHIVE_SCRIPT = sh.script("archive")
 PRUNE_PROGRAM = sh.program("prune_backups")
+RESTORE_SCRIPT = sh.script("restore")
+RESTORE_CHECK_SCRIPT = sh.script("restore-check")
+
+
+def restore_check_db(env: Environment) -> str:
+    """The scratch database the nightly restore check fills and drops (pure)."""
+    return f"{env.db_name[:48]}_restorecheck"
+
 
 def backup_name(site: str, stamp: str, label: str = "", suffix: str = DUMP) -> str:
     """``<site>-<stamp>[-label]<suffix>`` (pure)."""
@@ -101,7 +109,8 @@ def server_backups(env: Environment) -> facts.Probe:
 
 def server_script(env: Environment) -> str:
     """What the backup timer runs: the commands ``fab backup`` runs on the server, named by the
-    run's own UTC stamp, then the server's retention."""
+    run's own UTC stamp, then the nightly restore check of the new dump (a failure fails the
+    unit, which the watchdog tells of) and the server's retention."""
     stamp = "${stamp}"
     names = [backup_name(env.site, stamp)] + (
         [backup_name(env.site, stamp, suffix=MEDIA)] if env.backups.media else [])
@@ -111,6 +120,9 @@ def server_script(env: Environment) -> str:
     if env.offsite.enabled:
         steps.append(offsite.upload_argv(env, [f"{env.backup_dir}/{name}" for name in names]))
         programs[offsite.PROGRAM] = "offsite"
+    steps.append(["bash", "-c", RESTORE_CHECK_SCRIPT, "restore-check", RESTORE_SCRIPT,
+                  f"{env.backup_dir}/{names[0]}", restore_check_db(env), env.db_user])
+    programs.update({RESTORE_CHECK_SCRIPT: "check", RESTORE_SCRIPT: "restore"})
     steps.append(prune_argv(env))
 
     def word(arg: str) -> str:
@@ -120,7 +132,7 @@ def server_script(env: Environment) -> str:
     return "\n".join([
         "#!/bin/bash",
         f"# Managed by vpskit: {env.site} backup (dump, media archive, off-site copy, "
-        f"retention); its timer runs it.",
+        f"restore check, retention); its timer runs it.",
         "set -euo pipefail",
         *(f"{var}={shlex.quote(text)}" for text, var in programs.items()),
         f"stamp=$(date -u +{STAMP})",

@@ -19,6 +19,7 @@ from pathlib import Path
 
 from vpskit import facts, interrupts, offsite, render, session, sh
 from vpskit.backups import (
+    RESTORE_SCRIPT,
     SAFETY_LABEL,
     Artifact,
     age,
@@ -40,7 +41,6 @@ from vpskit.steps import Reporter, run_steps
 
 UPLOAD_SCRIPT = sh.script("upload-dump")
 
-RESTORE_SCRIPT = sh.script("restore")
 
 
 

@@ -325,12 +325,33 @@ def test_timer_is_installed_runs_a_backup_and_is_removed(site):
         assert dump.replace(".dump", "-media.tar.gz") in after
         assert old_name(30) not in after
         assert "catalog_item" in site.sh(f"pg_restore --list {SERVER_DIR}/{dump}")
+        journal = site.sh(f"journalctl -u {service} --no-pager -o cat")
+        assert re.search(rf"^restore check: {dump} restored \d+ tables$", journal, re.M), journal
+        assert "restorecheck" not in site.sh("runuser -u postgres -- psql -XAtc 'SELECT datname "
+                                             "FROM pg_database'")  # the scratch one is gone
         assert re.search(r"^  backups\s+unchanged", site.fab("provision").stdout, re.M)
+        check_restore_failure_fails_the_unit(site, service)
     out = site.fab("provision").stdout
     assert re.search(r"^  backups\s+changed .*removed", out, re.M), out
     assert site.sh("ls /usr/local/lib/vpskit/ /etc/systemd/system/ | grep -c backup || true"
                    ).strip() == "0"
     assert site.sh(f"systemctl is-active {timer} || true").strip() == "inactive"
+
+
+def check_restore_failure_fails_the_unit(site: Site, service: str) -> None:
+    """A dump that restores no table (pg_dump of an empty database) fails the nightly unit:
+    the watchdog's failed-unit check tells of it."""
+    site.sh(f"printf '#!/bin/sh\\nexec /usr/bin/pg_dump --format=custom postgres\\n' "
+            f"> {FAKE_PG_DUMP}; chmod 755 {FAKE_PG_DUMP}")
+    before = server_files(site)
+    try:
+        site.sh(f"systemctl start {service}", check=False)
+    finally:
+        site.sh(f"rm -f {FAKE_PG_DUMP}")
+    site.sh(f"rm {SERVER_DIR}/{new_regular_dump(before, server_files(site))}")  # not a backup
+    assert site.sh(f"systemctl is-failed {service} || true").strip() == "failed"
+    assert "restored no table" in site.sh(f"journalctl -u {service} --no-pager -o cat")
+    site.sh(f"systemctl reset-failed {service}")
 
 
 @pytest.fixture

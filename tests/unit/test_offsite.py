@@ -58,10 +58,14 @@ def test_the_server_gets_the_write_key_and_the_public_key_alone():
         "/etc/vpskit/offsite/shop-production.json", "/var/backups/x.dump"]
 
 
-def test_the_timer_script_sends_what_it_made():
+def test_the_timer_script_sends_what_it_made_then_proves_it_restores():
     script = backups.server_script(env())
     assert '"$offsite" /etc/vpskit/offsite/shop-production.json ' \
            '"/var/backups/shop-production/shop-production-${stamp}.dump"' in script
+    order = [script.index(f'bash -c "${word}"') for word in ("archive", "check")]
+    assert order[0] < script.index('"$offsite"') < order[1] < script.index('"$prune"')
+    assert ('restore-check "$restore" "/var/backups/shop-production/shop-production-${stamp}'
+            '.dump" shop_production_restorecheck shop_production') in script
     assert "offsite=" not in backups.server_script(env(endpoint=""))
 
 
