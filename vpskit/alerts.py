@@ -3,8 +3,9 @@ provision installs while ``alerts`` names a receiver) checks and whom it tells; 
 ``fab alerts --test``.
 
 Each problem is checked by one host, so it is told once per environment: the site's health
-and certificate by each public host (the lb, or the web hosts), the newest backup by the db
-host, free disk and the site's failed units by every host, each of its own."""
+and certificate by each public host (the lb, or the web hosts), the newest backup and off-site
+copy (by the stamp its sender leaves) by the db host, free disk and the site's failed units by
+every host, each of its own."""
 
 from __future__ import annotations
 
@@ -41,6 +42,9 @@ def server_config(env: Environment, host: Host) -> dict:
         "backups": {"dir": str(env.backup_dir), "prefix": f"{env.site}-",
                     "hours": alerts.backup_hours} if host == env.db_host and env.own_postgres
         else None,
+        "offsite": {"stamp": render.offsite_stamp(env), "config": render.offsite_config(env),
+                    "hours": alerts.backup_hours}
+        if host == env.db_host and env.own_postgres and env.offsite.enabled else None,
         "disks": [*DISKS, str(env.backup_dir)], "disk_free_percent": alerts.disk_free_percent,
         "units": units,
     }

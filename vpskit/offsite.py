@@ -40,7 +40,7 @@ def server_spec(env: Environment) -> FileSpec:
     """The db host's configuration: where to, the public key, the write credentials (pure)."""
     key_id, secret = _credentials(env, env.offsite.write_key)
     config = {**bucket(env), "recipient": env.offsite.recipient, "key_id": key_id,
-              "secret": secret}
+              "secret": secret, "stamp": render.offsite_stamp(env)}
     return FileSpec(render.offsite_config(env), json.dumps(config, indent=1, sort_keys=True)
                     + "\n", mode=0o600, secret=True)
 

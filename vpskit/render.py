@@ -97,6 +97,11 @@ def offsite_config(env: Environment) -> str:
     return f"/etc/vpskit/offsite/{env.site}.json"
 
 
+def offsite_stamp(env: Environment) -> str:
+    """Touched by each good off-site copy: when the last one went (the watchdog reads it)."""
+    return f"/var/lib/vpskit/offsite/{env.site}.last"
+
+
 def lock_path(site: str) -> str:
     """The site's lock, taken by deploys, rollbacks, restores, removals and backups: in
     ``/run`` itself, where only root creates files."""

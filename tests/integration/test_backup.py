@@ -413,6 +413,8 @@ def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site
               "'' from generate_series(1, 50) g")
     before = checksum(site)
     site.fab("backup")
+    assert site.sh("cat /var/lib/vpskit/offsite/shop-production.last").startswith(
+        f"{SERVER_DIR}/shop-production-")  # the watchdog's measure of the newest copy
     copies = stored(bucket)
     names = sorted(k.removeprefix("shop-production/") for k in copies)
     assert len(names) == 2 and f"{old}.age" not in names, names  # pruned: 200 > 90 days

@@ -39,6 +39,7 @@ def test_each_problem_is_checked_by_one_host():
     assert [a for a, c in configs.items() if c["health"]] == [lb.address]
     assert [a for a, c in configs.items() if c["cert"]] == [lb.address]
     assert [a for a, c in configs.items() if c["backups"]] == [db.address]
+    assert not any(c["offsite"] for c in configs.values())  # no offsite: section
     assert configs[db.address]["units"] == ["shop-production-*",
                                             "redis-server@shop-production.service"]
     assert all(c["webhook"] == URL and c["host"] == a for a, c in configs.items())
@@ -126,6 +127,18 @@ def test_backups_older_than_the_limit_or_none_since_the_directory(tmp_path):
     os.utime(dump, (now - 30 * 3600, now - 30 * 3600))
     (tmp_path / "other-production-20261201T000000Z.dump").write_bytes(b"x")  # another site's
     assert watchdog.backups(check, now) == "newest backup is 30 hours old (limit 26)"
+
+
+def test_offsite_copy_older_than_the_limit_by_its_stamp(tmp_path):
+    config = tmp_path / "offsite.json"
+    config.write_text("{}")
+    check = {"stamp": str(tmp_path / "site.last"), "config": str(config), "hours": 26}
+    now = time.time()
+    assert watchdog.offsite(check, now) is None  # none sent yet, configured just now
+    assert watchdog.offsite(check, now + 30 * 3600) == "no off-site copy in 30 hours (limit 26)"
+    (tmp_path / "site.last").write_text("x\n")
+    os.utime(tmp_path / "site.last", (now - 27 * 3600, now - 27 * 3600))
+    assert watchdog.offsite(check, now) == "newest off-site copy is 27 hours old (limit 26)"
 
 
 def test_disks_under_the_limit_once_per_filesystem(tmp_path):

@@ -3,10 +3,11 @@ Signature V4, path-style (``ENDPOINT/BUCKET/KEY``), as AWS, Backblaze B2, Wasabi
 moto take them.
 
 On the server (as root: ``python3 -c PROGRAM CONFIG FILE...``): each FILE is encrypted with
-``age`` to the operator's public key, then PUT under the configured prefix; CONFIG (JSON,
-root's alone) holds the endpoint, bucket, prefix, region, that public key and the server's
-write credentials. The server keeps no key that decrypts, and lists, reads or deletes nothing:
-the operator's side does that with its own credentials (:mod:`vpskit.offsite`).
+``age`` to the operator's public key, then PUT under the configured prefix, and the stamp file
+touched; CONFIG (JSON, root's alone) holds the endpoint, bucket, prefix, region, that public
+key, the server's write credentials and the stamp file's path. The server keeps no key that
+decrypts, and lists, reads or deletes nothing: the operator's side does that with its own
+credentials (:mod:`vpskit.offsite`).
 """
 
 from __future__ import annotations
@@ -123,6 +124,9 @@ def main(config_path: str, files: list[str]) -> int:
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"off-site copy failed: {exc}", file=sys.stderr)
         return 1
+    os.makedirs(os.path.dirname(config["stamp"]), mode=0o700, exist_ok=True)
+    with open(config["stamp"], "w") as f:  # when the last copy went: the watchdog reads it
+        f.write(f"{files[-1] if files else ''}\n")
     return 0
 
 

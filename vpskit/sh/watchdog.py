@@ -1,13 +1,13 @@
 """One site's watchdog on one host (standard library only; its systemd timer runs it as root:
 ``python3 watchdog.py CONFIG [--test]``).
 
-CONFIG (JSON, root's alone: it holds the receivers' URLs) says what this host checks: the
-site's health through its own Nginx, its certificate, free disk, the age of the newest backup,
-the site's failed units. A problem seen by two checks in a row is told once to each channel (a
-JSON POST to the webhook, an email through an SMTP server); once it clears, that is told once
-too. Each check GETs the heartbeat URL, so a dead server is noticed by its silence. What was
-told is kept in ``$STATE_DIRECTORY/<site>.json``. ``--test`` sends one test notice to each
-channel and a heartbeat, and nothing else.
+CONFIG (JSON, root's alone: it holds the receivers' URLs) says what this host checks: the site's
+health through its own Nginx, its certificate, free disk, the age of the newest backup and
+off-site copy, the site's failed units. A problem seen by two checks in a row is told once to each
+channel (a JSON POST to the webhook, an email through an SMTP server); once it clears, that is
+told once too. Each check GETs the heartbeat URL, so a dead server is noticed by its silence.
+What was told is kept in ``$STATE_DIRECTORY/<site>.json``. ``--test`` sends one test notice to
+each channel and a heartbeat, and nothing else.
 """
 
 from __future__ import annotations
@@ -104,6 +104,23 @@ def backups(check: dict, now: float) -> str | None:
             else f"no backup in {hours:.0f} hours (limit {check['hours']})")
 
 
+def offsite(check: dict, now: float) -> str | None:
+    """What is wrong with the newest off-site copy: sent longer ago than the limit (the
+    sender's stamp file; without one, since the off-site configuration was written)."""
+    try:
+        sent = os.stat(check["stamp"]).st_mtime
+        since = None
+    except FileNotFoundError:
+        sent, since = None, os.stat(check["config"]).st_mtime
+    except OSError as exc:
+        return f"off-site stamp unreadable: {exc}"
+    hours = (now - (sent or since)) / 3600
+    if hours <= check["hours"]:
+        return None
+    return (f"newest off-site copy is {hours:.0f} hours old (limit {check['hours']})" if sent
+            else f"no off-site copy in {hours:.0f} hours (limit {check['hours']})")
+
+
 def failed_units(patterns: list[str]) -> dict[str, str]:
     """``{"unit <name>": problem}`` for each failed unit of the site."""
     out = subprocess.run(["systemctl", "list-units", "--failed", "--plain", "--no-legend",
@@ -123,6 +140,8 @@ def problems(config: dict, now: float) -> dict[str, str]:
                                            config["cert_days"], now)
     if config.get("backups"):
         found["backups"] = backups(config["backups"], now)
+    if config.get("offsite"):
+        found["offsite"] = offsite(config["offsite"], now)
     found.update(disks(config["disks"], config["disk_free_percent"]))
     found.update(failed_units(config["units"]))
     return {key: text for key, text in found.items() if text}
