@@ -105,8 +105,8 @@ def _pump(recv, send, done) -> None:
             send(data)
     except (OSError, EOFError):  # EOFError: paramiko's, for an SSH connection already closed
         pass
-    finally:
-        with contextlib.suppress(OSError):
+    finally:  # the other side may have closed the SSH connection already (EOFError)
+        with contextlib.suppress(OSError, EOFError):
             done()
 
 
