@@ -50,8 +50,13 @@ def upload_argv(env: Environment, paths: list[str]) -> list[str]:
     return ["python3", "-c", PROGRAM, render.offsite_config(env), *paths]
 
 
+def has_admin(env: Environment) -> bool:
+    """Whether the operator's off-site credentials are set (listing, pruning, restoring)."""
+    return bool(env.offsite.admin_key) and env.offsite.admin_key in env.secrets
+
+
 def _admin(env: Environment, what: str) -> tuple[dict[str, str], str, str]:
-    if not env.offsite.admin_key or env.offsite.admin_key not in env.secrets:
+    if not has_admin(env):
         raise ToolkitError(f"{what} needs the operator's off-site credentials: set "
                            f"offsite.admin_key to a secret holding KEY_ID:SECRET "
                            f"(in .env.{env.name} or the environment)")
@@ -84,7 +89,7 @@ def copies(env: Environment) -> dict[str, int]:
 def prune(env: Environment, now: float | None = None) -> list[str]:
     """Delete the copies past ``offsite.keep_days`` (the newest dump and media archive stay);
     return their names. Nothing when the operator's credentials are not set."""
-    if not env.offsite.admin_key or env.offsite.admin_key not in env.secrets:
+    if not has_admin(env):
         return []
     config, key_id, secret = _admin(env, "pruning off-site copies")
     since = (time.time() if now is None else now) - env.offsite.keep_days * 86400
