@@ -7,10 +7,12 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from vpskit import envfile, files, fleet, render, session
+from vpskit import envfile, files, fleet, interrupts, render, session
 from vpskit.config import Environment, Host
-from vpskit.deploy import appcmd, releases
+from vpskit.deploy import appcmd, releases, restart_host
+from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import ToolkitError
+from vpskit.provision.app import base_env
 from vpskit.remote import Remote
 from vpskit.secret import MASK
 from vpskit.steps import Reporter
@@ -34,7 +36,8 @@ def _releases(env: Environment, host: Host, remote: Remote, out: Reporter) -> No
     out.line(f"{env.site} on {host.address}")
     for r in reversed(rel.items):
         mark = "*" if r.id == rel.current else " "
-        out.line(f" {mark} {r.id}  sha {r.sha[:12]:<12}  {r.state:<8} {r.at}  {r.by}")
+        note = f"  ({r.note})" if r.note else ""
+        out.line(f" {mark} {r.id}  sha {r.sha[:12]:<12}  {r.state:<8} {r.at}  {r.by}{note}")
 
 
 def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
@@ -71,8 +74,9 @@ def manage(env: Environment, args: Sequence[str]) -> int:
 
 def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], out: Reporter
              ) -> None:
-    """List the app's variables (values hidden), or set/unset some and restart the app, on
-    every app host."""
+    """List the app's variables (values hidden), or set/unset some on every app host and
+    restart the app there gracefully (:func:`vpskit.deploy.restart_host`); when it does not
+    come up with them, the old values are put back."""
     wanted: dict[str, str] = {}
     for item in settings:  # stdin is read once, here, not once per host
         key, sep, value = item.partition("=")
@@ -86,24 +90,35 @@ def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], ou
 
 def _set_vars(env: Environment, host: Host, remote: Remote, settings: dict[str, str],
               unset: Sequence[str], out: Reporter) -> None:
-    current = _read_env(remote, env)
     if not settings and not unset:
         out.line(f"{env.site} on {host.address}: {env.env_file}")
-        for key in sorted(current):
+        for key in sorted(_read_env(remote, env)):
             out.line(f"  {key}={MASK}")
         return
-    for value in settings.values():
-        remote.add_secret(value)
-    wanted = {k: v for k, v in {**current, **settings}.items() if k not in unset}
-    if wanted == current:
-        out.line(f"{host.address}: unchanged")
-        return
-    files.write(remote, files.FileSpec(str(env.env_file), envfile.render(wanted),
+    for key, value in settings.items():
+        _hide(remote, env, key, value)
+    with deploy_lock(remote, env.site, "env"):
+        current = _read_env(remote, env)
+        wanted = {k: v for k, v in {**current, **settings}.items() if k not in unset}
+        if wanted == current:
+            out.line(f"{host.address}: unchanged")
+            return
+        changed = sorted(set(wanted) ^ set(current) | {k for k in wanted
+                                                       if current.get(k) != wanted[k]})
+        _write_env(remote, env, wanted)
+        try:
+            made = restart_host(env, host, remote, f"env: {', '.join(changed)}", out)
+        except BaseException as exc:  # the app did not come up with it: the old values back
+            with interrupts.shielded():
+                _write_env(remote, env, current)
+            raise interrupts.failure(exc, f"{env.env_file} is as it was") from exc
+    done = f"app restarted as {made.id}" if made else "nothing deployed yet"
+    out.line(f"{host.address}: changed {', '.join(changed)}; {done}")
+
+
+def _write_env(remote: Remote, env: Environment, values: dict[str, str]) -> None:
+    files.write(remote, files.FileSpec(str(env.env_file), envfile.render(values),
                                        env.app_user, env.app_user, 0o600))
-    restart(remote, env)
-    changed = sorted(set(wanted) ^ set(current) | {k for k in wanted
-                                                   if current.get(k) != wanted[k]})
-    out.line(f"{host.address}: changed {', '.join(changed)}; app restarted")
 
 
 def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
@@ -112,13 +127,14 @@ def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
         raise ToolkitError(f"{remote.host}: no {env.env_file}; run fab provision --env "
                            f"{env.name}")
     values = envfile.parse(text.stdout, str(env.env_file))
-    for value in values.values():
-        remote.add_secret(value)
+    for key, value in values.items():
+        _hide(remote, env, key, value)
     return values
 
 
-def restart(remote: Remote, env: Environment) -> None:
-    """Graceful restart of the live release: in-flight requests finish, then it starts again
-    with the new environment."""
-    remote.run(["systemctl", "try-restart", render.app_units(env)], timeout=600)
-
+def _hide(remote: Remote, env: Environment, key: str, value: str) -> None:
+    """Mask a value in error messages, unless vpskit sets it itself (domains, paths, the
+    environment's name) or it is too short to be a secret (masking ``on`` garbles every
+    message it appears in)."""
+    if len(value) >= 4 and base_env(env).get(key) != value:
+        remote.add_secret(value)

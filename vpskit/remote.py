@@ -21,6 +21,8 @@ from vpskit.errors import RemoteError
 from vpskit.secret import mask
 
 TAIL_LINES = 8
+TIMED_OUT = 124  # coreutils ``timeout``: the command ran over its time and was stopped
+CLIENT_GRACE = 20  # seconds the client waits past a command's timeout for the server's answer
 
 
 @dataclass(frozen=True)
@@ -82,21 +84,31 @@ class Remote:
         """``text`` with every secret replaced by ``***``, as in every error raised here."""
         return mask(text, self.secrets)
 
-    def command(self, argv: Sequence[str], sudo: bool = True, user: str | None = None) -> str:
-        """The shell line for ``argv``: as root (``sudo -n``) or as ``user`` when given."""
+    def command(self, argv: Sequence[str], sudo: bool = True, user: str | None = None,
+                timeout: float | None = None) -> str:
+        """The shell line for ``argv``: as root (``sudo -n``) or as ``user`` when given; with
+        ``timeout``, the server stops it then (``timeout``: SIGTERM, SIGKILL 10 s later)."""
         prefix: list[str] = []
         if user:
             prefix = ["sudo", "-n", "-H", "-u", user, "--"]
         elif sudo and not self.is_root:
             prefix = ["sudo", "-n", "--"]
+        if timeout:
+            prefix += ["timeout", "--kill-after=10", f"{timeout:.0f}"]
         return shlex.join([*prefix, *argv])
 
     def run(self, argv: Sequence[str], *, stdin: bytes | str | None = None, sudo: bool = True,
             user: str | None = None, check: bool = True, timeout: float | None = None,
             on_stdout: Callable[[str], None] | None = None) -> Result:
-        """Run ``argv`` on the server; raise :class:`RemoteError` on non-zero exit if ``check``."""
-        line = self.command(argv, sudo=sudo, user=user)
-        result = self._exec(line, stdin, timeout, on_stdout)
+        """Run ``argv`` on the server; raise :class:`RemoteError` on non-zero exit if ``check``,
+        and always when it ran over ``timeout`` seconds: the server stopped it then, so nothing
+        goes on behind the error (the client gives up too, a little later, if the server does
+        not answer)."""
+        line = self.command(argv, sudo=sudo, user=user, timeout=timeout)
+        result = self._exec(line, stdin, timeout and timeout + CLIENT_GRACE, on_stdout)
+        if timeout and result.exited == TIMED_OUT:
+            raise RemoteError(mask(f"{self.host}: `{describe(argv)}` timed out after "
+                                   f"{timeout:.0f}s and was stopped", self.secrets))
         if check and not result.ok:
             raise self.error(argv, result)
         return result

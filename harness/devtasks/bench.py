@@ -70,12 +70,13 @@ def startup() -> Row:
 
 def measure_all(workdir: Path, vps: testvps.Vps, extra: list[Callable[[], list[Row]]],
                 timings: dict[str, float]) -> list[Row]:
-    """The single-host rows, then ``extra``'s; ``timings`` gets the fresh provision and first
-    deploy seconds."""
+    """The single-host rows, then ``extra``'s; ``timings`` gets the machine's load average, the
+    fresh provision and first deploy seconds."""
     # Bytecode as pip writes it when it installs the wheel: the editable install (and a
     # PYTHONDONTWRITEBYTECODE environment) would otherwise compile the package on every start.
     subprocess.run([sys.executable, "-m", "compileall", "-q", str(sandbox.ROOT / "vpskit")],
                    check=True)
+    timings["load"] = os.getloadavg()[0]  # start-up rows are as noisy as the machine is busy
     rows: list[Row] = [startup()]
     seconds, _ = fab(workdir, "provision")
     timings["provision"] = seconds
@@ -134,7 +135,8 @@ def run() -> list[Row]:
         if pebble:
             testvps.pebble_release(pebble)  # stops it unless another process uses it
     header = (f"Measured {time.strftime('%Y-%m-%d')} on this machine ({os.cpu_count()} cores), "
-              f"test VPS: Debian 12 in systemd-nspawn.\n\n")
+              f"test VPS: Debian 12 in systemd-nspawn; load average (1 min) when the start-up "
+              f"rows began: {timings['load']:.2f}.\n\n")
     RESULTS.parent.mkdir(exist_ok=True)
     RESULTS.write_text(header + table(rows))
     print(header + table(rows))

@@ -3,6 +3,7 @@ outside it, so nothing of the repository (harness, templates/, fabfile.py) is on
 
 from __future__ import annotations
 
+import fcntl
 import os
 import subprocess
 import sys
@@ -27,9 +28,12 @@ def _run(argv: list[str], cwd: Path | None = None) -> str:
 
 
 def build_wheel(out: Path) -> Path:
-    """``pip wheel .`` of this checkout into ``out``; the wheel's path."""
-    _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
-          str(REPOSITORY)])
+    """``pip wheel .`` of this checkout into ``out``; the wheel's path. One build at a time per
+    checkout (setuptools builds in its ``build/``), whichever test process asks."""
+    with (REPOSITORY / "build").with_suffix(".lock").open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        _run([sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out),
+              str(REPOSITORY)])
     return next(out.glob("vpskit-*.whl"))
 
 

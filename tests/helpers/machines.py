@@ -9,7 +9,10 @@ from contextlib import contextmanager
 from harness import testvps
 
 KEEP = os.environ.get("VPSKIT_KEEP_VPS") == "1"
-INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10"))  # 10.77.INDEX.2; far from 10.77.0.x
+# 10.77.INDEX.2, far from 10.77.0.x; a session uses INDEX to INDEX + 9. Under pytest-xdist,
+# worker N (PYTEST_XDIST_WORKER "gwN") takes INDEX + 100 N: its own VPSes, as a separate run.
+WORKER = int(os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw"))
+INDEX = int(os.environ.get("VPSKIT_TEST_INDEX", "10")) + 100 * WORKER
 
 
 @contextmanager

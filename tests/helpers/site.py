@@ -4,6 +4,7 @@ and ways to drive it the way an operator does (the real ``fab`` command line).""
 from __future__ import annotations
 
 import os
+import re
 import ssl
 import subprocess
 import sys
@@ -74,6 +75,11 @@ class Site:
             return remote.script(script, check=check).stdout
         finally:
             remote.conn.close()
+
+    def release_states(self, env: str | None = None) -> dict[str, str]:
+        """``{release id: state}`` as ``fab releases`` lists them."""
+        out = self.fab("releases", env=env).stdout
+        return {m[1]: m[2] for m in re.finditer(r"^ [ *] (\S+)\s+sha \S+\s+(\S+)", out, re.M)}
 
     def service_pids(self) -> dict[str, str]:
         units = f"nginx {cache.unit(self.env().site)} postgresql@15-main"

@@ -13,12 +13,13 @@ import subprocess
 import textwrap
 from collections.abc import Iterator
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
-from tests.helpers import s3
+from tests.helpers import machines, s3
 from tests.helpers.site import FAB, Site
 from vpskit import backups, pgadmin
 from vpskit.sh import offsite as offsite_s3
@@ -354,8 +355,17 @@ def check_restore_failure_fails_the_unit(site: Site, service: str) -> None:
     site.sh(f"systemctl reset-failed {service}")
 
 
+@dataclass(frozen=True)
+class Bucket:
+    """The S3 server, and what an inventory and its secrets file need to use it."""
+
+    server: s3.S3
+    inventory: str  # the ``offsite:`` block (and its secrets' names)
+    secrets: str  # lines for ``.env.production``
+
+
 @pytest.fixture
-def bucket(site, vps, tmp_path) -> Iterator[s3.S3]:
+def bucket(site, vps, tmp_path) -> Iterator[Bucket]:
     """Off-site copies to an IAM-enforcing S3 server on the test host: the server gets the
     writer's credentials (PutObject alone), the operator the admin's and the age identity."""
     subprocess.run(["age-keygen", "-o", str(tmp_path / "age.key")], check=True,
@@ -365,7 +375,8 @@ def bucket(site, vps, tmp_path) -> Iterator[s3.S3]:
                                capture_output=True, text=True).stdout.strip()
     secrets = site.dir / ".env.production"
     saved = secrets.read_text()
-    with s3.server(vps.host_address) as server, inventory_plus(site, textwrap.dedent(f"""\
+    with s3.server(vps.host_address) as server:
+        found = Bucket(server, textwrap.dedent(f"""\
             optional_secrets: [OFFSITE_WRITE_KEY, OFFSITE_ADMIN_KEY, OFFSITE_IDENTITY]
             offsite:
               endpoint: {server.endpoint}
@@ -374,14 +385,15 @@ def bucket(site, vps, tmp_path) -> Iterator[s3.S3]:
               write_key: OFFSITE_WRITE_KEY
               admin_key: OFFSITE_ADMIN_KEY
               identity: OFFSITE_IDENTITY
-            """)):
-        secrets.write_text(saved + f"OFFSITE_WRITE_KEY={':'.join(server.writer)}\n"
-                                   f"OFFSITE_ADMIN_KEY={':'.join(server.admin)}\n"
-                                   f"OFFSITE_IDENTITY={identity}\n")
-        try:
-            yield server
-        finally:
-            secrets.write_text(saved)
+            """), f"OFFSITE_WRITE_KEY={':'.join(server.writer)}\n"
+                  f"OFFSITE_ADMIN_KEY={':'.join(server.admin)}\n"
+                  f"OFFSITE_IDENTITY={identity}\n")
+        with inventory_plus(site, found.inventory):
+            secrets.write_text(saved + found.secrets)
+            try:
+                yield found
+            finally:
+                secrets.write_text(saved)
     out = site.fab("provision").stdout
     assert re.search(r"^  offsite\s+changed\s.*removed /etc/vpskit/offsite/", out, re.M), out
 
@@ -397,17 +409,18 @@ def stored(server: s3.S3) -> dict[str, bytes]:
 def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site, bucket):
     """Each backup (dump and media) leaves the server encrypted, sent with credentials that
     may only write; the operator lists and prunes the copies and restores one after the
-    data is gone, table checksums equal."""
+    data is gone, table checksums equal; then onto a fresh VPS, as after losing the server."""
+    server = bucket.server
     out = site.fab("provision").stdout
     assert re.search(r"^  offsite\s+changed\s+\S+\s+/etc/vpskit/offsite/shop-production.json "
                      r"\(created\)", out, re.M), out
     config = site.sh("stat -c '%U %a' /etc/vpskit/offsite/shop-production.json; "
                      "cat /etc/vpskit/offsite/shop-production.json")
-    assert config.startswith("root 600\n") and bucket.writer[1] in config
-    assert bucket.admin[1] not in config and "AGE-SECRET-KEY" not in config
-    assert bucket.writer[1] not in site.sh("cat /srv/shop-production/shared/.env")
+    assert config.startswith("root 600\n") and server.writer[1] in config
+    assert server.admin[1] not in config and "AGE-SECRET-KEY" not in config
+    assert server.writer[1] not in site.sh("cat /srv/shop-production/shared/.env")
     old = old_name(200)
-    offsite_s3.request(bucket.bucket, *bucket.admin, "PUT", f"shop-production/{old}.age",
+    offsite_s3.request(server.bucket, *server.admin, "PUT", f"shop-production/{old}.age",
                        body=b"an old copy")
     sql(site, "insert into catalog_item (name, created, image) select 'offsite ' || g, now(), "
               "'' from generate_series(1, 50) g")
@@ -415,7 +428,7 @@ def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site
     site.fab("backup")
     assert site.sh("cat /var/lib/vpskit/offsite/shop-production.last").startswith(
         f"{SERVER_DIR}/shop-production-")  # the watchdog's measure of the newest copy
-    copies = stored(bucket)
+    copies = stored(server)
     names = sorted(k.removeprefix("shop-production/") for k in copies)
     assert len(names) == 2 and f"{old}.age" not in names, names  # pruned: 200 > 90 days
     dump = names[1].removesuffix(".age")  # the media archive sorts first
@@ -426,7 +439,7 @@ def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site
     for method, key, query in (("GET", next(iter(copies)), ""), ("DELETE", next(iter(copies)),
                                                                   ""), ("GET", "", "list-type=2")):
         with pytest.raises(OSError, match="HTTP 403 AccessDenied"):  # what the server holds
-            offsite_s3.request(bucket.bucket, *bucket.writer, method, key, query=query)
+            offsite_s3.request(server.bucket, *server.writer, method, key, query=query)
     listing = site.fab("backup", "--list").stdout
     assert re.search(r"^off-site offsite/shop-production/: 2 backup\(s\).*keep 90 days", listing,
                      re.M), listing
@@ -436,3 +449,21 @@ def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site
     assert f"fetched {dump} from offsite/shop-production/ (decrypted here)" in result.stdout
     assert f"restored shop-production from {dump}" in result.stdout
     assert checksum(site) == before
+    restore_onto_a_fresh_vps(site, bucket, dump, before)
+
+
+def restore_onto_a_fresh_vps(site: Site, bucket: Bucket, dump: str, expected: tuple) -> None:
+    """The server is gone: a fresh VPS, provisioned from the same inventory (its address
+    changed) and secrets, gets the data back from the off-site copy alone."""
+    index = machines.INDEX + 1
+    with machines.booted(f"vpskit-f{index}", index, (f"fresh{index}.test",)) as fresh, \
+            machines.pebble_for(fresh) as pebble:
+        new = Site.create(site.dir.parent / f"fresh{index}", fresh, pebble)
+        with (new.dir / "inventory.yml").open("a") as inventory:
+            inventory.write(bucket.inventory)
+        with (new.dir / ".env.production").open("a") as secrets:
+            secrets.write(bucket.secrets)
+        new.fab("provision")
+        result = new.fab("restore", "--from", "offsite", "--yes")
+        assert f"restored shop-production from {dump}" in result.stdout
+        assert checksum(new) == expected

@@ -55,11 +55,6 @@ def views_with(replacement: str) -> dict[str, str]:
     return {VIEWS: text.replace(HEALTHY, replacement)}
 
 
-def release_states(site: Site) -> dict[str, str]:
-    out = site.fab("releases").stdout
-    return {m[1]: m[2] for m in re.finditer(r"^ [ *] (\S+)\s+sha \S+\s+(\S+)", out, re.M)}
-
-
 def test_first_deploy_serves_the_app_through_nginx_on_a_unix_socket(site, deployed):
     out = deployed["first"].stdout
     assert re.search(r"deployed shop-production \S+ \(sha [0-9a-f]{12}\) in [\d.]+s: "
@@ -158,7 +153,7 @@ def test_release_unhealthy_on_its_socket_never_gets_traffic(site, deployed):
     assert "health: health check of release" in result.stderr
     assert "last status 503" in result.stderr and "marked failed" in result.stderr
     assert live_release(site) == before and served_version(site) == "2.0.0"
-    assert "failed" in release_states(site).values()
+    assert "failed" in site.release_states().values()
 
 
 def test_release_failing_behind_nginx_is_rolled_back_automatically(site, deployed):
@@ -171,7 +166,7 @@ def test_release_failing_behind_nginx_is_rolled_back_automatically(site, deploye
     assert "public: health check of https://" in result.stderr
     assert f"rolled back to {before}" in result.stderr
     assert live_release(site) == before and served_version(site) == "2.0.0"
-    assert "bad" in release_states(site).values()
+    assert "bad" in site.release_states().values()
     upstream = site.sh("cat /etc/nginx/vpskit/shop-production/upstream.conf")
     assert f"web-{before}.sock" in upstream
 
@@ -184,9 +179,9 @@ def test_rollback_returns_to_the_previous_good_release(site, deployed):
     result = site.fab("rollback")
     assert "rolled back shop-production" in result.stdout
     assert served_version(site) == "2.0.0"
-    assert release_states(site)[rolled_back] == "bad"
+    assert site.release_states()[rolled_back] == "bad"
     site.fab("rollback", "--to", rolled_back)  # an explicit target may be a bad one
-    assert served_version(site) == "4.0.0" and release_states(site)[rolled_back] == "ok"
+    assert served_version(site) == "4.0.0" and site.release_states()[rolled_back] == "ok"
     site.fab("rollback")
     assert served_version(site) == "2.0.0"
 
@@ -237,14 +232,34 @@ def test_operator_tasks_status_logs_env_manage(site, deployed):
     assert "gunicorn" in logs.lower() or "GET /health/" in logs
     listing = site.fab("env").stdout
     assert "SECRET_KEY=***" in listing and "DATABASE_URL=***" in listing
-    site.fab("env", "--set", "FEATURE_FLAG=on")
-    values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
-    assert values["FEATURE_FLAG"] == "on" and values["SECRET_KEY"] == SECRET_KEY
-    site.fab("env", "--unset", "FEATURE_FLAG")
-    assert "FEATURE_FLAG" not in site.sh("cat /srv/shop-production/shared/.env")
-    assert served_version(site) == version and live_release(site) == release  # restarted only
     migrations = site.fab("manage", "--", "showmigrations", "catalog").stdout
     assert "[X] 0001_initial" in migrations
+    assert served_version(site) == version and live_release(site) == release
+
+
+def test_env_change_restarts_gracefully_under_load_and_a_bad_one_is_undone(site, deployed, vps):
+    before, version = live_release(site), served_version(site)
+    with Load(vps.address, site.domain, str(site.ca_file), clients=20) as load:
+        time.sleep(1)
+        out = site.fab("env", "--set", "FEATURE_FLAG=on").stdout
+        time.sleep(1)
+    assert load.result.failures == 0 and load.result.requests > 50, load.result.summary()
+    restarted = live_release(site)
+    assert restarted != before and f"changed FEATURE_FLAG; app restarted as {restarted}" in out
+    assert restarted.rsplit("-", 1)[1] == before.rsplit("-", 1)[1]  # the same code
+    assert served_version(site) == version
+    values = envfile.parse(site.sh("cat /srv/shop-production/shared/.env"))
+    assert values["FEATURE_FLAG"] == "on" and values["SECRET_KEY"] == SECRET_KEY
+    assert f"{restarted}  sha" in site.fab("releases").stdout.split("(env: FEATURE_FLAG)")[0]
+    env_file = site.sh("cat /srv/shop-production/shared/.env")
+    bad = site.fab("env", "--set", "SECRET_KEY=", check=False)  # Django refuses to start
+    assert bad.returncode == 1 and "SECRET_KEY is not set" in bad.stderr, bad.stderr
+    assert f"{restarted} serves on" in bad.stderr and ".env is as it was" in bad.stderr
+    assert site.sh("cat /srv/shop-production/shared/.env") == env_file
+    assert live_release(site) == restarted and served_version(site) == version
+    assert site.release_states()[re.search(r"; (\S+) marked failed", bad.stderr)[1]] == "failed"
+    site.fab("env", "--unset", "FEATURE_FLAG")
+    assert "FEATURE_FLAG" not in site.sh("cat /srv/shop-production/shared/.env")
 
 
 def test_an_app_needing_a_newer_python_gets_a_clear_error(site, deployed):

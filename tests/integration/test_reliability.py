@@ -20,6 +20,7 @@ import pytest
 
 from harness import testvps
 from harness.devtasks.load import Load
+from tests.helpers import netcut
 from tests.helpers.site import Site
 from vpskit.backups import STAMP
 from vpskit.deploy.lock import deploy_lock
@@ -164,17 +165,24 @@ def deploy_killed_after(site: Site, step: str, sig: signal.Signals) -> tuple[int
     exit code and output."""
     site.commit(f"{sig.name} after {step}",
                 {"VERSION": f"killed-{sig.name}-{step.replace(' ', '-')}\n"})
-    argv = [str(site.fab_command), "deploy", "--env", "production"]
+    return killed_after(site, ["deploy"], step, sig)
+
+
+def killed_after(site: Site, task: list[str], step: str, sig: signal.Signals
+                 ) -> tuple[int, str]:
+    """``fab TASK`` sent ``sig`` as soon as it prints ``step``'s line; its exit code and
+    output."""
+    argv = [str(site.fab_command), *task, "--env", "production"]
     with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, stdin=subprocess.DEVNULL) as deploy:
+                          text=True, stdin=subprocess.DEVNULL) as running:
         seen = []
-        for line in deploy.stdout:
+        for line in running.stdout:
             seen.append(line)
             if line.startswith(f"  {step} "):
-                deploy.send_signal(sig)
+                running.send_signal(sig)
                 break
-        seen += deploy.stdout.readlines()
-        return deploy.wait(timeout=120), "".join(seen)
+        seen += running.stdout.readlines()
+        return running.wait(timeout=120), "".join(seen)
 
 
 # SIGTERM and SIGHUP take SIGINT's path (tests/unit/test_interrupts.py): a few points suffice.
@@ -202,6 +210,73 @@ def test_chaos_operator_killed_after_each_deploy_step_never_drops_a_request(site
     assert tried == len(CHAOS[sig])
     status, body, _ = site.get("/")
     assert status == 200 and "after-chaos" in body
+
+
+ROLLBACK_STEPS = ("start", "switch", "stop old", "processes")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_chaos_operator_killed_after_each_rollback_step_never_drops_a_request(site, deployed,
+                                                                               vps, sig):
+    """``fab rollback`` (between the two newest good releases, to and fro) killed after each of
+    its step lines, under load: no request fails, the site answers, the next deploy works."""
+    states = {rid: state for rid, state in site.release_states().items() if state == "ok"}
+    pair = sorted(states)[-2:]
+    assert len(pair) == 2, states
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        for step in ROLLBACK_STEPS:
+            live = site.sh("readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
+            to = pair[0] if live == pair[1] else pair[1]
+            code, out = killed_after(site, ["rollback", "--to", to], step, sig)
+            assert f"  {step} " in out, out  # it got that far
+            if sig != signal.SIGKILL and code != 0:
+                assert "interrupted" in out, out
+            assert site.get("/health/")[0] == 200, out
+        site.commit(f"after the {sig.name} rollback chaos", {"VERSION": f"after-{sig.name}\n"})
+        site.fab("deploy")
+    assert load.result.failures == 0, load.result.summary()
+    status, body, _ = site.get("/")
+    assert status == 200 and f"after-{sig.name}" in body
+
+
+CUT_AT = ("virtualenv", "switch")  # a server-side step running; Nginx moved, current not yet
+
+
+def test_chaos_link_cut_mid_deploy_frees_the_lock_and_the_next_deploy_converges(site, deployed,
+                                                                                 vps):
+    """The operator's link goes dead mid-deploy (its packets dropped both ways, then the
+    process killed, as a closed laptop): the site answers throughout, the server drops the
+    silent session within sshd's ClientAlive window, which frees the site lock, and the next
+    deploy works with no manual step."""
+    freed = []
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        for step in CUT_AT:
+            site.commit(f"cut after {step}", {"VERSION": f"cut-{step}\n"})
+            argv = [str(site.fab_command), "deploy", "--env", "production"]
+            with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
+                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as deploy:
+                for line in deploy.stdout:
+                    if line.startswith(f"  {step} "):
+                        break
+                with netcut.cut(deploy.pid, vps.address):
+                    time.sleep(2)
+                    deploy.kill()
+                    deploy.wait()
+                    start = time.monotonic()
+                    while site.sh(LOCK_FREE, check=False).strip() != "free":
+                        assert time.monotonic() - start < 90, "the lock was never freed"
+                        time.sleep(2)
+                    freed.append(time.monotonic() - start)
+            assert site.get("/health/")[0] == 200
+        site.commit("after the cuts", {"VERSION": "after-cuts\n"})
+        site.fab("deploy")
+    assert load.result.failures == 0, load.result.summary()
+    assert all(seconds < 45 for seconds in freed), freed
+    status, body, _ = site.get("/")
+    assert status == 200 and "after-cuts" in body
+
+
+LOCK_FREE = "flock -n /run/vpskit-shop-production.lock echo free || echo held"
 
 
 def test_interrupt_between_nginx_and_current_is_repaired_by_the_next_deploy(site, deployed):

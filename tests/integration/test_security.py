@@ -51,7 +51,7 @@ urlpatterns = [
 
 @pytest.fixture(scope="module")
 def machine():
-    with machines.booted(f"vpskit-sec{INDEX}", INDEX, tuple(DOMAINS.values())) as vps, \
+    with machines.booted(f"vpskit-x{INDEX}", INDEX, tuple(DOMAINS.values())) as vps, \
             machines.pebble_for(vps) as pebble:
         yield vps, pebble
 

@@ -10,7 +10,8 @@ import pytest
 
 from harness import testvps
 from tests.helpers import machines
-from vpskit.errors import ConnectError
+from vpskit.errors import ConnectError, RemoteError
+from vpskit.remote import Remote
 from vpskit.ssh import connect
 
 pytestmark = pytest.mark.vps
@@ -41,6 +42,19 @@ def test_root_runs_commands_over_ssh(vps):
     assert state.stdout.strip() in ("running", "degraded")
     assert "VERSION_CODENAME=bookworm" in release.stdout
     assert whoami.stdout.strip() == "root"
+
+
+def test_a_command_over_its_timeout_is_stopped_on_the_server(vps):
+    """The client's timeout is the server's too: nothing runs on behind the error."""
+    with connect(vps.host()) as conn:
+        remote = Remote(conn)
+        started = time.monotonic()
+        with pytest.raises(RemoteError, match=r"timed out after 2s and was stopped"):
+            remote.run(["bash", "-c", "echo $$ > /run/timeout-test.pid; sleep 60"],
+                       check=False, timeout=2)
+        assert time.monotonic() - started < 10
+        gone = remote.run(["bash", "-c", "kill -0 $(cat /run/timeout-test.pid)"], check=False)
+        assert gone.exited == 1  # the server stopped it
 
 
 def test_vps_is_a_fresh_image_trusting_this_machine(vps):

@@ -51,7 +51,7 @@ def test_release_without_metadata_is_unknown_and_never_a_rollback_target():
 
 def test_release_id_sorts_by_time():
     src = source.Source(repo=None, sha="0123456789abcdef", ref="main")
-    rid = source.release_id(src, datetime(2026, 11, 26, 18, 45, tzinfo=UTC))
+    rid = releases.new_id(src.short, datetime(2026, 11, 26, 18, 45, tzinfo=UTC))
     assert rid == "20261126T184500Z-0123456"
 
 
@@ -192,3 +192,11 @@ def test_current_is_repaired_to_what_nginx_serves_and_left_alone_when_they_agree
     assert said == "repaired: current -> r2, the release nginx serves (was r1)"
     assert remote.argvs[0][-4:] == ["releases/r2", f"{env().current_link}.vpskit-new",
                                     str(env().current_link), "shop-production-web@r2.service"]
+
+
+def test_a_release_note_survives_its_metadata_and_empty_fields_are_left_out():
+    made = releases.Release("20261201T000000Z-abc1234", sha="abc1234def", state="new",
+                            note="env: FEATURE_FLAG")
+    text = releases.meta_json(made)
+    assert json.loads(text) == {"sha": "abc1234def", "state": "new", "note": "env: FEATURE_FLAG"}
+    assert releases.parse(f"{made.id} {text}").items == (made,)

@@ -1,5 +1,6 @@
-"""One-line failure summaries: pip's output (recorded from real pip runs) and a web process's
-journal, and how the virtualenv step and the socket health check use them."""
+"""One-line failure summaries: pip's output (recorded from real pip runs), a web process's
+journal, and how the virtualenv step and the socket health check use them; commands that run
+over their time."""
 
 from pathlib import Path
 from types import SimpleNamespace
@@ -7,10 +8,10 @@ from types import SimpleNamespace
 import pytest
 
 from vpskit.config import App, Environment, Host
-from vpskit.deploy import applog, pipeline, switch
+from vpskit.deploy import appcmd, applog, pipeline, switch
 from vpskit.deploy.pipfail import summarize_pip_failure
 from vpskit.errors import HealthCheckError, RemoteError
-from vpskit.remote import Remote, Result
+from vpskit.remote import TIMED_OUT, Remote, Result
 from vpskit.steps import Reporter
 
 PIP = Path(__file__).parent / "data" / "pip"
@@ -268,7 +269,8 @@ def test_failed_socket_health_check_names_the_apps_last_error_masked_on_one_line
         f"health check of release {RID} on its socket failed: no 200 after 20 attempts in "
         f"31.2s; last status 000; last error in {unit}: django.core.exceptions."
         f"ImproperlyConfigured: The SECRET_KEY setting is '***' (bad)")
-    assert remote.lines[-1] == f"journalctl -u {unit} -n 50 -o cat --no-pager"
+    assert remote.lines[-1] == (f"timeout --kill-after=10 30 journalctl -u {unit} -n 50 -o cat "
+                                "--no-pager")
 
 
 def test_failed_health_check_body_is_masked_and_a_silent_journal_adds_nothing():
@@ -289,3 +291,18 @@ def test_public_health_check_reads_no_journal():
                                                r"attempts; last status 502$"):
         switch.check_public(remote, ENV, tls=False)
     assert not any("journalctl" in line for line in remote.lines)
+
+
+# ---- timeouts ----------------------------------------------------------------------------------
+def test_a_command_over_its_timeout_is_stopped_on_the_server_and_raises_even_unchecked():
+    remote = ScriptedRemote({"pg_dump": Result("", "", TIMED_OUT)})
+    assert remote.command(["pg_dump", "shop"], timeout=60) == \
+        "timeout --kill-after=10 60 pg_dump shop"
+    assert remote.command(["pg_dump", "shop"]) == "pg_dump shop"
+    with pytest.raises(RemoteError, match=r"^192\.0\.2\.1: `pg_dump shop` timed out after 60s "
+                                          r"and was stopped$"):
+        remote.run(["pg_dump", "shop"], check=False, timeout=60)
+    assert remote.run(["pg_dump", "shop"], check=False).exited == TIMED_OUT  # no timeout: ours
+    release = appcmd.systemd_run_argv(ENV, RID, ["python", "manage.py", "migrate"],
+                                      max_seconds=1800)
+    assert "--property=RuntimeMaxSec=1800" in release  # systemd stops the unit itself

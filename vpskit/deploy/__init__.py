@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import getpass
 import time
 from collections.abc import Callable, Sequence
 from contextlib import ExitStack
@@ -11,7 +12,7 @@ from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
 from vpskit.deploy.lock import deploy_lock
 from vpskit.deploy.pipeline import Deploy, deploy_line
-from vpskit.deploy.source import refuse_unsafe_files, release_id, resolve
+from vpskit.deploy.source import refuse_unsafe_files, resolve
 from vpskit.errors import ToolkitError
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
@@ -31,7 +32,7 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
     Unlocked, ``post_deploy`` or ``failed_deploy`` runs last."""
     source = resolve(env.app.repo, ref or env.app.ref)
     refuse_unsafe_files(source, env.backups.local_dir)
-    rid = release_id(source)
+    rid = releases.new_id(source.short)
     targets = [h for h in (hosts or env.hosts) if h.serves_app]
     if not targets:
         raise ToolkitError(f"no web or worker host of {env.site} among those chosen")
@@ -197,9 +198,55 @@ def _rollback_host(env: Environment, host: Host, remote, to: str | None, out: Re
         known = ", ".join(f"{r.id} ({r.state})" for r in found.items) or "none"
         wanted = f"release '{to}'" if to else "earlier release in state ok"
         raise ToolkitError(f"no {wanted} to roll back to on {remote.host}; releases: {known}")
-    live = found.get(found.current) if found.current else None
-    if live and live.id == target.id:
+    if found.current == target.id:
         raise ToolkitError(f"{target.id} is already live on {remote.host}")
+    _switch_host(env, host, remote, target, found, out)
+    return target
+
+
+def restart_host(env: Environment, host: Host, remote: Remote, note: str, out: Reporter
+                 ) -> releases.Release | None:
+    """Restart the live release gracefully, e.g. with a changed env file: its files become a
+    new release (:func:`releases.clone`) that starts beside the live one and takes over as in
+    a rollback, so the old one serves until the new one answers. The new release, or None when
+    nothing is deployed here; if it fails, it is marked ``failed`` and the live one serves on."""
+    found = releases.load(remote, env)
+    live = found.get(found.current) if found.current else None
+    if live is None:
+        return None
+    made = releases.clone(remote, env, live, note, getpass.getuser())
+    try:
+        _switch_host(env, host, remote, made, found, out)
+    except BaseException as exc:  # any way out, as in a deploy
+        with interrupts.shielded():
+            raise interrupts.failure(exc, _back_to(env, host, remote, live, made)) from exc
+    return made
+
+
+def _back_to(env: Environment, host: Host, remote: Remote, live: releases.Release,
+             made: releases.Release) -> str:
+    """Undo a restart that failed before the new release was marked good: Nginx and
+    ``current`` back on ``live``, the new one stopped and marked ``failed``; what was done."""
+    try:
+        if releases.load(remote, env).get(made.id).state == "ok":
+            return f"{made.id} serves; only what came after failed"
+        web = "web" in host.roles
+        if web:
+            switch.point_nginx(remote, env, live.id, made.id)
+            switch.stop(remote, env, made.id)
+        switch.point_current(remote, env, live.id, web=web)
+        releases.set_state(remote, env, made, "failed")
+        return f"{live.id} serves on; {made.id} marked failed"
+    except Exception as cleanup:  # a lost connection too: say so, keep the first error
+        return f"putting {live.id} back also failed: {cleanup}"
+
+
+def _switch_host(env: Environment, host: Host, remote: Remote, target: releases.Release,
+                 found: releases.Releases, out: Reporter) -> None:
+    """Move ``host`` from its live release to ``target``: on a web host start it beside the
+    live one, health-check it on its socket, point Nginx and ``current`` at it, then stop the
+    old one (marked ``bad`` when it was newer: rolled back from); restart the processes."""
+    live = found.get(found.current) if found.current else None
     tls = _has_cert(remote, env)
 
     def start(_):

@@ -32,11 +32,13 @@ def release_commands(app: App) -> list[list[str]]:
 
 
 def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
-                     pty: bool = False, setenv: Sequence[str] = ()) -> list[str]:
+                     pty: bool = False, setenv: Sequence[str] = (),
+                     max_seconds: float | None = None) -> list[str]:
     """The ``systemd-run`` line for ``argv`` in release ``release_id`` (pure).
 
     A leading ``python`` (or any program found in the venv) runs from the release's venv;
-    ``setenv`` adds ``NAME=value`` settings (never secrets: they are in the argument list).
+    ``setenv`` adds ``NAME=value`` settings (never secrets: they are in the argument list);
+    systemd stops the unit after ``max_seconds`` (stopping ``systemd-run`` would not).
     """
     release = render.release_dir(env, release_id)
     program = argv[0] if "/" in argv[0] else f"{release}/.venv/bin/{argv[0]}"
@@ -47,6 +49,7 @@ def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
             f"--property=User={env.app_user}", f"--property=Group={env.app_user}",
             f"--property=EnvironmentFile={env.env_file}",
             f"--property=WorkingDirectory={release}", *sandbox,
+            *([f"--property=RuntimeMaxSec={max_seconds:.0f}"] if max_seconds else []),
             f"--setenv=RELEASE={release_id}", f"--setenv=PATH={release}/.venv/bin:/usr/bin:/bin",
             *(f"--setenv={setting}" for setting in setenv), "--", program, *argv[1:]]
 
@@ -71,5 +74,5 @@ def lock_timeout_hint(env: Environment, output: str) -> str:
 def run_release_command(remote: Remote, env: Environment, release_id: str, argv: Sequence[str],
                         timeout: float | None = 1800) -> Result:
     """One release command in release ``release_id``, with the Postgres lock timeout."""
-    return remote.run(systemd_run_argv(env, release_id, argv, setenv=lock_timeout_env(env)),
-                      check=False, timeout=timeout)
+    return remote.run(systemd_run_argv(env, release_id, argv, setenv=lock_timeout_env(env),
+                                       max_seconds=timeout), check=False, timeout=timeout)

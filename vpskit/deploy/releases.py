@@ -10,12 +10,14 @@ from __future__ import annotations
 import json
 import shlex
 from dataclasses import dataclass, replace
+from datetime import UTC, datetime
 
-from vpskit import facts, files, render
+from vpskit import facts, files, render, sh
 from vpskit.config import Environment
 from vpskit.remote import Remote
 
 META = ".vpskit-release.json"
+FIELDS = ("sha", "ref", "state", "at", "by", "note")
 
 
 @dataclass(frozen=True)
@@ -26,6 +28,7 @@ class Release:
     state: str = "unknown"
     at: str = ""
     by: str = ""
+    note: str = ""  # why a release that is not a deploy exists, e.g. "env: FEATURE_FLAG"
 
 
 @dataclass(frozen=True)
@@ -77,7 +80,7 @@ def parse(out: str) -> Releases:
         except ValueError:
             meta = {}
         items.append(Release(rid, **{k: str(v) for k, v in meta.items()
-                                     if k in ("sha", "ref", "state", "at", "by")}))
+                                     if k in FIELDS}))
     return Releases(tuple(sorted(items, key=lambda r: r.id)), current)
 
 
@@ -85,12 +88,33 @@ def load(remote: Remote, env: Environment) -> Releases:
     return facts.gather(remote, [probe(env)])["releases"]
 
 
+def new_id(short_sha: str, now: datetime | None = None) -> str:
+    """``<UTC timestamp>-<short sha>``, sortable by time (pure)."""
+    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
+    return f"{stamp}-{short_sha}"
+
+
+def meta_json(release: Release) -> str:
+    return json.dumps({k: getattr(release, k) for k in FIELDS if getattr(release, k)}) + "\n"
+
+
 def write_meta(remote: Remote, env: Environment, release: Release) -> None:
     """Record a release's metadata (always writes)."""
-    data = json.dumps({"sha": release.sha, "ref": release.ref, "state": release.state,
-                       "at": release.at, "by": release.by})
     path = f"{render.release_dir(env, release.id)}/{META}"
-    remote.run(files.write_argv(path), stdin=data + "\n")
+    remote.run(files.write_argv(path), stdin=meta_json(release))
+
+
+CLONE_SCRIPT = sh.script("clone-release")
+
+
+def clone(remote: Remote, env: Environment, live: Release, note: str, by: str) -> Release:
+    """A new release (state ``new``) made of ``live``'s files, hard-linked: the same code and
+    virtualenv, nothing copied or built. It appears whole or not at all."""
+    made = Release(new_id(live.id.rpartition("-")[2]), live.sha, live.ref, "new",
+                   datetime.now(UTC).isoformat(timespec="seconds"), by, note)
+    remote.run(["bash", "-c", CLONE_SCRIPT, "clone-release", str(env.releases_dir), live.id,
+                made.id], stdin=meta_json(made))
+    return made
 
 
 def set_state(remote: Remote, env: Environment, release: Release, state: str) -> Release:

@@ -11,7 +11,6 @@ import re
 import subprocess
 import tomllib
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from vpskit.errors import ToolkitError
@@ -77,12 +76,6 @@ def unsafe_files(paths: list[str], backup_dir: str) -> list[str]:
     return [path for path in paths
             if _SECRETS_FILE.search(path) or path.endswith(_BACKUP_SUFFIXES)
             or (inside and path.startswith(inside))]
-
-
-def release_id(source: Source, now: datetime | None = None) -> str:
-    """``<UTC timestamp>-<short sha>``, sortable by time (pure)."""
-    stamp = (now or datetime.now(UTC)).strftime("%Y%m%dT%H%M%SZ")
-    return f"{stamp}-{source.short}"
 
 
 def required_python(source: Source) -> tuple[str, tuple[int, int]] | None:

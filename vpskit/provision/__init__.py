@@ -115,6 +115,8 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
         steps.append(("tls", tls.tls))
     steps.append(("watchdog", watchdog.watchdog))
     run.steps(steps)
+    if ctx.restart_app:
+        run.steps([("restart", app.restart)])
 
 
 def provision_environment(env: Environment, out: Reporter, dry_run: bool = False,

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from vpskit import envfile, facts, jobs, render
 from vpskit.config import Environment, Host
+from vpskit.deploy import releases, restart_host
+from vpskit.deploy.lock import deploy_lock
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
+from vpskit.steps import Reporter
 
 
 def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]:
@@ -67,7 +70,8 @@ def site_dirs(ctx: Context) -> list[str]:
 
 
 def app_service(ctx: Context) -> list[str]:
-    """Env file (0600, app user) and units; running app processes restart only on change."""
+    """Env file (0600, app user) and units; a change has the app restart last
+    (:func:`restart`)."""
     env = ctx.env
     values = desired_env(env, ctx.app_env, ctx.managed_env)
     specs = [FileSpec(str(env.env_file), envfile.render(values), env.app_user, env.app_user,
@@ -76,9 +80,21 @@ def app_service(ctx: Context) -> list[str]:
     changes = ctx.apply_files(specs, ctx.facts["app_files"])
     if any(path in c for c in changes for path in render.unit_files(env)):
         ctx.act(["systemctl", "daemon-reload"])
-    if changes:
-        ctx.act(["systemctl", "try-restart", render.app_units(env)])
+    ctx.restart_app = bool(changes)
     return changes
+
+
+def restart(ctx: Context) -> list[str]:
+    """After every other step (Nginx and TLS included): the live release restarted with the
+    new env file and units, gracefully, as ``fab env --set`` does, once any deploy running
+    has finished."""
+    if ctx.dry_run:
+        live = releases.load(ctx.remote, ctx.env).current
+        return [f"{live} would restart as a new release"] if live else []
+    with deploy_lock(ctx.remote, ctx.env.site, "provision", queue=600):
+        made = restart_host(ctx.env, ctx.host, ctx.remote, "provision: env or units",
+                            Reporter(quiet=True))
+    return [f"restarted as {made.id}"] if made else []
 
 
 def scheduled_jobs(ctx: Context) -> list[str]:

@@ -24,6 +24,7 @@ class Context:
     facts: dict[str, Any] = field(default_factory=dict)
     app_env: dict[str, str] = field(default_factory=dict)  # the server's env file as found
     managed_env: dict[str, str] = field(default_factory=dict)  # values steps derived (URLs)
+    restart_app: bool = False  # the env file or units changed: restart once all else is done
 
     def act(self, argv: Sequence[str], **kwargs: Any) -> None:
         """Run a changing command, or only note it in a dry run."""
