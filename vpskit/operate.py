@@ -95,8 +95,7 @@ def _set_vars(env: Environment, host: Host, remote: Remote, settings: dict[str, 
         for key in sorted(_read_env(remote, env)):
             out.line(f"  {key}={MASK}")
         return
-    for key, value in settings.items():
-        _hide(remote, env, key, value)
+    _hide(remote, env, settings)
     with deploy_lock(remote, env.site, "env"):
         current = _read_env(remote, env)
         wanted = {k: v for k, v in {**current, **settings}.items() if k not in unset}
@@ -127,14 +126,15 @@ def _read_env(remote: Remote, env: Environment) -> dict[str, str]:
         raise ToolkitError(f"{remote.host}: no {env.env_file}; run fab provision --env "
                            f"{env.name}")
     values = envfile.parse(text.stdout, str(env.env_file))
-    for key, value in values.items():
-        _hide(remote, env, key, value)
+    _hide(remote, env, values)
     return values
 
 
-def _hide(remote: Remote, env: Environment, key: str, value: str) -> None:
-    """Mask a value in error messages, unless vpskit sets it itself (domains, paths, the
-    environment's name) or it is too short to be a secret (masking ``on`` garbles every
+def _hide(remote: Remote, env: Environment, values: dict[str, str]) -> None:
+    """Mask the values in error messages, but those vpskit sets itself (domains, paths, the
+    environment's name) and those too short to be a secret (masking ``on`` garbles every
     message it appears in)."""
-    if len(value) >= 4 and base_env(env).get(key) != value:
-        remote.add_secret(value)
+    public = base_env(env)
+    for key, value in values.items():
+        if len(value) >= 4 and public.get(key) != value:
+            remote.add_secret(value)

@@ -94,7 +94,7 @@ class Remote:
         elif sudo and not self.is_root:
             prefix = ["sudo", "-n", "--"]
         if timeout:
-            prefix += ["timeout", "--kill-after=10", f"{timeout:.0f}"]
+            prefix += ["timeout", "--kill-after=10", f"{timeout:g}"]  # 0 would mean no limit
         return shlex.join([*prefix, *argv])
 
     def run(self, argv: Sequence[str], *, stdin: bytes | str | None = None, sudo: bool = True,
@@ -107,8 +107,8 @@ class Remote:
         line = self.command(argv, sudo=sudo, user=user, timeout=timeout)
         result = self._exec(line, stdin, timeout and timeout + CLIENT_GRACE, on_stdout)
         if timeout and result.exited == TIMED_OUT:
-            raise RemoteError(mask(f"{self.host}: `{describe(argv)}` timed out after "
-                                   f"{timeout:.0f}s and was stopped", self.secrets))
+            raise RemoteError(self.masked(f"{self.host}: `{describe(argv)}` timed out after "
+                                          f"{timeout:g}s and was stopped"))
         if check and not result.ok:
             raise self.error(argv, result)
         return result
