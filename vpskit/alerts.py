@@ -30,8 +30,7 @@ def server_config(env: Environment, host: Host) -> dict:
     return {
         "site": env.site, "host": host.address,
         "webhook": _secret(env, alerts.webhook), "heartbeat": _secret(env, alerts.heartbeat),
-        "email": alerts.email, "smtp": alerts.smtp,
-        "smtp_login": _secret(env, alerts.smtp_login),
+        "email": alerts.email,
         "health": {"domain": env.primary_domain, "path": env.health.path,
                    "status": env.health.status, "timeout": env.health.timeout,
                    "tls": render.cert_path(env) if env.tls.enabled else "",
@@ -70,9 +69,9 @@ def describe(env: Environment) -> list[str]:
     if not a.enabled:
         return [f"alerts off for {env.name}: set alerts.webhook, alerts.email and/or "
                 f"alerts.heartbeat"]
+    mail = [f"email to {a.email} via the host's MTA{f' and {a.smtp}' if a.smtp else ''}"]
     told = ", ".join([f"{what} (secret {getattr(a, what)})" for what in ("webhook", "heartbeat")
-                      if getattr(a, what)] + ([f"email to {a.email} via {a.smtp}"] if a.email
-                                              else []))
+                      if getattr(a, what)] + (mail if a.email else []))
     return [f"alerts for {env.site}: {told}; checks every {a.every} min",
             f"  health through Nginx and certificates (within {a.cert_days} days) on "
             f"{', '.join(h.address for h in env.public_hosts)}",

@@ -366,7 +366,7 @@ def list_backups(env: Environment, local: Path, out: Reporter) -> None:
     places = [(f"{host.address}:{env.backup_dir}", server, env.backups.keep_days),
               (str(local), local_backups(env, local), env.backups.keep_days)]
     if env.offsite.enabled and offsite.has_admin(env):
-        places.append((f"off-site {env.offsite.bucket}/{env.offsite_prefix}",
+        places.append((f"off-site {offsite.where(env)}",
                        offsite.copies(env), env.offsite.keep_days))
     for where, found, keep_days in places:
         total = sum(found.values()) / 1e6

@@ -20,6 +20,9 @@ LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
 # ``%`` or line breaks; spaces only in a calendar): inventory.load rejects the rest, render asserts.
 SYSTEMD_WORD = re.compile(r"[\w.:()-]+")  # app.entry, worker_class, django_settings
 COMMAND_WORD = re.compile(r"[\w.:=/@+,-]+")  # each word of a process command
+# offsite.endpoint of an SFTP target: sftp://user@host[:port]/absolute/dir/
+SFTP_RE = re.compile(r"sftp://([a-z_][a-z0-9_-]*)@([\w.-]+)(?::([0-9]{1,5}))?(/(?:[\w.-]+/)*)")
+NIGHTLY = "*-*-* 03:00:00"  # backups.timer unless the inventory says otherwise
 CALENDAR = re.compile(r"[\w*,./:~+-]+( [\w*,./:~+-]+)*")  # backups.timer (systemd OnCalendar)
 URL_PATH = re.compile(r"/[\w.~/%+,:@=&?-]*", re.ASCII)  # health.path, quoted in the Nginx site
 
@@ -104,7 +107,7 @@ class Backups:
     keep_days: int = 30
     keep_predeploy: int = 3  # dumps taken before deploys and restores, newest first
     local_dir: str = "backups"  # operator-side directory for the off-site copy
-    timer: str = ""  # systemd OnCalendar for a server-side timer; "" = none
+    timer: str = NIGHTLY  # systemd OnCalendar of the server-side timer; "" (or off) = none
     media: bool = False
 
 
@@ -127,11 +130,15 @@ class Maintenance:
 
 @dataclass(frozen=True)
 class Offsite:
-    """Off-site copies of every backup (:mod:`vpskit.offsite`) in an S3-compatible bucket,
-    encrypted on the db host to ``recipient`` (an age public key) before they leave it. Each
-    credential names a secret ``KEY_ID:SECRET``; only ``write_key`` goes to the server."""
+    """Off-site copies of every backup (:mod:`vpskit.offsite`) in an S3-compatible bucket or on
+    an SFTP host, encrypted on the db host to ``recipient`` (an age public key) before they
+    leave it. For S3 each credential names a secret ``KEY_ID:SECRET`` and only ``write_key``
+    goes to the server; for SFTP the server gets a key of its own that may only write, and the
+    operator logs in with ``key`` (else the agent's) checked against ``known_hosts``."""
 
-    endpoint: str = ""  # e.g. https://s3.eu-central-1.amazonaws.com; "" = no off-site copies
+    endpoint: str = ""  # https://s3.example.com or sftp://user@host[:port]/dir/; "" = none
+    key: str = ""  # sftp: the operator's private key file ("" = the agent's, ~/.ssh's)
+    known_hosts: str = ""  # sftp: the file with the target's host key ("" = ~/.ssh/known_hosts)
     bucket: str = ""
     prefix: str = ""  # "" = "<site>/"
     region: str = "us-east-1"
@@ -146,6 +153,16 @@ class Offsite:
         return bool(self.endpoint)
 
     @property
+    def sftp(self) -> bool:
+        return self.endpoint.startswith("sftp://")
+
+    @property
+    def sftp_target(self) -> tuple[str, str, int, str]:
+        """The SFTP target's user, host, port and directory (ending in '/')."""
+        user, host, port, directory = SFTP_RE.fullmatch(self.endpoint).groups()
+        return user, host, int(port or 22), directory
+
+    @property
     def secret_names(self) -> tuple[str, ...]:
         return tuple(n for n in (self.write_key, self.admin_key, self.identity) if n)
 
@@ -158,8 +175,8 @@ class Alerts:
 
     webhook: str = ""  # the secret holding the URL notices are POSTed to as JSON; "" = none
     email: str = ""  # the address notices are mailed to; "" = none
-    smtp: str = "localhost:25"  # the SMTP server mail goes through: the host's MTA, or a relay
-    smtp_login: str = ""  # the secret holding "user:password" for it (then STARTTLS); "" = none
+    smtp: str = ""  # host:port of the relay the host's MTA sends through; "" = straight to the MX
+    smtp_login: str = ""  # the secret holding "user:password" for the relay (then STARTTLS)
     heartbeat: str = ""  # the secret holding a URL each check GETs (healthchecks-style)
     every: int = 5  # minutes between checks
     disk_free_percent: int = 10  # below this on /, /srv or /var/backups is a problem

@@ -77,6 +77,8 @@ JOB_NAME_RE = re.compile(r"[a-z][a-z0-9-]{0,29}(?<!-)")  # in unit names: <site>
 # Keywords of pg_hba.conf's database/user columns, and what every cluster already has.
 PG_RESERVED = ("all", "replication", "sameuser", "samerole", "samegroup", "postgres",
                "template0", "template1")
+PATH_CHARS_RE = re.compile(r"[\w~./+-]+")
+OFF_MEANS_EMPTY = {("backups", "timer")}  # `timer: off` (YAML false) is the same as ""
 TYPE_WORDS = {int: "an integer", str: "a string", bool: "true or false"}
 MAX_VALUES = 10_000  # YAML aliases can blow a short file up; past this the file is refused
 CONTROL_RE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")  # shown escaped in a message
@@ -148,7 +150,8 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("backups", "keep_predeploy"): (lambda v: v >= 1,
                                     "keep at least the newest pre-deploy dump"),
     ("backups", "timer"): (lambda v: not v or config.CALENDAR.fullmatch(v),
-                           "expected a systemd calendar such as 'daily' or '*-*-* 03:00:00'"),
+                           "expected a systemd calendar such as 'daily' or '*-*-* 03:00:00', "
+                           "or off"),
     ("nginx", "client_max_body_size"): (lambda v: SIZE_RE.fullmatch(v.lower()),
                                         "expected a size such as '20m'"),
     ("nginx", "rate_limit"): (RATE_RE.fullmatch, "expected a rate such as '10r/s'"),
@@ -163,17 +166,22 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
                          f"expected the name of a secret holding the URL, e.g. {example}")
        for key, example in (("webhook", "ALERT_WEBHOOK_URL"), ("heartbeat", "HEARTBEAT_URL"))},
     ("alerts", "email"): (lambda v: not v or EMAIL_RE.fullmatch(v), "expected an email address"),
-    ("alerts", "smtp"): (lambda v: re.fullmatch(r"[\w.-]+:[0-9]{1,5}", v),
-                         "expected the SMTP server as host:port, e.g. localhost:25"),
+    ("alerts", "smtp"): (lambda v: not v or re.fullmatch(r"[\w.-]+:[0-9]{1,5}", v),
+                         "expected the relay as host:port, e.g. smtp.example.com:587"),
     ("alerts", "smtp_login"): (lambda v: not v or envfile.KEY_RE.fullmatch(v),
                                "expected the name of a secret holding user:password"),
     ("alerts", "every"): (lambda v: 1 <= v <= 60, "expected minutes from 1 to 60"),
     ("alerts", "disk_free_percent"): (lambda v: 1 <= v <= 99, "expected a percentage, 1 to 99"),
     ("alerts", "cert_days"): (lambda v: 1 <= v <= 60, "expected days from 1 to 60"),
     ("alerts", "backup_hours"): (lambda v: v >= 1, "expected at least 1 hour"),
-    ("offsite", "endpoint"): (lambda v: not v or re.fullmatch(r"https?://[\w.:\[\]-]+/?", v),
-                              "expected the S3 endpoint's URL, e.g. "
-                              "https://s3.eu-central-1.amazonaws.com"),
+    ("offsite", "endpoint"): (lambda v: not v or re.fullmatch(r"https?://[\w.:\[\]-]+/?", v)
+                              or config.SFTP_RE.fullmatch(v),
+                              "expected an S3 endpoint's URL such as "
+                              "https://s3.eu-central-1.amazonaws.com, or an SFTP target such as "
+                              "sftp://backup@203.0.113.9/srv/backups/"),
+    **{("offsite", key): (lambda v: not v or PATH_CHARS_RE.fullmatch(v),
+                          "expected a file's path of letters, digits and ~./+-_")
+       for key in ("key", "known_hosts")},
     ("offsite", "bucket"): (lambda v: not v or re.fullmatch(r"[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]", v),
                             "expected a bucket name: 3-63 lowercase letters, digits, '.' and '-'"),
     ("offsite", "prefix"): (lambda v: not v or re.fullmatch(r"[\w.-]+(/[\w.-]+)*/", v),
@@ -439,7 +447,8 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
                      "also listed as a secret; keep secrets out of 'env'")
     resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets)
     _check_alert_secrets(doc, name, body, sections["alerts"], required + optional, resolved)
-    _check_offsite(doc, name, body, sections["offsite"], required + optional, resolved)
+    sections["offsite"] = _check_offsite(doc, name, body, sections["offsite"], required + optional,
+                                         resolved)
     releases_keep = _scalar(doc, base + ("releases_keep",), body.get(
         "releases_keep", doc.data.get("releases_keep", 5)), int)
     if releases_keep < 2:
@@ -480,12 +489,15 @@ def _check_alert_secrets(doc: _Doc, env: str, body: dict, alerts: config.Alerts,
 
 
 def _check_offsite(doc: _Doc, env: str, body: dict, offsite: config.Offsite,
-                   names: list[str], resolved: dict[str, Secret]) -> None:
-    """An endpoint needs a bucket, a recipient and the server's credentials; each credential
-    names a secret of the environment, ``KEY_ID:SECRET`` when set."""
+                   names: list[str], resolved: dict[str, Secret]) -> config.Offsite:
+    """An S3 endpoint needs a bucket, a recipient and the server's credentials, an SFTP target
+    a recipient; each credential names a secret of the environment, ``KEY_ID:SECRET`` when set.
+    ``offsite`` with its key file paths expanded."""
     if not offsite.enabled:
-        return
-    for key in ("bucket", "recipient", "write_key"):
+        return offsite
+    paths = {key: _expanded(doc, _key_path(doc, body, env, "offsite", key), getattr(offsite, key))
+             for key in ("key", "known_hosts") if getattr(offsite, key)}
+    for key in ("recipient",) if offsite.sftp else ("bucket", "recipient", "write_key"):
         if not getattr(offsite, key):
             doc.fail(_key_path(doc, body, env, "offsite", key),
                      "missing required key for off-site copies; set it or remove "
@@ -507,6 +519,7 @@ def _check_offsite(doc: _Doc, env: str, body: dict, offsite: config.Offsite,
         if key != "identity" and not re.fullmatch(r"[^:\s]+:\S+", text):
             doc.fail(_key_path(doc, body, env, "offsite", key),
                      f"secret '{name}' is not KEY_ID:SECRET; set both, joined by ':'")
+    return dataclasses.replace(offsite, **paths)
 
 
 def _served(doc: _Doc, env: str, body: dict, app: config.App) -> config.App:
@@ -652,6 +665,8 @@ def _scalar(doc: _Doc, path: tuple[str, ...], raw: Any, hint: Any) -> Any:
     if hint is str or hint == (str | None):
         if raw is None and hint is not str:
             return None
+        if raw is False and path[-2:] in OFF_MEANS_EMPTY:
+            return ""
         if isinstance(raw, bool) or not isinstance(raw, (str, int, float)):
             doc.fail(path, f"expected {TYPE_WORDS[str]}, got {raw!r}")
         return str(raw)

@@ -1,6 +1,7 @@
 """Off-site copies of a site's backups (``offsite:`` in the inventory): the db host encrypts
-each new backup to the operator's age public key and PUTs it in the bucket with write-only
-credentials (``vpskit/sh/offsite.py``); this side, with the operator's own credentials, lists
+each new backup to the operator's age public key and sends it to the bucket with write-only
+credentials, or to the SFTP target with a key that may only write (``vpskit/sh/offsite.py``);
+this side, with the operator's own credentials or SSH key (:mod:`vpskit.sftp_target`), lists
 them, prunes them to ``offsite.keep_days`` (never the newest) and fetches one back and
 decrypts it for ``fab restore --from offsite``. A server broken into holds nothing that reads
 or deletes an older copy."""
@@ -15,7 +16,7 @@ import time
 import xml.etree.ElementTree as ElementTree
 from pathlib import Path
 
-from vpskit import render, sh
+from vpskit import render, sftp_target, sh
 from vpskit.config import Environment
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec
@@ -23,6 +24,14 @@ from vpskit.sh import offsite as s3
 from vpskit.sh.prune_backups import STAMP, prune_plan
 
 PROGRAM = sh.program("offsite")
+
+
+def where(env: Environment) -> str:
+    """Where the copies are, for messages: ``bucket/prefix/`` or ``user@host:/dir/prefix/``."""
+    if env.offsite.sftp:
+        user, host, _, directory = env.offsite.sftp_target
+        return f"{user}@{host}:{directory}{env.offsite_prefix}"
+    return f"{env.offsite.bucket}/{env.offsite_prefix}"
 
 
 def bucket(env: Environment) -> dict[str, str]:
@@ -37,10 +46,17 @@ def _credentials(env: Environment, name: str) -> tuple[str, str]:
 
 
 def server_spec(env: Environment) -> FileSpec:
-    """The db host's configuration: where to, the public key, the write credentials (pure)."""
-    key_id, secret = _credentials(env, env.offsite.write_key)
-    config = {**bucket(env), "recipient": env.offsite.recipient, "key_id": key_id,
-              "secret": secret, "stamp": render.offsite_stamp(env)}
+    """The db host's configuration: where to, the public key, the write credentials, or for
+    SFTP the paths of the server's key and of the target's host keys (pure)."""
+    if env.offsite.sftp:
+        user, host, port, directory = env.offsite.sftp_target
+        to = {"kind": "sftp", "user": user, "host": host, "port": port,
+              "dir": directory + env.offsite_prefix, "made": len(directory.strip("/").split("/")),
+              "key": render.offsite_key(env), "known_hosts": render.offsite_known_hosts(env)}
+    else:
+        key_id, secret = _credentials(env, env.offsite.write_key)
+        to = {**bucket(env), "key_id": key_id, "secret": secret}
+    config = {**to, "recipient": env.offsite.recipient, "stamp": render.offsite_stamp(env)}
     return FileSpec(render.offsite_config(env), json.dumps(config, indent=1, sort_keys=True)
                     + "\n", mode=0o600, secret=True)
 
@@ -51,8 +67,10 @@ def upload_argv(env: Environment, paths: list[str]) -> list[str]:
 
 
 def has_admin(env: Environment) -> bool:
-    """Whether the operator's off-site credentials are set (listing, pruning, restoring)."""
-    return bool(env.offsite.admin_key) and env.offsite.admin_key in env.secrets
+    """Whether the operator can list, prune and fetch: with S3, its credentials are set; an
+    SFTP target takes the operator's own SSH key."""
+    return env.offsite.sftp or (bool(env.offsite.admin_key)
+                                and env.offsite.admin_key in env.secrets)
 
 
 def _admin(env: Environment, what: str) -> tuple[dict[str, str], str, str]:
@@ -65,6 +83,9 @@ def _admin(env: Environment, what: str) -> tuple[dict[str, str], str, str]:
 
 def copies(env: Environment) -> dict[str, int]:
     """``{backup name: size}`` of the site's off-site copies (the name without ``.age``)."""
+    if env.offsite.sftp:
+        with sftp_target.opened(env) as target:
+            return {name: size for name, (_, size) in target.copies().items()}
     config, key_id, secret = _admin(env, "listing off-site copies")
     found, token = {}, ""
     while True:
@@ -91,15 +112,33 @@ def prune(env: Environment, now: float | None = None) -> list[str]:
     return their names. Nothing when the operator's credentials are not set."""
     if not has_admin(env):
         return []
-    config, key_id, secret = _admin(env, "pruning off-site copies")
     since = (time.time() if now is None else now) - env.offsite.keep_days * 86400
-    doomed = prune_plan(env.site, copies(env), time.strftime(STAMP, time.gmtime(since)))
+    cutoff = time.strftime(STAMP, time.gmtime(since))
+    if env.offsite.sftp:
+        with sftp_target.opened(env) as target:
+            doomed = prune_plan(env.site, target.copies(), cutoff)
+            for name in doomed:
+                target.delete(name)
+        return doomed
+    config, key_id, secret = _admin(env, "pruning off-site copies")
+    doomed = prune_plan(env.site, copies(env), cutoff)
     for name in doomed:
         try:
             s3.request(config, key_id, secret, "DELETE", f"{env.offsite_prefix}{name}{s3.SUFFIX}")
         except OSError as exc:
             raise ToolkitError(f"pruning off-site copies of {env.site}: {exc}") from None
     return doomed
+
+
+def _download(env: Environment, name: str) -> bytes:
+    if env.offsite.sftp:
+        with sftp_target.opened(env) as target:
+            return target.read(name)
+    config, key_id, secret = _admin(env, "restoring an off-site copy")
+    try:
+        return s3.request(config, key_id, secret, "GET", f"{env.offsite_prefix}{name}{s3.SUFFIX}")
+    except OSError as exc:
+        raise ToolkitError(f"off-site copy {name}: {exc}") from None
 
 
 def fetch(env: Environment, name: str, directory: Path) -> Path:
@@ -109,11 +148,7 @@ def fetch(env: Environment, name: str, directory: Path) -> Path:
         raise ToolkitError(f"restoring an off-site copy needs the age identity: set "
                            f"offsite.identity to a secret holding AGE-SECRET-KEY-1... "
                            f"(in .env.{env.name} or the environment)")
-    config, key_id, secret = _admin(env, "restoring an off-site copy")
-    try:
-        body = s3.request(config, key_id, secret, "GET", f"{env.offsite_prefix}{name}{s3.SUFFIX}")
-    except OSError as exc:
-        raise ToolkitError(f"off-site copy {name}: {exc}") from None
+    body = _download(env, name)
     target = directory / name
     with tempfile.TemporaryDirectory() as scratch:
         identity = Path(scratch) / "identity"

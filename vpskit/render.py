@@ -97,6 +97,16 @@ def offsite_config(env: Environment) -> str:
     return f"/etc/vpskit/offsite/{env.site}.json"
 
 
+def offsite_key(env: Environment) -> str:
+    """The db host's own SSH key for an SFTP target (``.pub`` beside it), made there."""
+    return f"/etc/vpskit/offsite/{env.site}.sftp-key"
+
+
+def offsite_known_hosts(env: Environment) -> str:
+    """The SFTP target's host keys, as the operator's known_hosts has them."""
+    return f"/etc/vpskit/offsite/{env.site}.known_hosts"
+
+
 def offsite_stamp(env: Environment) -> str:
     """Touched by each good off-site copy: when the last one went (the watchdog reads it)."""
     return f"/var/lib/vpskit/offsite/{env.site}.last"

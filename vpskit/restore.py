@@ -188,12 +188,10 @@ def restore(env: Environment, file: str, yes: bool, out: Reporter,
             raise ToolkitError(f"no off-site copies for {env.name}: set offsite.endpoint")
         name = latest(env.site, offsite.copies(env)) if file == "latest" else file
         if not name:
-            raise ToolkitError(f"no off-site copy of {env.site} in {env.offsite.bucket}/"
-                               f"{env.offsite_prefix}")
+            raise ToolkitError(f"no off-site copy of {env.site} in {offsite.where(env)}")
         with tempfile.TemporaryDirectory(prefix="vpskit-offsite-") as scratch:
             fetched = offsite.fetch(env, name, Path(scratch))
-            out.line(f"fetched {name} from {env.offsite.bucket}/{env.offsite_prefix} "
-                     f"(decrypted here)")
+            out.line(f"fetched {name} from {offsite.where(env)} (decrypted here)")
             restore(env, str(fetched), yes, out, ask)
         return
     host = db_host(env)

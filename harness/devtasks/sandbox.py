@@ -76,6 +76,8 @@ nginx:
   rate_limit: 5000r/s               # load tests come from one address
   rate_burst: 5000
 releases_keep: 3
+backups:                            # no nightly backup taking the lock from a test's deploy
+  timer: off
 environments:
   production:
     hosts:

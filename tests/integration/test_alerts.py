@@ -1,7 +1,7 @@
 """The server's watchdog tells a webhook receiver on the test host of each problem once, after
 two checks in a row, and once when it clears: a stopped app, a certificate about to expire, a
 stale backup, a full disk, a failed unit; the same notices reach an SMTP sink on the test host
-as mail. Every check pings the heartbeat. Tests start the watchdog's service directly rather
+as mail, sent on by the VPS's own MTA (Postfix, listening on loopback only). Every check pings the heartbeat. Tests start the watchdog's service directly rather
 than waiting for its timer."""
 
 from __future__ import annotations
@@ -69,6 +69,15 @@ def check(site: Site, times: int = 1) -> None:
         site.sh(f"systemctl start {WATCHDOG}")
 
 
+def mailed(sink: smtp_sink.Sink, since: int, count: int) -> list[str]:
+    """The subjects mailed since ``since`` once ``count`` have come (the host's MTA sends
+    them on as it queued them), or after 30 s."""
+    deadline = time.monotonic() + 30
+    while len(sink.messages) - since < count and time.monotonic() < deadline:
+        time.sleep(0.2)
+    return sink.subjects(since)
+
+
 def told(receiver: Receiver, since: int) -> list[tuple[str, str]]:
     return receiver.states()[since:]
 
@@ -77,6 +86,9 @@ def test_alerts_watchdog_is_installed_with_its_urls_kept_from_the_app(site, aler
     assert f"{SITE}-watchdog.timer enabled (every 5 min)" in alerting, alerting
     assert site.sh(f"stat -c '%U %a' {render.watchdog_config(site.env())}").strip() == "root 600"
     assert receiver.url not in site.sh(f"cat /srv/{SITE}/shared/.env")  # the app's env
+    assert re.search(r"^  mail\s+changed .*postfix\.service restarted$", alerting, re.M)
+    listening = [a for a in site.sh("ss -Hltn 'sport = :25'").split() if a.endswith(":25")]
+    assert "127.0.0.1:25" in listening and set(listening) <= {"127.0.0.1:25", "[::1]:25"}
     again = site.fab("provision").stdout
     assert "0 changed" in again, again
     before = len(receiver.notices)
@@ -103,8 +115,10 @@ def test_alerts_tell_a_stopped_app_once_and_its_recovery_once(site, alerting, re
     problem = f"health https://{site.domain}/health/ answered 502"
     assert told(receiver, before) == [("problem", problem), ("recovered", problem)]
     assert receiver.notices[-1]["text"].startswith(f"[{SITE}] RECOVERED on ")
-    assert mailbox[0].subjects(mails) == [n["text"] for n in receiver.notices[before:]]
+    expected = [n["text"] for n in receiver.notices[before:]]
+    assert mailed(mailbox[0], mails, len(expected)) == expected
     assert mailbox[0].messages[-1]["To"] == "ops@example.test"
+    assert "(Postfix)" in str(mailbox[0].messages[-1]["Received"])  # the host's MTA sent it on
     assert receiver.heartbeats - beats == 5  # every check
 
 

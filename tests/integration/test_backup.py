@@ -11,25 +11,30 @@ import pty
 import re
 import subprocess
 import textwrap
-from collections.abc import Iterator
-from contextlib import contextmanager
+import time
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 
+from harness import testvps
 from tests.helpers import machines, s3
+from tests.helpers.receiver import Receiver
 from tests.helpers.site import FAB, Site
-from vpskit import backups, pgadmin
+from vpskit import backups, pgadmin, ssh
+from vpskit.config import Host
+from vpskit.remote import Remote, Result
 from vpskit.sh import offsite as offsite_s3
 
 pytestmark = pytest.mark.vps
 
 SERVER_DIR = "/var/backups/shop-production"
 MEDIA_DIR = "/srv/shop-production/shared/media"
-SETTINGS = "\nbackups:\n  keep_days: 7\n  media: true\n"
-TIMER = "*-*-* 03:00:00"
+TIMER_OFF = "  timer: off\n"  # as the sandbox writes it
+SETTINGS = "  keep_days: 7\n  media: true\n  timer: off\n"
 REGULAR = re.compile(r"^shop-production-(\d{8}T\d{6}Z)\.dump$")
 CHECKSUM = ("select count(*), md5(coalesce(string_agg(t::text, ',' order by t.id), '')) "
             "from catalog_item t")
@@ -39,15 +44,27 @@ FAKE_PG_DUMP = "/usr/local/bin/pg_dump"
 @pytest.fixture(scope="module", autouse=True)
 def settings(site, deployed) -> Iterator[None]:
     """Keep 7 days, archive media; the inventory is put back afterwards."""
-    with inventory_plus(site, SETTINGS):
+    with inventory_changed(site, TIMER_OFF, SETTINGS):
         yield
 
 
+def inventory_changed(site: Site, old: str, new: str) -> AbstractContextManager[None]:
+    """The inventory with ``old`` (which it holds) replaced by ``new`` for the block."""
+    def edit(text: str) -> str:
+        assert old in text, (old, text)
+        return text.replace(old, new)
+    return inventory_edited(site, edit)
+
+
+def inventory_plus(site: Site, text: str) -> AbstractContextManager[None]:
+    return inventory_edited(site, lambda original: original + text)
+
+
 @contextmanager
-def inventory_plus(site: Site, text: str) -> Iterator[None]:
+def inventory_edited(site: Site, edit: Callable[[str], str]) -> Iterator[None]:
     inventory = site.dir / "inventory.yml"
     original = inventory.read_text()
-    inventory.write_text(original + text)
+    inventory.write_text(edit(original))
     try:
         yield
     finally:
@@ -310,11 +327,14 @@ def test_cron_like_run_without_terminal_or_environment(site, tmp_path):
     assert not (tmp_path / "backups").exists()
 
 
-def test_timer_is_installed_runs_a_backup_and_is_removed(site):
+def test_nightly_timer_by_default_runs_a_backup_and_is_removed(site):
+    """Without ``backups.timer`` the db host backs up every night by itself; ``off`` removes
+    the timer."""
     timer, service = "shop-production-backup.timer", "shop-production-backup.service"
-    with inventory_plus(site, f'  timer: "{TIMER}"\n'):
+    with inventory_changed(site, TIMER_OFF, ""):
         out = site.fab("provision").stdout
-        assert re.search(r"^  backups\s+changed .*timer enabled", out, re.M), out
+        assert re.search(r"^  backups\s+changed .*timer enabled \(\*-\*-\* 03:00:00\)", out,
+                         re.M), out
         assert site.sh(f"systemctl is-enabled {timer}; systemctl is-active {timer}").split() == [
             "enabled", "active"]
         site.sh(f"systemd-analyze verify {service} {timer}")
@@ -364,15 +384,21 @@ class Bucket:
     secrets: str  # lines for ``.env.production``
 
 
-@pytest.fixture
-def bucket(site, vps, tmp_path) -> Iterator[Bucket]:
-    """Off-site copies to an IAM-enforcing S3 server on the test host: the server gets the
-    writer's credentials (PutObject alone), the operator the admin's and the age identity."""
+def age_keys(tmp_path: Path) -> tuple[str, str]:
+    """A new age identity (the operator's, to restore) and its public key."""
     subprocess.run(["age-keygen", "-o", str(tmp_path / "age.key")], check=True,
                    capture_output=True)
     identity = (tmp_path / "age.key").read_text().split("\n")[-2]
     recipient = subprocess.run(["age-keygen", "-y", str(tmp_path / "age.key")], check=True,
                                capture_output=True, text=True).stdout.strip()
+    return identity, recipient
+
+
+@pytest.fixture
+def bucket(site, vps, tmp_path) -> Iterator[Bucket]:
+    """Off-site copies to an IAM-enforcing S3 server on the test host: the server gets the
+    writer's credentials (PutObject alone), the operator the admin's and the age identity."""
+    identity, recipient = age_keys(tmp_path)
     secrets = site.dir / ".env.production"
     saved = secrets.read_text()
     with s3.server(vps.host_address) as server:
@@ -454,16 +480,126 @@ def test_offsite_copies_are_encrypted_write_only_and_restore_onto_lost_data(site
 
 def restore_onto_a_fresh_vps(site: Site, bucket: Bucket, dump: str, expected: tuple) -> None:
     """The server is gone: a fresh VPS, provisioned from the same inventory (its address
-    changed) and secrets, gets the data back from the off-site copy alone."""
+    changed) and secrets, gets the data back from the off-site copy alone. Its watchdog's
+    timer pings a heartbeat receiver every minute, which hears nothing once the VPS stops."""
     index = machines.INDEX + 1
+    receiver = None
     with machines.booted(f"vpskit-f{index}", index, (f"fresh{index}.test",)) as fresh, \
             machines.pebble_for(fresh) as pebble:
+        receiver = Receiver(fresh.host_address)
         new = Site.create(site.dir.parent / f"fresh{index}", fresh, pebble)
         with (new.dir / "inventory.yml").open("a") as inventory:
-            inventory.write(bucket.inventory)
+            inventory.write(bucket.inventory.replace("optional_secrets: [",
+                                                     "optional_secrets: [HEARTBEAT_URL, ")
+                            + "alerts:\n  heartbeat: HEARTBEAT_URL\n  every: 1\n")
         with (new.dir / ".env.production").open("a") as secrets:
-            secrets.write(bucket.secrets)
+            secrets.write(bucket.secrets + f"HEARTBEAT_URL={receiver.url}/ping\n")
         new.fab("provision")
+        pinged_by = time.monotonic() + 90  # the timer's first run: a minute after provision
         result = new.fab("restore", "--from", "offsite", "--yes")
         assert f"restored shop-production from {dump}" in result.stdout
         assert checksum(new) == expected
+        while not receiver.heartbeats and time.monotonic() < pinged_by:
+            time.sleep(1)
+        assert receiver.heartbeats >= 1  # from the timer: nothing else started the watchdog
+    try:
+        beats = receiver.heartbeats
+        time.sleep(75)  # the VPS is gone: a minute's ping (AccuracySec 15 s) would have come
+        assert receiver.heartbeats == beats
+    finally:
+        receiver.close()
+
+
+SFTP_DIR = "/srv/offsite/"
+
+
+def as_root(vps: testvps.Vps, script: str, check: bool = True) -> Result:
+    """Run ``script`` as root on a VPS outside the inventory."""
+    remote = Remote(ssh.connect(Host(vps.address, user="root", key=vps.key_path,
+                                     known_hosts=vps.known_hosts_path)))
+    try:
+        return remote.script(script, check=check)
+    finally:
+        remote.close()
+
+
+@pytest.fixture
+def sftp_target(site) -> Iterator[testvps.Vps]:
+    """A second VPS as the SFTP target: a user ``keeper`` the operator logs in to with its key
+    (as a storage host's owner sets it up), and a directory of its for the copies."""
+    index = machines.INDEX + 2
+    with machines.booted(f"vpskit-s{index}", index, ()) as target:
+        as_root(target, f"useradd --create-home --shell /bin/bash keeper && "
+                        f"install -d -o keeper -g keeper -m 700 /home/keeper/.ssh {SFTP_DIR} && "
+                        f"install -o keeper -g keeper -m 600 /root/.ssh/authorized_keys "
+                        f"/home/keeper/.ssh/authorized_keys")
+        yield target
+
+
+def test_offsite_copies_on_an_sftp_target_are_write_only_and_restore(site, sftp_target,
+                                                                      tmp_path):
+    """Provision makes the db host a key of its own and authorizes it on the target to write
+    new files only; each backup lands there encrypted, under a name the server cannot guess
+    back; its key can neither list, read nor delete; the operator lists, prunes and restores
+    over its own login."""
+    identity, recipient = age_keys(tmp_path)
+    endpoint = f"sftp://keeper@{sftp_target.address}{SFTP_DIR}"
+    secrets = site.dir / ".env.production"
+    saved = secrets.read_text()
+    with inventory_plus(site, textwrap.dedent(f"""\
+            optional_secrets: [OFFSITE_IDENTITY]
+            offsite:
+              endpoint: {endpoint}
+              key: {sftp_target.key_path}
+              known_hosts: {sftp_target.known_hosts_path}
+              recipient: {recipient}
+              identity: OFFSITE_IDENTITY
+            """)):
+        secrets.write_text(saved + f"OFFSITE_IDENTITY={identity}\n")
+        try:
+            out = site.fab("provision").stdout
+            assert f"keeper@{sftp_target.address}: the db host's key may write new copies " \
+                   f"(only)" in out, out
+            assert re.search(r"^  offsite\s+unchanged", site.fab("provision").stdout, re.M)
+            sql(site, "insert into catalog_item (name, created, image) select 'sftp ' || g, "
+                      "now(), '' from generate_series(1, 30) g")
+            before = checksum(site)
+            site.fab("backup")
+            stored = as_root(sftp_target, f"cd {SFTP_DIR}shop-production && ls").stdout.split()
+            assert len(stored) == 2 and all(re.fullmatch(
+                r"shop-production-\d{8}T\d{6}Z(-media\.tar\.gz|\.dump)\.[0-9a-f]{16}\.age", n)
+                for n in stored), stored
+            for name in stored:  # no dump, no SQL in the stored bytes
+                found = as_root(sftp_target, f"cd {SFTP_DIR}shop-production && head -c 22 {name}; "
+                                             f"grep -Eac 'PGDMP|catalog_item' {name} || true")
+                assert found.stdout == "age-encryption.org/v1\n0\n", found.stdout
+            check_the_servers_key_only_writes(site, sftp_target, stored[0])
+            listing = site.fab("backup", "--list").stdout
+            assert f"off-site keeper@{sftp_target.address}:{SFTP_DIR}shop-production/: " \
+                   f"2 backup(s)" in listing, listing
+            sql(site, "delete from catalog_item")
+            result = site.fab("restore", "--from", "offsite", "--yes")
+            assert f"restored shop-production from {stored[1].rsplit('.', 2)[0]}" in result.stdout
+            assert checksum(site) == before
+        finally:
+            secrets.write_text(saved)
+    out = site.fab("provision").stdout
+    assert re.search(r"^  offsite\s+changed\s.*removed /etc/vpskit/offsite/", out, re.M), out
+
+
+def check_the_servers_key_only_writes(site: Site, target: testvps.Vps, stored: str) -> None:
+    """What a server broken into can do on the target with its key: write a new file, and
+    nothing else (no listing, reading, removing or renaming one)."""
+    def sftp(command: str) -> str:
+        return site.sh(f"printf '%s\\n' '{command}' | sftp -b - -i "
+                       f"/etc/vpskit/offsite/shop-production.sftp-key -o BatchMode=yes -o "
+                       f"UserKnownHostsFile=/etc/vpskit/offsite/shop-production.known_hosts "
+                       f"keeper@{target.address} 2>&1; echo rc=$?")
+    path = f"{SFTP_DIR}shop-production/{stored}"
+    for command in (f"ls {SFTP_DIR}shop-production", f"get {path} /tmp/stolen", f"rm {path}",
+                    f"rename {path} {path}.x", f"chmod 600 {path}"):
+        assert sftp(command).endswith("rc=1\n"), command
+    assert sftp(f"put /etc/hostname {SFTP_DIR}shop-production/new").endswith("rc=0\n")
+    names = as_root(target, f"ls {SFTP_DIR}shop-production").stdout.split()
+    assert stored in names and "new" in names
+    as_root(target, f"rm {SFTP_DIR}shop-production/new")

@@ -186,7 +186,7 @@ def timer_ctx(settings: dict, present: list[str], state=("active", "enabled")):
 
 def test_timer_step_installs_enables_and_removes():
     paths = backup_timer.paths(env())
-    ctx, remote = timer_ctx({"timer": "*-*-* 03:00:00"}, [], ("inactive",))
+    ctx, remote = timer_ctx({}, [], ("inactive",))  # nightly by default
     changes = backup_timer.backup_timer(ctx)
     written = [c[4] for c in remote.commands if c[:2] == ["bash", "-c"]]
     assert written == paths
@@ -195,12 +195,12 @@ def test_timer_step_installs_enables_and_removes():
     script = next(s for s in backup_timer.specs(ctx.env) if s.path == paths[0])
     assert script.mode == 0o700 and script.path == render.backup_script(ctx.env)
 
-    ctx, remote = timer_ctx({}, paths[1:])
+    ctx, remote = timer_ctx({"timer": ""}, paths[1:])
     assert backup_timer.backup_timer(ctx) == [f"removed {' '.join(paths[1:])}"]
     assert remote.commands == [["systemctl", "disable", "--now", "shop-production-backup.timer"],
                                ["rm", "-f", *paths[1:]], ["systemctl", "daemon-reload"]]
 
-    ctx, remote = timer_ctx({}, [])
+    ctx, remote = timer_ctx({"timer": ""}, [])
     assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
 
 

@@ -59,6 +59,15 @@ def test_good_inventory_defaults_and_overrides(tmp_path):
     assert str(env.secrets["SECRET_KEY"]) == "***"
 
 
+@pytest.mark.parametrize("line, timer", [("", "*-*-* 03:00:00"), ("timer: off", ""),
+                                         ("timer: false", ""), ("timer: ''", ""),
+                                         ("timer: daily", "daily")])
+def test_nightly_backup_timer_by_default_and_off_turns_it_off(tmp_path, line, timer):
+    text = GOOD + f"backups:\n  keep_days: 7\n  {line}\n"
+    env = inventory.load(write(tmp_path, text), "production", environ={"SECRET_KEY": "k"})
+    assert env.backups.timer == timer
+
+
 def test_secret_from_env_file_and_environ_wins(tmp_path):
     path = write(tmp_path, GOOD)
     env_file = tmp_path / ".env.staging"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import datetime
 import hashlib
+import json
 import textwrap
 
 import pytest
@@ -128,3 +129,54 @@ def test_offsite_without_a_bucket_names_the_missing_key(tmp_path):
     path.write_text(INVENTORY.replace("  bucket: backups\n", "") % RECIPIENT)
     with pytest.raises(InventoryError, match=r"offsite.bucket: missing required key"):
         inventory.load(path, "production", environ={"SECRET_KEY": "k", "W": "w:s"})
+
+
+SFTP = """\
+app: {name: shop, repo: x, entry: "shop.wsgi:application"}
+tls: {enabled: false}
+secrets: [SECRET_KEY]
+offsite:
+  endpoint: %s
+  key: ~/.ssh/id_ed25519
+  recipient: %s
+environments:
+  production:
+    hosts: [{address: 192.0.2.1}]
+    domains: [shop.test]
+"""
+
+
+def test_an_sftp_target_needs_no_bucket_or_credentials_and_its_paths_expand(tmp_path):
+    path = tmp_path / "inventory.yml"
+    path.write_text(SFTP % ("sftp://backup@198.51.100.4:2222/srv/offsite/", RECIPIENT))
+    env = inventory.load(path, "production", environ={"SECRET_KEY": "k"})
+    assert env.offsite.sftp_target == ("backup", "198.51.100.4", 2222, "/srv/offsite/")
+    assert env.offsite.key.endswith("/.ssh/id_ed25519") and "~" not in env.offsite.key
+    assert offsite.where(env) == "backup@198.51.100.4:/srv/offsite/shop-production/"
+    assert offsite.has_admin(env)  # the operator's own SSH login
+    config = json.loads(offsite.server_spec(env).content)
+    assert config == {"kind": "sftp", "user": "backup", "host": "198.51.100.4", "port": 2222,
+                      "dir": "/srv/offsite/shop-production/", "made": 2,
+                      "key": "/etc/vpskit/offsite/shop-production.sftp-key",
+                      "known_hosts": "/etc/vpskit/offsite/shop-production.known_hosts",
+                      "recipient": RECIPIENT,
+                      "stamp": "/var/lib/vpskit/offsite/shop-production.last"}
+
+
+@pytest.mark.parametrize("endpoint", ["sftp://198.51.100.4/srv/", "sftp://backup@host:22/srv",
+                                      "sftp://backup@host/srv/$(reboot)/", "ftp://backup@h/x/"])
+def test_a_bad_sftp_target_is_refused_at_load(tmp_path, endpoint):
+    path = tmp_path / "inventory.yml"
+    path.write_text(SFTP % (endpoint, RECIPIENT))
+    with pytest.raises(InventoryError, match=r"^inventory.yml:5: offsite.endpoint: .*expected an "
+                                             r"S3 endpoint's URL .* or an SFTP target such as"):
+        inventory.load(path, "production", environ={"SECRET_KEY": "k"})
+
+
+def test_sftp_names_carry_a_random_part_the_operator_strips():
+    assert s3.SFTP_NAME.fullmatch("shop-production-20260101T000000Z.dump.0123456789abcdef.age"
+                                  )[1] == "shop-production-20260101T000000Z.dump"
+    assert s3.SFTP_NAME.fullmatch("shop-production-20260101T000000Z.dump.age") is None
+    for denied in ("read", "opendir", "readdir", "remove", "rename", "posix-rename", "setstat",
+                   "fsetstat", "symlink", "hardlink", "copy-data"):
+        assert denied not in s3.SFTP_ALLOWED.split(",")

@@ -24,6 +24,7 @@ from vpskit.provision import (
     cache,
     database,
     firewall,
+    mail,
     offsite,
     system,
     tls,
@@ -70,7 +71,8 @@ def site_probes(ctx: Context) -> list[facts.Probe]:
     """The probes of every step after the system's."""
     return [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
             *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
-            *backup_timer.probes(ctx), *jobs.probes(ctx.env), *watchdog.probes(ctx),
+            *backup_timer.probes(ctx), *jobs.probes(ctx.env), *mail.probes(ctx),
+            *watchdog.probes(ctx),
             *offsite.probes(ctx)]
 
 
@@ -113,7 +115,7 @@ def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
         steps.append(("lb", web.lb))
     if host in ctx.env.public_hosts:
         steps.append(("tls", tls.tls))
-    steps.append(("watchdog", watchdog.watchdog))
+    steps += [("mail", mail.mail), ("watchdog", watchdog.watchdog)]
     run.steps(steps)
     if ctx.restart_app:
         run.steps([("restart", app.restart)])

@@ -7,6 +7,7 @@ import shlex
 from vpskit import facts, files, sh
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
+from vpskit.provision import mail
 from vpskit.provision.context import Context
 
 SUPPORTED = {("debian", "12"), ("debian", "13"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
@@ -25,17 +26,18 @@ APT_ENV = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def packages_for(roles: tuple[str, ...], offsite: bool = False) -> list[str]:
+def packages_for(roles: tuple[str, ...], offsite: bool = False, mta: bool = False) -> list[str]:
     """What a host with ``roles`` needs installed; ``age`` on the host that encrypts the
-    off-site copies (pure)."""
+    off-site copies, Postfix where alerts are mailed (pure)."""
     wanted = [*BASE_PACKAGES, *(p for role in roles for p in ROLE_PACKAGES[role]),
-              *(["age"] if offsite else [])]
+              *(["age"] if offsite else []), *(mail.PACKAGES if mta else ())]
     return list(dict.fromkeys(wanted))
 
 
-def _packages(ctx: Context) -> list[str]:
+def _packages(ctx: Context, mta: bool = True) -> list[str]:
     env = ctx.env
-    return packages_for(ctx.host.roles, env.offsite.enabled and ctx.host == env.db_host)
+    return packages_for(ctx.host.roles, env.offsite.enabled and ctx.host == env.db_host,
+                        mta and mail.wanted(env))
 
 
 def probes(ctx: Context) -> list[facts.Probe]:
@@ -79,7 +81,8 @@ def packages(ctx: Context) -> list[str]:
     if ctx.facts["dpkg_unsettled"]:  # apt still busy, or an earlier run was cut off mid-install
         ctx.act(["bash", "-c", SETTLE_DPKG], timeout=1800)
         changes.append("waited for apt/dpkg and finished any interrupted install")
-    missing = [p for p in _packages(ctx) if p not in ctx.facts["packages"]]
+    wanted = _packages(ctx, mta=not ctx.facts.get("other_mta"))  # a host's own MTA stays
+    missing = [p for p in wanted if p not in ctx.facts["packages"]]
     if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
         ctx.act([*APT_ENV, "update"], timeout=600)
         changes.append("apt lists refreshed")

@@ -1,13 +1,15 @@
-"""Off-site copies in an S3-compatible bucket (standard library only): requests signed with AWS
-Signature V4, path-style (``ENDPOINT/BUCKET/KEY``), as AWS, Backblaze B2, Wasabi, MinIO and
-moto take them.
+"""Off-site copies (standard library only) in an S3-compatible bucket, with requests signed
+with AWS Signature V4, path-style (``ENDPOINT/BUCKET/KEY``), as AWS, Backblaze B2, Wasabi, MinIO
+and moto take them; or on an SFTP host, through OpenSSH's ``sftp`` with the server's own key,
+which the target lets write new files only (:data:`SFTP_ALLOWED`).
 
 On the server (as root: ``python3 -c PROGRAM CONFIG FILE...``): each FILE is encrypted with
-``age`` to the operator's public key, then PUT under the configured prefix, and the stamp file
-touched; CONFIG (JSON, root's alone) holds the endpoint, bucket, prefix, region, that public
-key, the server's write credentials and the stamp file's path. The server keeps no key that
-decrypts, and lists, reads or deletes nothing: the operator's side does that with its own
-credentials (:mod:`vpskit.offsite`).
+``age`` to the operator's public key, then PUT under the configured prefix (or put in the
+target's directory under a name with a random part, so a server broken into cannot name an
+older copy to overwrite it), and the stamp file touched; CONFIG (JSON, root's alone) holds
+where to, that public key, the server's write credentials (or key file) and the stamp file's
+path. The server keeps no key that decrypts, and lists, reads or deletes nothing: the
+operator's side does that with its own credentials (:mod:`vpskit.offsite`).
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import hashlib
 import hmac
 import json
 import os
+import re
+import secrets
 import subprocess
 import sys
 import urllib.error
@@ -25,6 +29,10 @@ import urllib.request
 
 SUFFIX = ".age"  # what an encrypted copy's key ends with
 TIMEOUT = 300  # seconds for one request
+# What the SFTP target's sftp-server answers for the server's key: create and write files (and
+# the site's directory); never read, list, remove, rename or change one.
+SFTP_ALLOWED = "open,close,write,lstat,fstat,stat,realpath,mkdir,limits,expand-path"
+SFTP_NAME = re.compile(r"(.+)\.[0-9a-f]{16}" + re.escape(SUFFIX))  # backup name . random . age
 
 
 def _hmac(key: bytes, text: str) -> bytes:
@@ -98,29 +106,52 @@ def request(config: dict, key_id: str, secret: str, method: str, key: str = "",
 
 
 def upload(config: dict, files: list[str]) -> list[str]:
-    """Encrypt each file to the configured public key beside it, PUT it, remove the
-    encrypted copy; the keys written."""
+    """Encrypt each file to the configured public key beside it, send it, remove the
+    encrypted copy; where each went."""
     written = []
     for path in files:
         encrypted = f"{path}{SUFFIX}.part"
         try:
             subprocess.run(["age", "--encrypt", "--recipient", config["recipient"], "--output",
                             encrypted, path], check=True)
-            key = f"{config['prefix']}{os.path.basename(path)}{SUFFIX}"
-            request(config, config["key_id"], config["secret"], "PUT", key, path=encrypted)
-            written.append(key)
+            if config.get("kind") == "sftp":
+                written.append(sftp_put(config, encrypted, os.path.basename(path)))
+            else:
+                key = f"{config['prefix']}{os.path.basename(path)}{SUFFIX}"
+                request(config, config["key_id"], config["secret"], "PUT", key, path=encrypted)
+                written.append(f"{config['bucket']}/{key}")
         finally:
             if os.path.exists(encrypted):
                 os.remove(encrypted)
     return written
 
 
+def sftp_put(config: dict, local: str, name: str) -> str:
+    """Put ``local`` in the target's directory as ``name.<random>.age`` with the server's key,
+    making the directory first when it is missing; the remote path."""
+    remote = f"{config['dir']}{name}.{secrets.token_hex(8)}{SUFFIX}"
+    parts = config["dir"].strip("/").split("/")
+    made = [f'-mkdir "/{"/".join(parts[:i])}"' for i in range(config["made"] + 1, len(parts) + 1)]
+    batch = "\n".join([*made, f'put "{local}" "{remote}"']) + "\n"
+    result = subprocess.run(
+        ["sftp", "-b", "-", "-P", str(config["port"]), "-i", config["key"],
+         "-o", "BatchMode=yes", "-o", "IdentitiesOnly=yes", "-o", "StrictHostKeyChecking=yes",
+         "-o", f"UserKnownHostsFile={config['known_hosts']}", "-o", "ConnectTimeout=30",
+         "-o", "ServerAliveInterval=15", "-o", "ServerAliveCountMax=4",  # a dead link: 1 min
+         f"{config['user']}@{config['host']}"],
+        input=batch, capture_output=True, text=True)
+    if result.returncode:
+        raise OSError(f"sftp to {config['user']}@{config['host']}: "
+                      f"{' '.join(result.stderr.split()) or 'failed'}")
+    return f"{config['user']}@{config['host']}:{remote}"
+
+
 def main(config_path: str, files: list[str]) -> int:
     with open(config_path) as f:
         config = json.load(f)
     try:
-        for key in upload(config, files):
-            print(f"off-site {config['bucket']}/{key}")
+        for where in upload(config, files):
+            print(f"off-site {where}")
     except (OSError, subprocess.CalledProcessError) as exc:
         print(f"off-site copy failed: {exc}", file=sys.stderr)
         return 1

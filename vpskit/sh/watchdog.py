@@ -4,7 +4,7 @@
 CONFIG (JSON, root's alone: it holds the receivers' URLs) says what this host checks: the site's
 health through its own Nginx, its certificate, free disk, the age of the newest backup and
 off-site copy, the site's failed units. A problem seen by two checks in a row is told once to each
-channel (a JSON POST to the webhook, an email through an SMTP server); once it clears, that is
+channel (a JSON POST to the webhook, an email through the host's MTA); once it clears, that is
 told once too. Each check GETs the heartbeat URL, so a dead server is noticed by its silence.
 What was told is kept in ``$STATE_DIRECTORY/<site>.json``. ``--test`` sends one test notice to
 each channel and a heartbeat, and nothing else.
@@ -205,19 +205,14 @@ def send(url: str, body: dict | None) -> None:
 
 
 def mail(config: dict, body: dict) -> None:
-    """The notice as an email to ``config["email"]`` through the SMTP server ``config["smtp"]``
-    (the host's MTA, or a relay; STARTTLS and a login with ``smtp_login``); raises on failure."""
+    """The notice as an email to ``config["email"]``, handed to the host's MTA on
+    ``localhost:25``, which queues it and sends it on; raises on failure."""
     message = EmailMessage()
     message["From"] = f"vpskit-watchdog@{socket.getfqdn()}"
     message["To"] = config["email"]
     message["Subject"] = body["text"]
     message.set_content(f"{body['text']}\n\nsite {body['site']}, host {body['host']}\n")
-    host, _, port = config["smtp"].rpartition(":")
-    with smtplib.SMTP(host, int(port), timeout=TIMEOUT) as smtp:
-        if config.get("smtp_login"):
-            user, _, password = config["smtp_login"].partition(":")
-            smtp.starttls(context=ssl.create_default_context())
-            smtp.login(user, password)
+    with smtplib.SMTP("localhost", 25, timeout=TIMEOUT) as smtp:
         smtp.send_message(message)
 
 
