@@ -2,7 +2,8 @@
 
 The current data is dumped first; the app is stopped on every app host while the dump is
 restored in one transaction on the db host, then started and health-checked again. Any failure
-before the commit leaves the database as it was and the app running.
+before the commit leaves the database as it was and the app running; an operator that dies
+(killed, link lost) leaves the app's start to each host's lock holder (:func:`arm_undo`).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from vpskit.backups import (
 )
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
-from vpskit.deploy.lock import deploy_lock
+from vpskit.deploy.lock import arm_undo, deploy_lock, disarm_undo
 from vpskit.errors import ToolkitError
 from vpskit.provision import database
 from vpskit.remote import Remote
@@ -103,9 +104,21 @@ class Restore:
         env = self.env
         wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
         self.stopped = True
-        for app in self.apps:
+        for app in self.apps:  # a dead operator's lock holder starts it again
+            arm_undo(app.remote, env.site, self._start_commands(app))
             app.remote.run(["systemctl", "stop", render.app_units(env)], timeout=wait)
         return [f"{env.site}-*@* on {', '.join(a.host.address for a in self.apps)}"]
+
+    def _start_commands(self, app: AppHost) -> list[list[str]]:
+        """What starts the live release's web and process units on ``app``'s host."""
+        env, commands = self.env, []
+        if app.live and "web" in app.host.roles:
+            commands.append(["systemctl", "start", render.web_unit_name(env, app.live)])
+        units = [render.process_unit_name(env, p.name, i) for p in env.processes
+                 for i in range(1, p.count + 1)]
+        if app.live and "worker" in app.host.roles and units:
+            commands.append(["systemctl", "start", *units])
+        return commands
 
     def restore(self) -> list[str]:
         result = self.remote.run(["bash", "-c", RESTORE_SCRIPT, "restore",
@@ -132,6 +145,7 @@ class Restore:
                 switch.start(app.remote, self.env, app.live)
             if app.live and "worker" in app.host.roles:
                 switch.restart_processes(app.remote, self.env, wait=True)
+            disarm_undo(app.remote, self.env.site)
         self.stopped = False
 
     def recover(self) -> str:

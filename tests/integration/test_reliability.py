@@ -239,6 +239,32 @@ def test_chaos_operator_killed_after_each_rollback_step_never_drops_a_request(si
     assert status == 200 and f"after-{sig.name}" in body
 
 
+RESTORE_STEPS = ("safety dump", "stop app", "restore")
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["SIGINT", "SIGKILL"])
+def test_chaos_operator_killed_after_each_restore_step_leaves_the_app_serving(site, deployed,
+                                                                              sig):
+    """``fab restore`` killed after each of its step lines: the app serves again within
+    seconds with no command run (SIGINT: the restore's own recovery; SIGKILL: the undo it left
+    to the lock's holder on the server, which runs when the operator's session ends), the
+    lock is free, and the next restore works."""
+    site.fab("backup")
+    lock = "/run/vpskit-shop-production.lock"
+    for step in RESTORE_STEPS:
+        code, out = killed_after(site, ["restore", "--yes"], step, sig)
+        assert f"  {step} " in out, out  # it got that far
+        if sig != signal.SIGKILL:
+            assert code != 0 and "interrupted" in out, out
+        deadline = time.monotonic() + 30
+        while site.get("/health/")[0] != 200 and time.monotonic() < deadline:
+            time.sleep(0.5)
+        assert site.get("/health/")[0] == 200, (step, out)
+        site.sh(f"timeout 30 bash -c 'while [ -e {lock}.holder ]; do sleep 0.2; done'")
+        assert site.sh(f"ls {lock}.undo 2>/dev/null || true").strip() == ""
+    assert "restored shop-production" in site.fab("restore", "--yes").stdout
+
+
 CUT_AT = ("virtualenv", "switch")  # a server-side step running; Nginx moved, current not yet
 
 

@@ -4,6 +4,11 @@ rollback, restore, removal or backup (the backup timer takes it with ``flock`` t
 The kernel drops the lock when the holder's SSH session ends (deploy finished, crashed or was
 killed), so a dead deploy never blocks the next one and nothing has to guess whether the holder
 is gone. A holder file says who holds it, since when, and with which pid.
+
+Before a step that leaves the site down until a later one (a restore stops the app), the holder
+arms an undo journal (:func:`arm_undo`): commands the lock's server-side process runs, still
+holding the lock, if the holder's session ends before the journal is removed, and which the
+next holder runs first if even that process was killed.
 """
 
 from __future__ import annotations
@@ -11,13 +16,14 @@ from __future__ import annotations
 import getpass
 import json
 import os
+import shlex
 import socket
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from vpskit import sh
+from vpskit import files, sh
 from vpskit.errors import LockHeldError, RemoteError
 from vpskit.remote import Remote
 from vpskit.render import lock_path
@@ -75,3 +81,19 @@ def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: i
         channel.status_event.wait(5)
         channel.close()
 
+
+
+def undo_path(site: str) -> str:
+    return f"{lock_path(site)}.undo"
+
+
+def arm_undo(remote: Remote, site: str, commands: Sequence[Sequence[str]]) -> None:
+    """Leave ``commands`` to the lock's server-side process: it runs them if this holder's
+    session ends before :func:`disarm_undo` (killed, link lost)."""
+    text = "".join(shlex.join(command) + "\n" for command in commands)
+    files.write(remote, files.FileSpec(undo_path(site), text, mode=0o600))
+
+
+def disarm_undo(remote: Remote, site: str) -> None:
+    """What :func:`arm_undo` left is done (or undone) by this holder itself."""
+    remote.run(["rm", "-f", undo_path(site)])
