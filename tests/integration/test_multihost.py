@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import re
 import socket
+import subprocess
 import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -186,7 +187,7 @@ def test_maintenance_is_served_by_the_lb_by_the_clients_real_address(cluster, pr
     assert served(site) == "1.0.0"
 
 
-def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, provisioned):
+def test_rolling_deploy_under_load_ends_with_every_host_on_the_new_sha(cluster, deployed):
     site, web = cluster["site"], cluster["web"]
     assert versions(site, web) == ["1.0.0", "1.0.0"]
     sha = site.commit("2.0.0", {"VERSION": "2.0.0\n"})
@@ -242,6 +243,33 @@ def test_release_failing_on_the_second_host_leaves_all_on_the_old_one(cluster, p
     assert versions(site, web) == ["2.0.0", "2.0.0"] and served(site) == "2.0.0"
     upstream = sh(site, web[0].address, "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
     assert "down" not in upstream.split("upstream")[-1]  # both back in rotation
+
+
+def test_chaos_deploy_killed_with_a_host_out_of_rotation_puts_it_back(cluster, deployed):
+    """``fab deploy`` SIGKILLed as soon as a web host is out of the lb's rotation: the lb's
+    lock holder puts it back in rotation by itself (the undo the deploy armed), the site
+    answers, and the next deploy goes ahead."""
+    site, web = cluster["site"], cluster["web"]
+    site.commit("killed out of rotation", {"VERSION": "killed\n"})
+    argv = [str(site.fab_command), "deploy", "--env", "production"]
+    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                          text=True, stdin=subprocess.DEVNULL) as running:
+        seen = []
+        for line in running.stdout:
+            seen.append(line)
+            if "out of rotation" in line:
+                running.kill()
+                break
+        running.wait(timeout=60)
+    assert any("out of rotation" in line for line in seen), "".join(seen)
+    upstream = "/etc/nginx/vpskit/shop-production/lb-upstream.conf"
+    back = sh(site, web[0].address, f"for i in $(seq 60); do grep -q ' down' {upstream} || "
+                                    f"{{ echo back; break; }}; sleep 0.5; done")
+    assert back.strip() == "back", sh(site, web[0].address, f"cat {upstream}")
+    assert served(site) == deployed  # the killed deploy never switched
+    site.commit("after the kill", {"VERSION": "2.0.0\n"})  # as the later tests expect
+    site.fab("deploy")
+    assert versions(site, web) == ["2.0.0", "2.0.0"] and served(site) == "2.0.0"
 
 
 def test_an_app_host_that_cannot_reach_the_db_is_named(cluster, provisioned):

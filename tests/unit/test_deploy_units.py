@@ -3,6 +3,7 @@
 import json
 import subprocess
 from datetime import UTC, datetime
+from pathlib import Path
 
 import pytest
 
@@ -200,3 +201,34 @@ def test_a_release_note_survives_its_metadata_and_empty_fields_are_left_out():
     text = releases.meta_json(made)
     assert json.loads(text) == {"sha": "abc1234def", "state": "new", "note": "env: FEATURE_FLAG"}
     assert releases.parse(f"{made.id} {text}").items == (made,)
+
+
+def hold(path: Path) -> subprocess.Popen:
+    """The lock's server-side holder as lock.deploy_lock runs it, here; once it says LOCKED."""
+    holder = subprocess.Popen(["flock", str(path), "bash", "-c", lock.HOLD, "hold-lock",
+                               str(path), "{}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+    assert holder.stdout.readline() == b"LOCKED\n"
+    return holder
+
+
+def test_the_lock_holder_runs_the_undo_left_when_its_operator_goes(tmp_path):
+    path, undone = tmp_path / "site.lock", tmp_path / "undone"
+    holder = hold(path)
+    Path(f"{path}.undo").write_text(f"touch {undone}\n")  # armed, never disarmed
+    holder.stdin.close()  # the operator's session ended
+    assert holder.wait(timeout=10) == 0
+    assert undone.exists() and not Path(f"{path}.undo").exists()
+    assert not Path(f"{path}.holder").exists()
+    undone.unlink()
+    holder = hold(path)  # nothing armed: nothing run
+    holder.stdin.close()
+    assert holder.wait(timeout=10) == 0 and not undone.exists()
+
+
+def test_an_undo_its_holder_never_ran_runs_before_the_next_holder_goes_on(tmp_path):
+    path, undone = tmp_path / "site.lock", tmp_path / "undone"
+    Path(f"{path}.undo").write_text(f"touch {undone}\n")  # that holder was killed too
+    holder = hold(path)
+    assert undone.exists() and not Path(f"{path}.undo").exists()
+    holder.stdin.close()
+    holder.wait(timeout=10)

@@ -10,7 +10,7 @@ from contextlib import ExitStack
 from vpskit import facts, fleet, hooks, interrupts, maintenance, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
-from vpskit.deploy.lock import deploy_lock
+from vpskit.deploy.lock import arm_undo, deploy_lock, disarm_undo
 from vpskit.deploy.pipeline import Deploy, deploy_line
 from vpskit.deploy.source import refuse_unsafe_files, resolve
 from vpskit.errors import ToolkitError
@@ -62,7 +62,7 @@ def deploy_environment(env: Environment, ref: str | None, out: Reporter,
             web = [h for h in targets if "web" in h.roles] or targets
             phase("once", web[:1])
             phase("start", web)
-            lb = _lb_remote(env, web, jobs, stack)
+            lb = _lb_remote(env, web, jobs, stack, f"deploy {source.short}")
             _switch_all(env, lb, web, batch, lambda h: phase("switch", h), out)
             window.close(out)
             phase("finish", targets)
@@ -88,6 +88,7 @@ def _undo(env: Environment, jobs: list[Deploy], lb: Remote | None,
         notes = _recover(jobs, out)
         if lb:
             switch.rotate(lb, env)
+            disarm_undo(lb, env.site)
         if window.opened:
             try:
                 window.close(out)
@@ -113,11 +114,17 @@ def _remote(env: Environment, host: Host, jobs: dict[str, Deploy], stack: ExitSt
     return stack.enter_context(session.connected(env, host))
 
 
-def _lb_remote(env: Environment, web: list[Host], jobs: dict[str, Deploy], stack: ExitStack
-               ) -> Remote | None:
-    """The lb host's runner, when the web hosts deployed to sit behind one."""
-    return _remote(env, env.lb_host, jobs, stack) if env.lb_host and "web" in web[0].roles \
-        else None
+def _lb_remote(env: Environment, web: list[Host], jobs: dict[str, Deploy], stack: ExitStack,
+               what: str) -> Remote | None:
+    """The lb host's runner, when the web hosts deployed to sit behind one; locked too when it
+    serves no app (its lock's holder undoes a rotation the deploy left half-done)."""
+    if not env.lb_host or "web" not in web[0].roles:
+        return None
+    remote = _remote(env, env.lb_host, jobs, stack)
+    locked = env.lb_host.address in jobs or (env.own_postgres and env.lb_host == env.db_host)
+    if not locked:  # (a separate db host is locked by _lock_db_host)
+        stack.enter_context(deploy_lock(remote, env.site, what))
+    return remote
 
 
 def _public(env: Environment, jobs: dict[str, Deploy], stack: ExitStack
@@ -149,10 +156,12 @@ def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
         switch_hosts(hosts)
         return
     names = ", ".join(h.address for h in hosts)
+    arm_undo(lb, env.site, [switch.all_in_rotation_argv(env)])  # should this operator die
     switch.rotate(lb, env, tuple(h.private for h in hosts))
     out.line(f"lb {env.lb_host.address}: {names} out of rotation")
     switch_hosts(hosts)
     switch.rotate(lb, env)
+    disarm_undo(lb, env.site)
     out.line(f"lb {env.lb_host.address}: {names} back in rotation")
 
 

@@ -128,6 +128,15 @@ def rotate(remote: Remote, env: Environment, out_of_rotation: tuple[str, ...] = 
         raise RemoteError(f"{remote.host}: nginx refused the lb upstream")
 
 
+PUT_BACK_UPSTREAM = sh.script("put-back-upstream")
+
+
+def all_in_rotation_argv(env: Environment) -> list[str]:
+    """The lb host's command that puts every web host back in rotation (an undo journal's)."""
+    return ["bash", "-c", PUT_BACK_UPSTREAM, "put-back-upstream", render.lb_upstream_path(env),
+            render.nginx_lb_upstream(env)]
+
+
 POINT_CURRENT = sh.script("point-current")
 
 
