@@ -564,7 +564,10 @@ def test_offsite_copies_on_an_sftp_target_are_write_only_and_restore(site, sftp_
             sql(site, "insert into catalog_item (name, created, image) select 'sftp ' || g, "
                       "now(), '' from generate_series(1, 30) g")
             before = checksum(site)
-            site.fab("backup")
+            old = f"{SFTP_DIR}shop-production/{old_name(200)}.0123456789abcdef.age"
+            as_root(sftp_target, f"install -d -o keeper -g keeper {SFTP_DIR}shop-production && "
+                                 f"install -o keeper -g keeper /dev/null {old}")
+            site.fab("backup")  # sends two copies, prunes the one past keep_days (90)
             stored = as_root(sftp_target, f"cd {SFTP_DIR}shop-production && ls").stdout.split()
             assert len(stored) == 2 and all(re.fullmatch(
                 r"shop-production-\d{8}T\d{6}Z(-media\.tar\.gz|\.dump)\.[0-9a-f]{16}\.age", n)
