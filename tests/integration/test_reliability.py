@@ -265,6 +265,31 @@ def test_chaos_operator_killed_after_each_restore_step_leaves_the_app_serving(si
     assert "restored shop-production" in site.fab("restore", "--yes").stdout
 
 
+def test_chaos_link_cut_after_a_restore_stopped_the_app_starts_it_again(site, deployed, vps):
+    """The operator's link goes dead right after ``fab restore`` stopped the app (then the
+    process is killed, as a closed laptop): once sshd drops the silent session, the lock's
+    holder starts the app again, with no command run, and frees the lock."""
+    site.fab("backup")
+    argv = [str(site.fab_command), "restore", "--yes", "--env", "production"]
+    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as restore:
+        for line in restore.stdout:
+            if line.startswith("  stop app "):
+                break
+        with netcut.cut(restore.pid, vps.address):
+            time.sleep(2)
+            restore.kill()
+            restore.wait()
+            start = time.monotonic()
+            while site.get("/health/")[0] != 200:
+                assert time.monotonic() - start < 90, "the app was never started again"
+                time.sleep(1)
+            back = time.monotonic() - start
+    assert back < 45, back  # sshd's ClientAlive window, then the undo
+    site.sh(f"timeout 30 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.5; done'")
+    assert "restored shop-production" in site.fab("restore", "--yes").stdout
+
+
 CUT_AT = ("virtualenv", "switch")  # a server-side step running; Nginx moved, current not yet
 
 
