@@ -146,13 +146,19 @@ def with_domains(site: Site, *extra: str) -> Callable[[str], str]:
     return lambda text: text.replace(line, f"domains: [{', '.join((*site.domains, *extra))}]")
 
 
+GO_HOSTS_CACHE = 5.5  # seconds: Go's resolver keeps /etc/hosts for 5 s (net/hosts.go)
+
+
 @contextmanager
 def resolving(vps, domain: str) -> Iterator[None]:
-    """``domain`` resolves to the VPS on this host (for Pebble too) while the block runs."""
+    """``domain`` resolves to the VPS on this host (for Pebble too) while the block runs.
+    Pebble is a Go program: Go reads /etc/hosts again only when its copy is 5 s old, so the
+    block starts once that has passed (else a challenge may meet the name unresolved)."""
     tag = f"{vps.name}-tls-test"
     with state.lock():
         network.write_hosts(network.hosts_with(network.HOSTS.read_text(), tag, vps.address,
                                                (domain,)))
+    time.sleep(GO_HOSTS_CACHE)
     try:
         yield
     finally:
