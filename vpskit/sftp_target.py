@@ -68,13 +68,20 @@ class Target:
 
 
 @contextmanager
-def opened(env: Environment) -> Iterator[Target]:
-    """The operator's SFTP session to the site's directory on the target."""
+def _login(env: Environment) -> Iterator[Remote]:
+    """The operator's own SSH login to the target, for the block."""
     remote = Remote(ssh.connect(target_host(env)))
     try:
-        yield Target(remote, env.offsite.sftp_target[3] + env.offsite_prefix)
+        yield remote
     finally:
         remote.close()
+
+
+@contextmanager
+def opened(env: Environment) -> Iterator[Target]:
+    """The operator's SFTP session to the site's directory on the target."""
+    with _login(env) as remote:
+        yield Target(remote, env.offsite.sftp_target[3] + env.offsite_prefix)
 
 
 def target_host(env: Environment) -> Host:
@@ -87,8 +94,7 @@ def authorize(env: Environment, public_key: str) -> list[str]:
     """Put the db host's ``public_key`` in the target user's ``authorized_keys``, restricted to
     writing new files, unless it is there; what changed."""
     user, host, _, _ = env.offsite.sftp_target
-    remote = Remote(ssh.connect(target_host(env)))
-    try:
+    with _login(env) as remote:
         found = remote.run(["sh", "-c", FIND_SFTP_SERVER, "find", *SFTP_SERVERS], sudo=False)
         server = found.stdout.strip()
         if not server:
@@ -100,8 +106,6 @@ def authorize(env: Environment, public_key: str) -> list[str]:
             return []
         remote.run(["sh", "-c", "umask 077 && mkdir -p .ssh && cat >> .ssh/authorized_keys"],
                    stdin=line + "\n", sudo=False)
-    finally:
-        remote.close()
     return [f"{user}@{host}: the db host's key may write new copies (only)"]
 
 

@@ -14,6 +14,7 @@ import textwrap
 import time
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -185,6 +186,24 @@ def killed_after(site: Site, task: list[str], step: str, sig: signal.Signals
         return running.wait(timeout=120), "".join(seen)
 
 
+@contextmanager
+def link_dead_after(site: Site, vps: testvps.Vps, task: list[str], step: str) -> Iterator[None]:
+    """``fab TASK`` run until it prints ``step``'s line, then its SSH link cut (every packet
+    dropped both ways) and the process killed, as a closed laptop; the block runs with the
+    link still cut."""
+    argv = [str(site.fab_command), *task, "--env", "production"]
+    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
+                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as running:
+        for line in running.stdout:
+            if line.startswith(f"  {step} "):
+                break
+        with netcut.cut(running.pid, vps.address):
+            time.sleep(2)
+            running.kill()
+            running.wait()
+            yield
+
+
 # SIGTERM and SIGHUP take SIGINT's path (tests/unit/test_interrupts.py): a few points suffice.
 CHAOS = {signal.SIGINT: DEPLOY_STEPS, signal.SIGKILL: DEPLOY_STEPS,
          signal.SIGTERM: ("upload", "release", "switch", "stop old")}
@@ -270,21 +289,12 @@ def test_chaos_link_cut_after_a_restore_stopped_the_app_starts_it_again(site, de
     process is killed, as a closed laptop): once sshd drops the silent session, the lock's
     holder starts the app again, with no command run, and frees the lock."""
     site.fab("backup")
-    argv = [str(site.fab_command), "restore", "--yes", "--env", "production"]
-    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as restore:
-        for line in restore.stdout:
-            if line.startswith("  stop app "):
-                break
-        with netcut.cut(restore.pid, vps.address):
-            time.sleep(2)
-            restore.kill()
-            restore.wait()
-            start = time.monotonic()
-            while site.get("/health/")[0] != 200:
-                assert time.monotonic() - start < 90, "the app was never started again"
-                time.sleep(1)
-            back = time.monotonic() - start
+    with link_dead_after(site, vps, ["restore", "--yes"], "stop app"):
+        start = time.monotonic()
+        while site.get("/health/")[0] != 200:
+            assert time.monotonic() - start < 90, "the app was never started again"
+            time.sleep(1)
+        back = time.monotonic() - start
     assert back < 45, back  # sshd's ClientAlive window, then the undo
     site.sh(f"timeout 30 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.5; done'")
     assert "restored shop-production" in site.fab("restore", "--yes").stdout
@@ -303,21 +313,12 @@ def test_chaos_link_cut_mid_deploy_frees_the_lock_and_the_next_deploy_converges(
     with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
         for step in CUT_AT:
             site.commit(f"cut after {step}", {"VERSION": f"cut-{step}\n"})
-            argv = [str(site.fab_command), "deploy", "--env", "production"]
-            with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
-                                  stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as deploy:
-                for line in deploy.stdout:
-                    if line.startswith(f"  {step} "):
-                        break
-                with netcut.cut(deploy.pid, vps.address):
+            with link_dead_after(site, vps, ["deploy"], step):
+                start = time.monotonic()
+                while site.sh(LOCK_FREE, check=False).strip() != "free":
+                    assert time.monotonic() - start < 90, "the lock was never freed"
                     time.sleep(2)
-                    deploy.kill()
-                    deploy.wait()
-                    start = time.monotonic()
-                    while site.sh(LOCK_FREE, check=False).strip() != "free":
-                        assert time.monotonic() - start < 90, "the lock was never freed"
-                        time.sleep(2)
-                    freed.append(time.monotonic() - start)
+                freed.append(time.monotonic() - start)
             assert site.get("/health/")[0] == 200
         site.commit("after the cuts", {"VERSION": "after-cuts\n"})
         site.fab("deploy")

@@ -22,9 +22,11 @@ def _authorized(ctx: Context) -> str:
 
 
 def probes(ctx: Context) -> list:
-    return [file_probe(paths(ctx), "offsite_files"),
-            facts.text(render.offsite_key(ctx.env) + ".pub", "offsite_public_key"),
-            facts.text(_authorized(ctx), "offsite_authorized")]
+    """The files (to converge or remove), and for an SFTP target the server's key and where it
+    was authorized."""
+    sftp = [facts.text(render.offsite_key(ctx.env) + ".pub", "offsite_public_key"),
+            facts.text(_authorized(ctx), "offsite_authorized")] if ctx.env.offsite.sftp else []
+    return [file_probe(paths(ctx), "offsite_files"), *sftp]
 
 
 def offsite_config(ctx: Context) -> list[str]:
