@@ -76,6 +76,11 @@ class Site:
         finally:
             remote.conn.close()
 
+    def live_release(self, env: str | None = None) -> str:
+        """The release id ``current`` points at on the VPS."""
+        site = f"shop-{env or self.env_name}"
+        return self.sh(f"readlink /srv/{site}/current").strip().rsplit("/", 1)[-1]
+
     def release_states(self, env: str | None = None) -> dict[str, str]:
         """``{release id: state}`` as ``fab releases`` lists them."""
         out = self.fab("releases", env=env).stdout

@@ -100,7 +100,7 @@ def test_alerts_tell_a_stopped_app_once_and_its_recovery_once(site, alerting, re
                                                                 mailbox):
     check(site)  # a healthy site: nothing to tell
     before, beats, mails = len(receiver.notices), receiver.heartbeats, len(mailbox[0].messages)
-    web = site.sh(f"systemctl list-units --plain --no-legend '{SITE}-web@*'").split()[0]
+    web = render.web_unit_name(site.env(), site.live_release())
     site.sh(f"systemctl stop {web}")
     try:
         check(site)

@@ -38,10 +38,6 @@ class Migration(migrations.Migration):
 '''
 
 
-def live_release(site: Site) -> str:
-    return site.sh("readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
-
-
 def served_version(site: Site) -> str:
     status, body, _ = site.get("/")
     assert status == 200, body
@@ -59,7 +55,7 @@ def test_first_deploy_serves_the_app_through_nginx_on_a_unix_socket(site, deploy
     out = deployed["first"].stdout
     assert re.search(r"deployed shop-production \S+ \(sha [0-9a-f]{12}\) in [\d.]+s: "
                      rf"https://{re.escape(site.domain)}/", out), out
-    release = live_release(site)
+    release = site.live_release()
     assert served_version(site) == "1.0.0"
     upstream = site.sh("cat /etc/nginx/vpskit/shop-production/upstream.conf")
     assert f"server unix:/run/shop-production/web-{release}.sock" in upstream
@@ -83,7 +79,7 @@ def test_redeploy_under_load_has_zero_failed_requests(site, deployed, vps):
 
 
 def test_failing_migration_aborts_and_old_release_keeps_serving(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
     backups_before = set(site.sh("ls /var/backups/shop-production").split())
     site.commit("bad migration", {"VERSION": "3.0.0\n",
                                   "catalog/migrations/0002_boom.py": FAILING_MIGRATION})
@@ -94,7 +90,7 @@ def test_failing_migration_aborts_and_old_release_keeps_serving(site, deployed):
     assert "this migration fails on purpose" in site.sh(
         "cat " + re.search(r"full output: (\S+)\)", error).group(1))
     assert f"serving: {before}" in error
-    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert site.live_release() == before and served_version(site) == "2.0.0"
     remote = site.remote()
     try:
         with pgadmin.admin_connection(remote, "shop_production") as conn:
@@ -125,7 +121,7 @@ class Migration(migrations.Migration):
 def test_migration_waiting_for_a_lock_gives_up_after_the_lock_timeout(site, deployed):
     """A long transaction holding a table lock: ``migrate`` fails after postgres.lock_timeout
     (5 s) instead of queueing every app query behind its ALTER TABLE; the old release serves."""
-    before = live_release(site)
+    before = site.live_release()
     site.sh("setsid runuser -u postgres -- psql -d shop_production -c 'BEGIN; LOCK TABLE "
             "catalog_item IN ACCESS SHARE MODE; SELECT pg_sleep(120)' >/dev/null 2>&1 </dev/null &"
             " sleep 1")
@@ -139,25 +135,25 @@ def test_migration_waiting_for_a_lock_gives_up_after_the_lock_timeout(site, depl
     error = result.stderr.strip()
     assert len(error.splitlines()) == 1, error
     assert "waited over 5 s for a table lock" in error and "postgres.lock_timeout" in error
-    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert site.live_release() == before and served_version(site) == "2.0.0"
     (site.app / "catalog/migrations/0002_stock.py").unlink()
     subprocess.run(["git", "commit", "-qam", "rm"], cwd=site.app, check=True)
 
 
 def test_release_unhealthy_on_its_socket_never_gets_traffic(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
     site.commit("broken health", views_with(
         '    result = {"status": "ok"}\n    failing = ["broken on purpose"]\n'))
     result = site.fab("deploy", check=False)
     assert result.returncode == 1
     assert "health: health check of release" in result.stderr
     assert "last status 503" in result.stderr and "marked failed" in result.stderr
-    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert site.live_release() == before and served_version(site) == "2.0.0"
     assert "failed" in site.release_states().values()
 
 
 def test_release_failing_behind_nginx_is_rolled_back_automatically(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
     site.commit("broken behind the proxy", views_with(
         '    result = {"status": "ok"}\n'
               '    failing = ["proxy"] if request.META.get("HTTP_X_REAL_IP") else []\n'))
@@ -165,7 +161,7 @@ def test_release_failing_behind_nginx_is_rolled_back_automatically(site, deploye
     assert result.returncode == 1
     assert "public: health check of https://" in result.stderr
     assert f"rolled back to {before}" in result.stderr
-    assert live_release(site) == before and served_version(site) == "2.0.0"
+    assert site.live_release() == before and served_version(site) == "2.0.0"
     assert "bad" in site.release_states().values()
     upstream = site.sh("cat /etc/nginx/vpskit/shop-production/upstream.conf")
     assert f"web-{before}.sock" in upstream
@@ -175,7 +171,7 @@ def test_rollback_returns_to_the_previous_good_release(site, deployed):
     site.commit("healthy again", {**views_with(HEALTHY), "VERSION": "4.0.0\n"})
     site.fab("deploy")
     assert served_version(site) == "4.0.0"
-    rolled_back = live_release(site)
+    rolled_back = site.live_release()
     result = site.fab("rollback")
     assert "rolled back shop-production" in result.stdout
     assert served_version(site) == "2.0.0"
@@ -191,7 +187,7 @@ def test_retention_keeps_exactly_the_configured_number_of_releases(site, deploye
     site.fab("deploy")
     releases = site.sh("ls /srv/shop-production/releases").split()
     assert len(releases) == 3, releases
-    assert live_release(site) in releases
+    assert site.live_release() in releases
     venvs = site.sh("ls /srv/shop-production/venvs").split()
     assert len(venvs) >= 1
 
@@ -224,7 +220,7 @@ def test_a_killed_deploy_does_not_block_the_next_one(site, deployed):
 
 
 def test_operator_tasks_status_logs_env_manage(site, deployed):
-    release, version = live_release(site), served_version(site)
+    release, version = site.live_release(), served_version(site)
     status = site.fab("status").stdout
     assert release in status and re.search(r"shop-production-web@\S+\s+active", status)
     assert "MiB free on /" in status
@@ -234,17 +230,17 @@ def test_operator_tasks_status_logs_env_manage(site, deployed):
     assert "SECRET_KEY=***" in listing and "DATABASE_URL=***" in listing
     migrations = site.fab("manage", "--", "showmigrations", "catalog").stdout
     assert "[X] 0001_initial" in migrations
-    assert served_version(site) == version and live_release(site) == release
+    assert served_version(site) == version and site.live_release() == release
 
 
 def test_env_change_restarts_gracefully_under_load_and_a_bad_one_is_undone(site, deployed, vps):
-    before, version = live_release(site), served_version(site)
+    before, version = site.live_release(), served_version(site)
     with Load(vps.address, site.domain, str(site.ca_file), clients=20) as load:
         time.sleep(1)
         out = site.fab("env", "--set", "FEATURE_FLAG=on").stdout
         time.sleep(1)
     assert load.result.failures == 0 and load.result.requests > 50, load.result.summary()
-    restarted = live_release(site)
+    restarted = site.live_release()
     assert restarted != before and f"changed FEATURE_FLAG; app restarted as {restarted}" in out
     assert restarted.rsplit("-", 1)[1] == before.rsplit("-", 1)[1]  # the same code
     assert served_version(site) == version
@@ -256,21 +252,23 @@ def test_env_change_restarts_gracefully_under_load_and_a_bad_one_is_undone(site,
     assert bad.returncode == 1 and "SECRET_KEY is not set" in bad.stderr, bad.stderr
     assert f"{restarted} serves on" in bad.stderr and ".env is as it was" in bad.stderr
     assert site.sh("cat /srv/shop-production/shared/.env") == env_file
-    assert live_release(site) == restarted and served_version(site) == version
+    assert site.live_release() == restarted and served_version(site) == version
     assert site.release_states()[re.search(r"; (\S+) marked failed", bad.stderr)[1]] == "failed"
+    failed = "systemctl list-units --failed --plain --no-legend 'shop-production-*'"
+    assert site.sh(failed).strip() == ""  # nothing for the watchdog to report
     site.fab("env", "--unset", "FEATURE_FLAG")
     assert "FEATURE_FLAG" not in site.sh("cat /srv/shop-production/shared/.env")
 
 
 def test_an_app_needing_a_newer_python_gets_a_clear_error(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
     site.commit("needs 3.12", {"pyproject.toml": '[project]\nname = "shop"\n'
                                                  'requires-python = ">=3.12"\n'})
     result = site.fab("deploy", check=False)
     assert result.returncode == 1
     assert "needs Python >= 3.12 (pyproject.toml requires-python) but the server has 3.11" \
         in result.stderr
-    assert live_release(site) == before
+    assert site.live_release() == before
     (site.app / "pyproject.toml").unlink()
     subprocess.run(["git", "commit", "-qam", "back to 3.11"], cwd=site.app, check=True)
 
@@ -299,7 +297,7 @@ def test_a_job_queued_before_a_deploy_completes_after_it(site, deployed):
 def test_staging_shares_the_vps_without_touching_production(site, deployed, vps):
     production_files = ("/srv/shop-production/shared/.env /etc/nginx/sites-enabled/shop-"
                         "production.conf /etc/nginx/vpskit/shop-production/upstream.conf")
-    before = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    before = (site.live_release(), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
     staging = vps.domains[2]
     site.fab("provision", env="staging")
     site.fab("deploy", env="staging")
@@ -314,7 +312,7 @@ def test_staging_shares_the_vps_without_touching_production(site, deployed, vps)
     site.fab("rollback", env="staging")  # rolling back, backing up, restoring staging...
     site.fab("backup", env="staging")
     site.fab("restore", "--yes", env="staging")
-    after = (live_release(site), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
+    after = (site.live_release(), site.get("/")[1], site.sh(f"sha256sum {production_files}"))
     assert after == before
     assert site.get("/", domain=staging)[0] == 200
     databases = site.sh("runuser -u postgres -- psql -Atl | cut -d'|' -f1")
@@ -337,13 +335,13 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
                         "production.conf /etc/nginx/vpskit/shop-production/upstream.conf "
                         "/etc/letsencrypt/live/shop-production/fullchain.pem")
     state = f"sha256sum {production_files}; ufw status verbose"  # production needs every rule
-    before = (live_release(site), site.get("/")[1], site.sh(state))
+    before = (site.live_release(), site.get("/")[1], site.sh(state))
     out = site.fab("remove", "--yes", env="staging").stdout
     for item in ("/srv/shop-staging", "/etc/nginx/sites-enabled/shop-staging.conf",
                  "certificate shop-staging", "user shop-staging", "database shop_staging",
                  "role shop_staging", "redis-server@shop-staging", "unit shop-staging-web@"):
         assert f"removed {item}" in out, out
-    assert (live_release(site), site.get("/")[1], site.sh(state)) == before
+    assert (site.live_release(), site.get("/")[1], site.sh(state)) == before
     left = site.sh("ls -d /srv/shop-staging /etc/letsencrypt/live/shop-staging 2>/dev/null; "
                    "systemctl list-units --all --plain --no-legend 'shop-staging-*'; "
                    "find /etc/systemd/system -name 'shop-staging-*'; id shop-staging 2>/dev/null;"

@@ -27,10 +27,6 @@ VARIABLES = ("VPSKIT_ENV", "VPSKIT_RELEASE", "VPSKIT_SHA", "VPSKIT_REF", "VPSKIT
              "VPSKIT_HOSTS", "VPSKIT_ERROR")  # what vpskit adds to a hook's environment
 
 
-def live_release(site: Site) -> str:
-    return site.sh("readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
-
-
 def deployed_release(result: subprocess.CompletedProcess) -> str:
     return re.search(r"^deployed shop-production (\S+) ", result.stdout, re.M)[1]
 
@@ -73,7 +69,7 @@ def test_hooks_see_the_release_they_deploy(site, deployed):
         pre, post = hook_env(site, "pre"), hook_env(site, "post")
         assert not (site.dir / "failed.env").exists()
     release = deployed_release(result)
-    assert live_release(site) == release
+    assert site.live_release() == release
     assert pre == post == {
         "VPSKIT_ENV": "production", "VPSKIT_RELEASE": release,
         "VPSKIT_SHA": git(site.app, "rev-parse", "HEAD").strip(), "VPSKIT_REF": "main",
@@ -82,7 +78,7 @@ def test_hooks_see_the_release_they_deploy(site, deployed):
 
 
 def test_failing_pre_deploy_hook_stops_before_any_server_is_touched(site, deployed):
-    live, listed = live_release(site), site.sh(f"ls {RELEASES}")
+    live, listed = site.live_release(), site.sh(f"ls {RELEASES}")
     with inventory_changed(site, with_hooks(pre_deploy="echo checking; echo 'CI is red' >&2; "
                                                        "exit 7",
                                             failed_deploy=DUMPED.format(name="failed"))):
@@ -90,22 +86,22 @@ def test_failing_pre_deploy_hook_stops_before_any_server_is_touched(site, deploy
         assert not (site.dir / "failed.env").exists()  # the deploy never started
     assert result.returncode == 1
     assert result.stderr.splitlines() == ["error: pre_deploy hook failed (exit 7): CI is red"]
-    assert live_release(site) == live and site.sh(f"ls {RELEASES}") == listed
+    assert site.live_release() == live and site.sh(f"ls {RELEASES}") == listed
 
 
 def test_failing_post_deploy_hook_is_a_warning_and_the_release_stays(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
     with inventory_changed(site, with_hooks(post_deploy="echo 'slack: 404'; exit 3")):
         result = site.fab("deploy")  # exit 0, or it raises
     assert result.stderr.splitlines() == ["warning: post_deploy hook failed (exit 3): slack: 404"]
     release = deployed_release(result)
-    assert release != before and live_release(site) == release
+    assert release != before and site.live_release() == release
     status, _, _ = site.get("/health/")
     assert status == 200
 
 
 def test_failed_deploy_hook_after_the_undo_and_post_rollback_hook(site, deployed):
-    before = live_release(site)
+    before = site.live_release()
 
     def failing_release(doc: dict) -> None:
         with_hooks(failed_deploy=DUMPED.format(name="failed"),
@@ -115,11 +111,11 @@ def test_failed_deploy_hook_after_the_undo_and_post_rollback_hook(site, deployed
     with inventory_changed(site, failing_release):
         result = site.fab("deploy", check=False)
         failed = hook_env(site, "failed")
-        assert result.returncode == 1 and live_release(site) == before
+        assert result.returncode == 1 and site.live_release() == before
         assert failed["VPSKIT_ERROR"] == result.stderr.strip().removeprefix("error: ")
         assert failed["VPSKIT_RELEASE"] != before
         rollback = site.fab("rollback")
-        assert hook_env(site, "rollback")["VPSKIT_RELEASE"] == live_release(site) != before
+        assert hook_env(site, "rollback")["VPSKIT_RELEASE"] == site.live_release() != before
         assert "post_rollback hook ok in" in rollback.stdout
     site.fab("deploy")  # a fresh good release live again for the tests after this one
 
@@ -172,5 +168,5 @@ def test_ci_workflow_deploys_from_clean_shells(site, deployed, wheel, tmp_path):
     for name in ("vpskit-deploy", "vpskit-known-hosts"):
         assert os.stat(home / ".ssh" / name).st_mode & 0o777 == 0o600
     release = deployed_release(done)
-    assert release.endswith(sha[:7]) and live_release(site) == release
+    assert release.endswith(sha[:7]) and site.live_release() == release
     assert SECRET_KEY not in done.stdout + done.stderr

@@ -39,10 +39,6 @@ def two_sites(site, deployed, vps) -> Site:
     return site
 
 
-def live_release(site: Site, env: str) -> str:
-    return site.sh(f"readlink /srv/shop-{env}/current").strip().rsplit("/", 1)[-1]
-
-
 def assert_everything_back(site: Site, vps) -> None:
     """Both sites 200 within BACK_WITHIN s, the worker active, the live units enabled."""
     deadline = time.monotonic() + BACK_WITHIN
@@ -53,7 +49,7 @@ def assert_everything_back(site: Site, vps) -> None:
         time.sleep(0.5)
     assert not waiting, f"no 200 within {BACK_WITHIN} s from {sorted(waiting)}"
     for env in domains:
-        unit = f"shop-{env}-web@{live_release(site, env)}.service"
+        unit = f"shop-{env}-web@{site.live_release(env)}.service"
         assert site.sh(f"systemctl is-enabled {unit}").strip() == "enabled"
         enabled = site.sh("ls /etc/systemd/system/multi-user.target.wants/").split()
         assert [u for u in enabled if u.startswith(f"shop-{env}-web@")] == [unit]
@@ -101,7 +97,7 @@ def test_disk_too_full_for_the_dump_fails_the_deploy_before_it(site, deployed):
     """A 64 KiB filesystem over the site's backup directory: the deploy stops at the dump with
     one line naming what it needs and what is free; the live release keeps serving."""
     backup_dir = "/var/backups/shop-production"
-    live = live_release(site, "production")
+    live = site.live_release()
     site.commit("a release that never ships", {"VERSION": "disk-full\n"})
     site.sh(f"mount -t tmpfs -o size=64k,mode=700 tmpfs {backup_dir}")
     try:
@@ -114,7 +110,7 @@ def test_disk_too_full_for_the_dump_fails_the_deploy_before_it(site, deployed):
     assert "MB are free" in error[0]
     assert re.search(r"^\s+backup\s+failed", result.stdout, re.M), result.stdout
     assert not re.search(r"^\s+release\s", result.stdout, re.M)  # no migration ran
-    assert live_release(site, "production") == live
+    assert site.live_release() == live
     assert site.get("/health/")[0] == 200
 
 
@@ -146,7 +142,7 @@ def test_a_backup_during_a_deploy_waits_for_its_lock(site, deployed):
         backup = site.fab("backup", "--verbose")
         deployed_out = deploy.stdout.read()
         assert deploy.wait(timeout=60) == 0
-    release = live_release(site, "production")  # <UTC start>-<sha>
+    release = site.live_release()  # <UTC start>-<sha>
     took = float(re.search(r"^deployed .* in ([\d.]+)s", deployed_out, re.M)[1])
     ended = datetime.strptime(release.split("-")[0], STAMP) + timedelta(seconds=took - 1)
     dumped = re.search(r"shop-production-(\d{8}T\d{6}Z)\.dump", backup.stdout)[1]
@@ -244,7 +240,7 @@ def test_chaos_operator_killed_after_each_rollback_step_never_drops_a_request(si
     assert len(pair) == 2, states
     with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
         for step in ROLLBACK_STEPS:
-            live = site.sh("readlink /srv/shop-production/current").strip().rsplit("/", 1)[-1]
+            live = site.live_release()
             to = pair[0] if live == pair[1] else pair[1]
             code, out = killed_after(site, ["rollback", "--to", to], step, sig)
             assert f"  {step} " in out, out  # it got that far
@@ -336,7 +332,7 @@ def test_interrupt_between_nginx_and_current_is_repaired_by_the_next_deploy(site
     them disagreeing, points ``current`` at what Nginx serves, and deploys from there."""
     site.commit("serving before the cut", {"VERSION": "before-cut\n"})
     site.fab("deploy")
-    serving = live_release(site, "production")
+    serving = site.live_release()
     older = site.sh("ls /srv/shop-production/releases | sort | tail -2 | head -1").strip()
     assert older != serving
     site.sh(f"ln -sfn releases/{older} /srv/shop-production/current")  # the cut

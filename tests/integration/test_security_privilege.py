@@ -89,10 +89,6 @@ def sql(site: Site, statement: str, db: str = "shop_production") -> list[tuple]:
         remote.conn.close()
 
 
-def live_release(site: Site) -> str:
-    return site.sh(f"readlink {ROOT}/current").strip().rsplit("/", 1)[-1]
-
-
 # ---- the virtualenv ----------------------------------------------------------------------------
 def test_security_venv_is_built_by_the_app_user_and_left_read_only(site, deployed):
     requirements = (site.app / "requirements.txt").read_text()
@@ -102,7 +98,7 @@ def test_security_venv_is_built_by_the_app_user_and_left_read_only(site, deploye
     try:
         out = site.fab("deploy").stdout
         assert "built venvs/" in out, out
-        release = f"{ROOT}/releases/{live_release(site)}"
+        release = f"{ROOT}/releases/{site.live_release()}"
         venv = site.sh(f"readlink {release}/.venv").strip()
         built_by = site.sh(f"{venv}/bin/python -c 'import buildprobe_uid as b; print(b.UID)'")
         assert built_by.strip() == site.sh("id -u shop-production").strip() != "0"
