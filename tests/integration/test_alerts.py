@@ -163,3 +163,17 @@ def test_alerts_tell_a_full_disk_and_a_failed_unit(site, alerting, receiver):
     assert [kind for kind, _ in notices].count("recovered") == 2, notices
     assert problems[0].startswith(f"disk {BACKUPS}: ") and "% free" in problems[0], problems
     assert problems[1] == f"{SITE}-failing.service failed", problems
+
+
+def test_alerts_say_nothing_of_a_failed_instance_of_a_release_not_live(site, alerting, receiver):
+    """A web instance that ends failed and is not the live one (here: of a release that does
+    not exist, started until systemd gives up) is forgotten by systemd, so the watchdog has
+    nothing to report."""
+    before = len(receiver.notices)
+    unit = render.web_unit_name(site.env(), "20000101T000000Z-0000000")
+    gave_up = f"journalctl -u {unit} -o cat | grep -q 'Start request repeated too quickly'"
+    site.sh(f"for i in $(seq 10); do systemctl start {unit} 2>/dev/null; {gave_up} && break; "
+            f"done; {gave_up}")
+    assert site.sh(f"systemctl list-units --all --plain --no-legend {unit}").strip() == ""
+    check(site, 2)
+    assert told(receiver, before) == []
