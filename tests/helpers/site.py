@@ -9,6 +9,8 @@ import ssl
 import subprocess
 import sys
 import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -58,6 +60,21 @@ class Site:
             raise AssertionError(f"{' '.join(argv[1:])} exited {result.returncode}:\n"
                                  f"{result.stdout}\n{result.stderr}")
         return result
+
+    @contextmanager
+    def fab_until(self, *args: str, seen: Callable[[str], bool]
+                  ) -> Iterator[tuple[subprocess.Popen, list[str]]]:
+        """The real ``fab`` CLI (as :meth:`fab`) run until a line of its output (stdout and
+        stderr) passes ``seen``; the block gets the running process and the lines so far."""
+        argv = [str(self.fab_command), args[0], "--env", self.env_name, *args[1:]]
+        with subprocess.Popen(argv, cwd=self.dir, stdout=subprocess.PIPE, text=True,
+                              stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as running:
+            lines = []
+            for line in running.stdout:
+                lines.append(line)
+                if seen(line):
+                    break
+            yield running, lines
 
     def env(self) -> Environment:
         return inventory.load(self.dir / "inventory.yml", self.env_name,

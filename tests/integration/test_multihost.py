@@ -7,8 +7,8 @@ host on the old one."""
 from __future__ import annotations
 
 import re
+import shlex
 import socket
-import subprocess
 import urllib.request
 from collections.abc import Iterator
 from urllib.parse import urlsplit
@@ -146,6 +146,40 @@ def test_db_answers_the_app_hosts_only(cluster, provisioned):
     assert "nginx" not in sh(site, db.address, "dpkg-query -W -f '${Package}\\n' nginx", False)
 
 
+# Run by the app's Python on a web host: a login with DATABASE_URL's own query replaced by
+# argv[1]; prints whether the session is encrypted, or the error in one line.
+LOGIN = """import sys, psycopg
+url = next(line.split("=", 1)[1].strip().strip('"') for line in open(sys.argv[2])
+           if line.startswith("DATABASE_URL="))
+try:
+    with psycopg.connect(url.split("?")[0] + "?" + sys.argv[1], connect_timeout=5) as conn:
+        print(conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone())
+except psycopg.OperationalError as error:
+    print(" ".join(str(error).split()))
+"""
+
+
+def test_security_postgres_between_hosts_is_tls_verified_against_the_db_hosts_ca(cluster,
+                                                                                 deployed):
+    """Hosts without private addresses: the app on a web host logs into Postgres over TLS,
+    verifying the server against the CA the db host made; without TLS the login is refused,
+    and so is a server certificate checked against any other CA."""
+    site, web2 = cluster["site"], cluster["web"][1]
+    env_file, ca = "/srv/shop-production/shared/.env", "/etc/ssl/vpskit/shop-production-db-ca.crt"
+    url = envfile.parse(sh(site, web2.address, f"cat {env_file}"))["DATABASE_URL"]
+    assert url.endswith(f"?sslmode=verify-full&sslrootcert={ca}"), url
+    assert sh(site, web2.address, f"stat -c '%U %a' {ca}").strip() == "root 644"
+
+    def login(query: str) -> str:
+        return sh(site, web2.address, f"/srv/shop-production/current/.venv/bin/python -c "
+                                      f"{shlex.quote(LOGIN)} {shlex.quote(query)} {env_file}")
+
+    assert login(f"sslmode=verify-full&sslrootcert={ca}").strip() == "(True,)"
+    assert "no encryption" in login("sslmode=disable")
+    other_ca = "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"
+    assert "certificate verify failed" in login(other_ca)
+
+
 def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provisioned):
     site, (web1, web2) = cluster["site"], cluster["web"]
     site.fab("deploy")
@@ -251,15 +285,9 @@ def test_chaos_deploy_killed_with_a_host_out_of_rotation_puts_it_back(cluster, d
     answers, and the next deploy goes ahead."""
     site, web = cluster["site"], cluster["web"]
     site.commit("killed out of rotation", {"VERSION": "killed\n"})
-    argv = [str(site.fab_command), "deploy", "--env", "production"]
-    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, stdin=subprocess.DEVNULL) as running:
-        seen = []
-        for line in running.stdout:
-            seen.append(line)
-            if "out of rotation" in line:
-                running.kill()
-                break
+    with site.fab_until("deploy", seen=lambda line: "out of rotation" in line) as (running,
+                                                                                  seen):
+        running.kill()
         running.wait(timeout=60)
     assert any("out of rotation" in line for line in seen), "".join(seen)
     upstream = "/etc/nginx/vpskit/shop-production/lb-upstream.conf"

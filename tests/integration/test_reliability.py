@@ -13,7 +13,7 @@ import subprocess
 import textwrap
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 
@@ -169,17 +169,14 @@ def killed_after(site: Site, task: list[str], step: str, sig: signal.Signals
                  ) -> tuple[int, str]:
     """``fab TASK`` sent ``sig`` as soon as it prints ``step``'s line; its exit code and
     output."""
-    argv = [str(site.fab_command), *task, "--env", "production"]
-    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
-                          text=True, stdin=subprocess.DEVNULL) as running:
-        seen = []
-        for line in running.stdout:
-            seen.append(line)
-            if line.startswith(f"  {step} "):
-                running.send_signal(sig)
-                break
+    with site.fab_until(*task, seen=step_line(step)) as (running, seen):
+        running.send_signal(sig)
         seen += running.stdout.readlines()
         return running.wait(timeout=120), "".join(seen)
+
+
+def step_line(step: str) -> Callable[[str], bool]:
+    return lambda line: line.startswith(f"  {step} ")
 
 
 @contextmanager
@@ -187,17 +184,12 @@ def link_dead_after(site: Site, vps: testvps.Vps, task: list[str], step: str) ->
     """``fab TASK`` run until it prints ``step``'s line, then its SSH link cut (every packet
     dropped both ways) and the process killed, as a closed laptop; the block runs with the
     link still cut."""
-    argv = [str(site.fab_command), *task, "--env", "production"]
-    with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
-                          stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as running:
-        for line in running.stdout:
-            if line.startswith(f"  {step} "):
-                break
-        with netcut.cut(running.pid, vps.address):
-            time.sleep(2)
-            running.kill()
-            running.wait()
-            yield
+    with site.fab_until(*task, seen=step_line(step)) as (running, _), \
+            netcut.cut(running.pid, vps.address):
+        time.sleep(2)
+        running.kill()
+        running.wait()
+        yield
 
 
 # SIGTERM and SIGHUP take SIGINT's path (tests/unit/test_interrupts.py): a few points suffice.

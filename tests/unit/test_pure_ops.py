@@ -153,8 +153,8 @@ def test_pg_hba_block_per_site_added_changed_removed():
     added = database.hba_with(HBA, "shop-production", "shop_production", "shop_production",
                               ["10.0.0.2", "10.0.0.3"])
     assert added == HBA + ("# vpskit shop-production begin\n"
-                           "host shop_production shop_production 10.0.0.2/32 scram-sha-256\n"
-                           "host shop_production shop_production 10.0.0.3/32 scram-sha-256\n"
+                           "hostssl shop_production shop_production 10.0.0.2/32 scram-sha-256\n"
+                           "hostssl shop_production shop_production 10.0.0.3/32 scram-sha-256\n"
                            "# vpskit shop-production end\n")
     assert database.hba_with(added, "shop-production", "shop_production", "shop_production",
                              ["10.0.0.2", "10.0.0.3"]) == added
@@ -167,12 +167,33 @@ def test_pg_hba_block_per_site_added_changed_removed():
 def test_service_urls_point_at_the_db_hosts_private_address():
     from vpskit.config import Host
     db, web = Host("203.0.113.9", private_address="10.0.0.9"), Host("203.0.113.8")
-    url = database.database_url("u", "p@ss", "d")
-    assert database.url_for(url, db, db) == url
-    assert database.url_for(url, db, web) == "postgres://u:p%40ss@10.0.0.9:5432/d"
-    assert database.url_for("redis://:pw@127.0.0.1:6379/2", db, web) == \
+    url, ca = database.database_url("u", "p@ss", "d"), "/etc/ssl/vpskit/shop-db-ca.crt"
+    assert database.url_for(url, db, db, ca) == url
+    assert database.url_for(url, db, web, ca) == (
+        "postgres://u:p%40ss@10.0.0.9:5432/d?sslmode=verify-full"
+        "&sslrootcert=/etc/ssl/vpskit/shop-db-ca.crt")
+    assert database.url_for("redis://:pw@127.0.0.1:6379/2", db, web, ca) == \
         "redis://:pw@10.0.0.9:6379/2"
-    assert database.pg_conf(["10.0.0.9"]).startswith("listen_addresses = 'localhost, 10.0.0.9'")
+
+
+def test_postgres_listens_beyond_localhost_only_with_the_hosts_own_certificate():
+    assert database.pg_conf([]) == ("listen_addresses = 'localhost'\n"
+                                    "password_encryption = 'scram-sha-256'\n")
+    assert database.pg_conf(["10.0.0.9"]) == (
+        "listen_addresses = 'localhost, 10.0.0.9'\npassword_encryption = 'scram-sha-256'\n"
+        "ssl = on\nssl_cert_file = '/etc/ssl/vpskit/postgres.crt'\n"
+        "ssl_key_file = '/etc/ssl/vpskit/postgres.key'\n")
+
+
+@pytest.mark.parametrize("address, printed, san", [
+    ("10.0.0.9", "X509v3 Subject Alternative Name: \n    IP Address:10.0.0.9\n", "IP:10.0.0.9"),
+    ("fd00::9", "X509v3 Subject Alternative Name: \n    IP Address:FD00:0:0:0:0:0:0:9\n",
+     "IP:fd00::9"),
+    ("db.example", "X509v3 Subject Alternative Name: \n    DNS:db.example\n", "DNS:db.example"),
+])
+def test_the_postgres_certificate_is_kept_while_it_names_the_db_address(address, printed, san):
+    assert database.subject_alt_name(address) == database.cert_san(printed) == san
+    assert database.cert_san("") == ""
 
 
 def test_packages_follow_roles():

@@ -99,11 +99,15 @@ def services(run: HostRun) -> None:
                ("credentials", database.credentials)])
 
 
-def site(run: HostRun, urls: dict[str, str], db: Host | None) -> None:
+def site(run: HostRun, db_access: ServiceAccess, db: Host | None) -> None:
     """Phase 3, every host by its roles."""
     ctx, host = run.ctx, run.ctx.host
-    ctx.managed_env.update({k: database.url_for(v, db, host) for k, v in urls.items()})
+    ca_path = database.db_ca_path(ctx.env)
+    ctx.managed_env.update({k: database.url_for(v, db, host, ca_path)
+                            for k, v in db_access.urls.items()})
     steps = [("directories", app.site_dirs)]
+    if host.serves_app and host != db and db_access.ca:
+        steps.append(("db ca", lambda c: database.trust_db_ca(c, db_access.ca)))
     if host.serves_app:
         steps += [("db reach", database.reach), ("app", app.app_service),
                   ("jobs", app.scheduled_jobs)]
@@ -138,8 +142,8 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
                             "provision (connect)")
         fleet.each_or_raise(hosts, lambda h, o: first_facts(runs[h.address]), out, "provision")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
-        urls = _service_urls(env, runs)
-        fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], urls, env.db_host), out,
+        found = _service_access(env, runs)
+        fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], found, env.db_host), out,
                             "provision")
         done = True
     finally:
@@ -165,21 +169,31 @@ def _open(env: Environment, host: Host, out: Reporter, dry_run: bool,
              f"{remote.conn.user}{' (dry run: nothing is changed)' if dry_run else ''}")
 
 
-def _service_urls(env: Environment, runs: dict[str, HostRun]) -> dict[str, str]:
-    """DATABASE_URL/REDIS_URL as the db host sees them: made by its phase 2 when it is being
-    provisioned, else read from its credentials file."""
+@dataclass(frozen=True)
+class ServiceAccess:
+    """What the db host's phase 2 gives the app hosts: DATABASE_URL/REDIS_URL as the db host
+    sees them, and the certificate of its CA (None when it has none, e.g. no other app host)."""
+    urls: dict[str, str] = field(default_factory=dict)
+    ca: str | None = None
+
+
+def _service_access(env: Environment, runs: dict[str, HostRun]) -> ServiceAccess:
+    """The db host's :class:`ServiceAccess`: made by its phase 2 when it is being provisioned,
+    else read from its credentials file and CA certificate."""
     db = env.db_host
     if db is None or not (env.own_postgres or env.own_redis):
-        return {}
+        return ServiceAccess()
     if db.address in runs:
         run = runs[db.address]
         services(run)
-        return {k: run.ctx.managed_env[k] for k in database.SERVICE_URLS
-                if run.ctx.managed_env.get(k)}
+        return ServiceAccess({k: run.ctx.managed_env[k] for k in database.SERVICE_URLS
+                         if run.ctx.managed_env.get(k)}, run.ctx.facts["db_ca"])
     with session.connected(env, db) as remote:
-        text = facts.gather(remote, [facts.text(database.credentials_path(env), "c")])["c"]
-    if text is None:
+        found = facts.gather(remote, [facts.text(database.credentials_path(env), "c"),
+                                      *database.tls_probes()])
+    if found["c"] is None:
         raise ToolkitError(f"db host {db.address} has no {database.credentials_path(env)} yet; "
                            f"provision it first: fab provision --env {env.name} --hosts "
                            f"{db.address}")
-    return {k: v for k, v in envfile.parse(text).items() if k in database.SERVICE_URLS}
+    return ServiceAccess({k: v for k, v in envfile.parse(found["c"]).items()
+                          if k in database.SERVICE_URLS}, found["db_ca"])

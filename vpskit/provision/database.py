@@ -1,19 +1,22 @@
 """PostgreSQL from the OS packages: scram-sha-256, the app's role and database.
 
 Localhost only, unless the app runs on other hosts: then Postgres also listens on the db host's
-private address and ``pg_hba.conf`` admits the site's role from exactly those hosts. The URLs
-the app gets are kept in a root-only credentials file on the db host, for the other hosts.
+private address and ``pg_hba.conf`` admits the site's role from exactly those hosts, over TLS
+only; they verify the server's certificate (``sslmode=verify-full``) against the db host's own
+CA, whose certificate each of them keeps. The URLs the app gets are kept in a root-only
+credentials file on the db host, for the other hosts.
 """
 
 from __future__ import annotations
 
+import ipaddress
 import secrets
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts, sh
+from vpskit import envfile, facts, files, sh
 from vpskit.config import Environment, Host
-from vpskit.endpoints import SERVICE_PORTS, service_endpoint
+from vpskit.endpoints import SERVICE_PORTS, is_ip, service_endpoint
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision.context import Context
@@ -22,6 +25,8 @@ VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
 SERVICE_URLS = tuple(SERVICE_PORTS)
 CLAIMS = "/etc/vpskit/postgres"  # <site>: the database and role it owns, a line each
+TLS_DIR = "/etc/ssl/vpskit"  # the host's CA (key root-only), Postgres's certificate, CAs trusted
+ISSUE_CERT = sh.script("issue-cert")
 
 
 def cluster_probes() -> list[facts.Probe]:
@@ -104,8 +109,41 @@ def probes(ctx: Context) -> list[facts.Probe]:
         file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))]
                    + [claim_path(ctx.env.site)], "pg_files"),
         facts.text(credentials_path(ctx.env), "credentials"),
-        file_probe([credentials_path(ctx.env)], "credentials_files"),
+        file_probe([credentials_path(ctx.env), db_ca_path(ctx.env)], "credentials_files"),
+        *tls_probes(),
     ]
+
+
+def tls_probes() -> list[facts.Probe]:
+    """The subjectAltName of Postgres's certificate ("" unless it is signed by the host's CA
+    and matches its key) and the CA's certificate (None when there is none)."""
+    return [
+        facts.Probe("pg_cert", f"cd {TLS_DIR} && openssl verify -CAfile ca.crt postgres.crt "
+                               f">/dev/null && [ \"$(openssl x509 -noout -pubkey -in "
+                               f"postgres.crt)\" = \"$(openssl pkey -pubout -in postgres.key)\" ]"
+                               f" && openssl x509 -noout -ext subjectAltName -in postgres.crt",
+                    lambda out, rc: cert_san(out) if rc == 0 else ""),
+        facts.text(f"{TLS_DIR}/ca.crt", "db_ca"),
+    ]
+
+
+def subject_alt_name(address: str) -> str:
+    """``IP:<address>`` (normalised) or ``DNS:<name>`` (pure)."""
+    return f"IP:{ipaddress.ip_address(address)}" if is_ip(address) else f"DNS:{address}"
+
+
+def cert_san(out: str) -> str:
+    """The one subjectAltName ``openssl x509 -ext subjectAltName`` printed, as
+    :func:`subject_alt_name` writes it (pure)."""
+    value = out.strip().splitlines()[-1].strip() if out.strip() else ""
+    if value.startswith("IP Address:"):
+        return subject_alt_name(value.removeprefix("IP Address:"))
+    return value
+
+
+def db_ca_path(env: Environment) -> str:
+    """Where an app host keeps the CA certificate of its site's db host."""
+    return f"{TLS_DIR}/{env.site}-db-ca.crt"
 
 
 def conf_path(version: str) -> str:
@@ -133,8 +171,12 @@ def remote_clients(env: Environment) -> list[str]:
 
 
 def pg_conf(listen: list[str]) -> str:
+    """vpskit's conf.d file: listening on ``listen`` besides localhost, and then with the
+    certificate of the host's CA (pure)."""
+    tls = (f"ssl = on\nssl_cert_file = '{TLS_DIR}/postgres.crt'\n"
+           f"ssl_key_file = '{TLS_DIR}/postgres.key'\n") if listen else ""
     return (f"listen_addresses = '{', '.join(['localhost', *listen])}'\n"
-            "password_encryption = 'scram-sha-256'\n")
+            f"password_encryption = 'scram-sha-256'\n{tls}")
 
 
 def hba_with(text: str, site: str, db: str, user: str, clients: list[str]) -> str:
@@ -142,7 +184,7 @@ def hba_with(text: str, site: str, db: str, user: str, clients: list[str]) -> st
     begin, end = f"# vpskit {site} begin\n", f"# vpskit {site} end\n"
     head, found, rest = text.partition(begin)
     tail = rest.partition(end)[2] if found else ""
-    lines = "".join(f"host {db} {user} {c}/32 scram-sha-256\n" for c in clients)
+    lines = "".join(f"hostssl {db} {user} {c}/32 scram-sha-256\n" for c in clients)
     block = begin + lines + end if clients else ""
     return head + block + tail
 
@@ -153,13 +195,15 @@ def known_url(ctx: Context, key: str) -> str:
     return ctx.app_env.get(key) or stored.get(key, "")
 
 
-def url_for(url: str, db: Host, host: Host) -> str:
-    """A service URL (made for the db host itself) as ``host`` must use it (pure)."""
+def url_for(url: str, db: Host, host: Host, ca_path: str) -> str:
+    """A service URL (made for the db host itself) as ``host`` must use it: Postgres's with
+    TLS, the server verified against the CA certificate at ``ca_path`` (pure)."""
     if not url or host == db:
         return url
     parts = urlsplit(url)
     netloc = parts.netloc.replace("@127.0.0.1:", f"@{db.private}:")
-    return urlunsplit(parts._replace(netloc=netloc))
+    query = f"sslmode=verify-full&sslrootcert={ca_path}" if parts.scheme == "postgres" else ""
+    return urlunsplit(parts._replace(netloc=netloc, query=query))
 
 
 def database_url(user: str, password: str, db: str) -> str:
@@ -183,11 +227,15 @@ def postgres(ctx: Context) -> list[str]:
     if not env.own_postgres:
         return []
     version, clients = ctx.facts["pg_version"], remote_clients(env)
+    issued = server_certificate(ctx) if clients else []
     conf = FileSpec(conf_path(version), pg_conf([ctx.host.private] if clients else []),
                     "postgres", "postgres", 0o644)
     changes = ctx.apply_files([conf], ctx.facts["pg_files"])
     if changes:
         ctx.act(["systemctl", "restart", f"postgresql@{version}-main"])
+    elif issued:
+        ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
+    changes = issued + changes
     hba = FileSpec(hba_path(version), hba_with(ctx.facts["pg_hba"], env.site, env.db_name,
                                                env.db_user, clients),
                    "postgres", "postgres", 0o640)
@@ -215,6 +263,29 @@ def postgres(ctx: Context) -> list[str]:
     ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, password or new_password,
                                                    env.db_name)
     return changes
+
+
+def server_certificate(ctx: Context) -> list[str]:
+    """Postgres's certificate for the db host's private address, issued by the host's CA
+    (made first when missing) unless the one there is for that address; the CA's certificate
+    becomes the fact ``db_ca``."""
+    wanted = subject_alt_name(ctx.host.private)
+    if ctx.facts["pg_cert"] == wanted:
+        return []
+    if not ctx.dry_run:
+        ctx.facts["db_ca"] = ctx.remote.run(["bash", "-c", ISSUE_CERT, "issue-cert", TLS_DIR,
+                                             "postgres", wanted, "postgres:postgres"]).stdout
+    return [f"{TLS_DIR}/postgres.crt issued for {wanted}"]
+
+
+def trust_db_ca(ctx: Context, ca: str) -> list[str]:
+    """On an app host other than the db host: the db host's CA certificate ``ca``, which
+    ``sslrootcert`` of the app's DATABASE_URL names (readable by all: it is public)."""
+    spec = FileSpec(db_ca_path(ctx.env), ca.strip() + "\n", mode=0o644)
+    if not files.differences(spec, ctx.facts["credentials_files"].get(spec.path)):
+        return []
+    ctx.act(["install", "-d", "-m", "755", TLS_DIR])
+    return ctx.apply_files([spec], ctx.facts["credentials_files"])
 
 
 def credentials(ctx: Context) -> list[str]:
