@@ -21,6 +21,7 @@ from tests.helpers import machines
 from tests.helpers.site import SECRET_KEY, Site
 from vpskit import envfile, session
 from vpskit.config import Environment
+from vpskit.provision import hostca
 
 pytestmark = pytest.mark.vps
 
@@ -131,53 +132,72 @@ def test_scheduled_jobs_are_on_the_worker_host_alone(cluster, provisioned):
 
 
 def test_db_answers_the_app_hosts_only(cluster, provisioned):
+    """From the app hosts: Postgres's port and Redis's TLS port, never its plain one."""
     site, db = cluster["site"], cluster["db"]
     redis = urlsplit(envfile.parse(sh(site, db.address, "cat /etc/vpskit/credentials/"
                                                         "shop-production.env"))["REDIS_URL"])
+    redis_tls = hostca.redis_tls_port(redis.port)
     for vps in cluster["web"]:
-        out = sh(site, vps.address, f"for p in 5432 {redis.port}; do timeout 3 bash -c "
-                                    f"\"</dev/tcp/{db.address}/$p\" && echo open $p; done", False)
-        assert out.split() == ["open", "5432", "open", str(redis.port)], out
+        out = sh(site, vps.address, f"for p in 5432 {redis.port} {redis_tls}; do timeout 3 bash "
+                                    f"-c \"</dev/tcp/{db.address}/$p\" && echo open $p; done",
+                 False)
+        assert out.split() == ["open", "5432", "open", str(redis_tls)], out
         env_file = sh(site, vps.address, "cat /srv/shop-production/shared/.env")
-        assert f"@{db.address}:5432/" in env_file and f"@{db.address}:{redis.port}/" in env_file
-    for port in (5432, redis.port):  # from outside (this machine) neither answers
+        assert f"@{db.address}:5432/" in env_file and f"@{db.address}:{redis_tls}/" in env_file
+    for port in (5432, redis.port, redis_tls):  # from outside (this machine) none answers
         with pytest.raises(OSError):
             socket.create_connection((db.address, port), timeout=3).close()
     assert "nginx" not in sh(site, db.address, "dpkg-query -W -f '${Package}\\n' nginx", False)
 
 
-# Run by the app's Python on a web host: a login with DATABASE_URL's own query replaced by
-# argv[1]; prints whether the session is encrypted, or the error in one line.
-LOGIN = """import sys, psycopg
-url = next(line.split("=", 1)[1].strip().strip('"') for line in open(sys.argv[2])
-           if line.startswith("DATABASE_URL="))
+# Run by the app's Python on a web host with the env file's path and two queries: the app's
+# DATABASE_URL and REDIS_URL, each with its own query replaced by the next argument (kept when
+# that is empty); prints what each answered (the session's ssl flag, the PING) or its error.
+CLIENTS = """import sys, psycopg, redis
+urls = dict(line.strip().replace('"', "").split("=", 1) for line in open(sys.argv[1])
+            if line.startswith(("DATABASE_URL=", "REDIS_URL=")))
+def given(url, query):
+    return url.split("?")[0] + "?" + query if query else url
 try:
-    with psycopg.connect(url.split("?")[0] + "?" + sys.argv[1], connect_timeout=5) as conn:
+    with psycopg.connect(given(urls["DATABASE_URL"], sys.argv[2]), connect_timeout=5) as conn:
         print(conn.execute("SELECT ssl FROM pg_stat_ssl WHERE pid = pg_backend_pid()").fetchone())
 except psycopg.OperationalError as error:
+    print(" ".join(str(error).split()))
+try:
+    print(redis.from_url(given(urls["REDIS_URL"], sys.argv[3]), socket_timeout=5).ping())
+except redis.RedisError as error:
     print(" ".join(str(error).split()))
 """
 
 
-def test_security_postgres_between_hosts_is_tls_verified_against_the_db_hosts_ca(cluster,
-                                                                                 deployed):
-    """Hosts without private addresses: the app on a web host logs into Postgres over TLS,
-    verifying the server against the CA the db host made; without TLS the login is refused,
-    and so is a server certificate checked against any other CA."""
-    site, web2 = cluster["site"], cluster["web"][1]
+def test_security_postgres_and_redis_between_hosts_are_tls_verified_against_the_db_hosts_ca(
+        cluster, deployed):
+    """Hosts without private addresses: the app on a web host reaches Postgres and Redis over
+    TLS, verifying the server against the CA the db host made; a Postgres login without TLS is
+    refused, and a server certificate checked against any other CA fails; the worker's Celery
+    is connected through the same TLS URL."""
+    site, (web1, web2) = cluster["site"], cluster["web"]
     env_file, ca = "/srv/shop-production/shared/.env", "/etc/ssl/vpskit/shop-production-db-ca.crt"
-    url = envfile.parse(sh(site, web2.address, f"cat {env_file}"))["DATABASE_URL"]
-    assert url.endswith(f"?sslmode=verify-full&sslrootcert={ca}"), url
+    urls = envfile.parse(sh(site, web2.address, f"cat {env_file}"))
+    assert urls["DATABASE_URL"].endswith(f"?sslmode=verify-full&sslrootcert={ca}")
+    assert urls["REDIS_URL"].startswith("rediss://")
+    assert urls["REDIS_URL"].endswith(f"?ssl_cert_reqs=required&ssl_ca_certs={ca}")
     assert sh(site, web2.address, f"stat -c '%U %a' {ca}").strip() == "root 644"
 
-    def login(query: str) -> str:
+    def clients(pg_query: str = "", redis_query: str = "") -> list[str]:
         return sh(site, web2.address, f"/srv/shop-production/current/.venv/bin/python -c "
-                                      f"{shlex.quote(LOGIN)} {shlex.quote(query)} {env_file}")
+                                      f"{shlex.quote(CLIENTS)} {env_file} "
+                                      f"{shlex.quote(pg_query)} {shlex.quote(redis_query)}"
+                  ).splitlines()
 
-    assert login(f"sslmode=verify-full&sslrootcert={ca}").strip() == "(True,)"
-    assert "no encryption" in login("sslmode=disable")
-    other_ca = "sslmode=verify-full&sslrootcert=/etc/ssl/certs/ca-certificates.crt"
-    assert "certificate verify failed" in login(other_ca)
+    assert clients() == ["(True,)", "True"]
+    assert "no encryption" in clients("sslmode=disable")[0]
+    other_ca = "/etc/ssl/certs/ca-certificates.crt"
+    wrong = clients(f"sslmode=verify-full&sslrootcert={other_ca}",
+                    f"ssl_cert_reqs=required&ssl_ca_certs={other_ca}")
+    assert len(wrong) == 2 and all("certificate verify failed" in x for x in wrong), wrong
+    worker = sh(site, web1.address, "journalctl -o cat -u 'shop-production-worker@*'")
+    assert f"Connected to rediss://:**@{cluster['db'].address}:" in worker, worker[-2000:]
 
 
 def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provisioned):

@@ -172,8 +172,9 @@ def test_service_urls_point_at_the_db_hosts_private_address():
     assert database.url_for(url, db, web, ca) == (
         "postgres://u:p%40ss@10.0.0.9:5432/d?sslmode=verify-full"
         "&sslrootcert=/etc/ssl/vpskit/shop-db-ca.crt")
-    assert database.url_for("redis://:pw@127.0.0.1:6379/2", db, web, ca) == \
-        "redis://:pw@10.0.0.9:6379/2"
+    assert database.url_for("redis://:pw@127.0.0.1:6380/0", db, web, ca) == (
+        "rediss://:pw@10.0.0.9:7380/0?ssl_cert_reqs=required"
+        "&ssl_ca_certs=/etc/ssl/vpskit/shop-db-ca.crt")
 
 
 def test_postgres_listens_beyond_localhost_only_with_the_hosts_own_certificate():
@@ -183,17 +184,6 @@ def test_postgres_listens_beyond_localhost_only_with_the_hosts_own_certificate()
         "listen_addresses = 'localhost, 10.0.0.9'\npassword_encryption = 'scram-sha-256'\n"
         "ssl = on\nssl_cert_file = '/etc/ssl/vpskit/postgres.crt'\n"
         "ssl_key_file = '/etc/ssl/vpskit/postgres.key'\n")
-
-
-@pytest.mark.parametrize("address, printed, san", [
-    ("10.0.0.9", "X509v3 Subject Alternative Name: \n    IP Address:10.0.0.9\n", "IP:10.0.0.9"),
-    ("fd00::9", "X509v3 Subject Alternative Name: \n    IP Address:FD00:0:0:0:0:0:0:9\n",
-     "IP:fd00::9"),
-    ("db.example", "X509v3 Subject Alternative Name: \n    DNS:db.example\n", "DNS:db.example"),
-])
-def test_the_postgres_certificate_is_kept_while_it_names_the_db_address(address, printed, san):
-    assert database.subject_alt_name(address) == database.cert_san(printed) == san
-    assert database.cert_san("") == ""
 
 
 def test_packages_follow_roles():
@@ -210,8 +200,8 @@ def test_firewall_roles_lb_web_db():
     env = Environment("production", (lb, web, db), ("shop.test",), App("shop", "repo"))
     assert [firewall.public_ports(env, h) for h in (lb, web, db)] == [[22, 80, 443], [22], [22]]
     assert firewall.wanted(env, web, 6380) == ((22, ANY), (8080, "10.0.0.1"))
-    assert firewall.wanted(env, db, 6381) == ((22, ANY), (5432, "10.0.0.1"), (6381, "10.0.0.1"),
-                                              (5432, "10.0.0.2"), (6381, "10.0.0.2"))
+    assert firewall.wanted(env, db, 6381) == ((22, ANY), (5432, "10.0.0.1"), (7381, "10.0.0.1"),
+                                              (5432, "10.0.0.2"), (7381, "10.0.0.2"))
 
 
 def test_a_managed_database_url_reaches_the_env_file_as_given():

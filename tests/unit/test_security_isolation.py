@@ -89,11 +89,11 @@ def test_security_the_rendered_redis_conf_runs_and_refuses_config_and_strangers(
         server.wait(timeout=10)
 
 
-def test_security_the_db_host_admits_app_hosts_to_the_sites_own_redis_port_only():
+def test_security_the_db_host_admits_app_hosts_to_the_sites_own_redis_tls_port_only():
     web = Host("203.0.113.2", roles=("web",), private_address="10.0.0.2")
     db = Host("203.0.113.3", roles=("db",), private_address="10.0.0.3")
     env = Environment("staging", (web, db), ("shop.test",), App("shop", "repo"))
-    assert firewall.admitted(env, db, 6381) == ((5432, "10.0.0.2"), (6381, "10.0.0.2"))
+    assert firewall.admitted(env, db, 6381) == ((5432, "10.0.0.2"), (7381, "10.0.0.2"))
     assert firewall.admitted(env, web, 6381) == ()
 
 

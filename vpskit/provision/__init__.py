@@ -24,6 +24,7 @@ from vpskit.provision import (
     cache,
     database,
     firewall,
+    hostca,
     mail,
     offsite,
     system,
@@ -70,6 +71,7 @@ def first_facts(run: HostRun) -> None:
 def site_probes(ctx: Context) -> list[facts.Probe]:
     """The probes of every step after the system's."""
     return [*access.probes(ctx), *firewall.probes(ctx), *database.probes(ctx),
+            *hostca.probes(ctx.env),
             *cache.probes(ctx), *app.probes(ctx), *web.probes(ctx), *tls.probes(ctx),
             *backup_timer.probes(ctx), *jobs.probes(ctx.env), *mail.probes(ctx),
             *watchdog.probes(ctx),
@@ -102,12 +104,12 @@ def services(run: HostRun) -> None:
 def site(run: HostRun, db_access: ServiceAccess, db: Host | None) -> None:
     """Phase 3, every host by its roles."""
     ctx, host = run.ctx, run.ctx.host
-    ca_path = database.db_ca_path(ctx.env)
+    ca_path = hostca.trusted_path(ctx.env)
     ctx.managed_env.update({k: database.url_for(v, db, host, ca_path)
                             for k, v in db_access.urls.items()})
     steps = [("directories", app.site_dirs)]
     if host.serves_app and host != db and db_access.ca:
-        steps.append(("db ca", lambda c: database.trust_db_ca(c, db_access.ca)))
+        steps.append(("db ca", lambda c: hostca.trust(c, db_access.ca)))
     if host.serves_app:
         steps += [("db reach", database.reach), ("app", app.app_service),
                   ("jobs", app.scheduled_jobs)]
@@ -187,13 +189,13 @@ def _service_access(env: Environment, runs: dict[str, HostRun]) -> ServiceAccess
         run = runs[db.address]
         services(run)
         return ServiceAccess({k: run.ctx.managed_env[k] for k in database.SERVICE_URLS
-                         if run.ctx.managed_env.get(k)}, run.ctx.facts["db_ca"])
+                         if run.ctx.managed_env.get(k)}, run.ctx.facts["host_ca"])
     with session.connected(env, db) as remote:
         found = facts.gather(remote, [facts.text(database.credentials_path(env), "c"),
-                                      *database.tls_probes()])
+                                      *hostca.probes(env)])
     if found["c"] is None:
         raise ToolkitError(f"db host {db.address} has no {database.credentials_path(env)} yet; "
                            f"provision it first: fab provision --env {env.name} --hosts "
                            f"{db.address}")
     return ServiceAccess({k: v for k, v in envfile.parse(found["c"]).items()
-                          if k in database.SERVICE_URLS}, found["db_ca"])
+                          if k in database.SERVICE_URLS}, found["host_ca"])

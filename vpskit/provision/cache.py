@@ -3,12 +3,14 @@ read, overwrite, flush or inject into another's keys, channels or Celery queues.
 
 Each instance has its own port (recorded in ``/etc/vpskit/redis/<site>``: a second provision
 keeps it), password, memory policy and data file; it listens on localhost, plus the db host's
-private address when the app runs on other hosts (the firewall admits exactly those to its
-port). ``CONFIG``, ``DEBUG`` and ``MODULE`` are disabled, so an app cannot move its data file
-over a neighbour's. Sites from before (one shared ``redis-server``, a database number each in
-``/etc/vpskit/redis-db/``) move to their own instance at their next provision: the app restarts
-on its new ``REDIS_URL``, the old database is flushed (a cache; Celery tasks still queued there
-are not carried over), and the shared instance stops when no site is left on it.
+private address when the app runs on other hosts: they reach it over TLS only, on its TLS port
+(the firewall admits exactly those to that port), verifying it against the db host's own CA
+(:mod:`vpskit.provision.hostca`). ``CONFIG``, ``DEBUG`` and ``MODULE`` are disabled, so an app
+cannot move its data file over a neighbour's. Sites from before (one shared ``redis-server``, a
+database number each in ``/etc/vpskit/redis-db/``) move to their own instance at their next
+provision: the app restarts on its new ``REDIS_URL``, the old database is flushed (a cache;
+Celery tasks still queued there are not carried over), and the shared instance stops when no
+site is left on it.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import secrets
 
 from vpskit import facts, sh
 from vpskit.files import FileSpec, file_probe
+from vpskit.provision import hostca
 from vpskit.provision.context import Context
 from vpskit.provision.database import remote_clients
 from vpskit.remote import Remote
@@ -88,7 +91,13 @@ def redis_port(site: str, registry: dict[str, int]) -> int:
 
 def redis_conf(site: str, port: int, password: str, maxmemory: str, policy: str,
                listen: tuple[str, ...] = ()) -> str:
-    """The instance's whole config; Redis's defaults fill in the rest (pure)."""
+    """The instance's whole config; Redis's defaults fill in the rest. Listening on ``listen``
+    too, it takes TLS there on its TLS port with the host CA's certificate (pure)."""
+    tls = [f"tls-port {hostca.redis_tls_port(port)}\n",
+           f"tls-cert-file {hostca.cert_path('redis')}\n",
+           f"tls-key-file {hostca.key_path('redis')}\n",
+           f"tls-ca-cert-file {hostca.CA_CERT}\n",
+           "tls-auth-clients no\n"] if listen else []  # clients prove themselves by password
     return "".join([
         f"# managed by vpskit: {unit(site)}\n",
         f"bind {' '.join(['127.0.0.1', '-::1', *listen])}\n",
@@ -102,6 +111,7 @@ def redis_conf(site: str, port: int, password: str, maxmemory: str, policy: str,
         f"maxmemory {maxmemory}\n",
         f"maxmemory-policy {policy}\n",
         *(f'rename-command {command} ""\n' for command in DISABLED),
+        *tls,
     ])
 
 
@@ -132,15 +142,17 @@ def redis(ctx: Context) -> list[str]:
     password = current_password(ctx.facts["redis_conf"]) or secrets.token_urlsafe(24)
     ctx.remote.add_secret(password)
     listen = (ctx.host.private,) if remote_clients(env) else ()
+    issued = hostca.ensure_certificate(ctx, "redis") if listen else []
     conf = FileSpec(conf_path(env.site), redis_conf(env.site, port, password, env.redis.maxmemory,
                                                     env.redis.policy, listen),
                     "root", "redis", 0o640, secret=True)
     changes = ctx.apply_files([conf, FileSpec(registry_path(env.site), f"{port}\n")],
                               ctx.facts["redis_files"])
-    cmds = unit_plan(env.site, ctx.facts["redis_unit"], any(conf.path in c for c in changes))
+    cmds = unit_plan(env.site, ctx.facts["redis_unit"],
+                     bool(issued) or any(conf.path in c for c in changes))
     for cmd in cmds:
         ctx.act(cmd)
-    changes += [" ".join(cmd) for cmd in cmds] + _leave_shared(ctx)
+    changes = issued + changes + [" ".join(cmd) for cmd in cmds] + _leave_shared(ctx)
     ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
     return changes
 

@@ -3,30 +3,28 @@
 Localhost only, unless the app runs on other hosts: then Postgres also listens on the db host's
 private address and ``pg_hba.conf`` admits the site's role from exactly those hosts, over TLS
 only; they verify the server's certificate (``sslmode=verify-full``) against the db host's own
-CA, whose certificate each of them keeps. The URLs the app gets are kept in a root-only
-credentials file on the db host, for the other hosts.
+CA (:mod:`vpskit.provision.hostca`). The URLs the app gets are kept in a root-only credentials
+file on the db host, for the other hosts.
 """
 
 from __future__ import annotations
 
-import ipaddress
 import secrets
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts, files, sh
+from vpskit import envfile, facts, sh
 from vpskit.config import Environment, Host
-from vpskit.endpoints import SERVICE_PORTS, is_ip, service_endpoint
+from vpskit.endpoints import SERVICE_PORTS, service_endpoint
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, file_probe
+from vpskit.provision import hostca
 from vpskit.provision.context import Context
 
 VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
 SERVICE_URLS = tuple(SERVICE_PORTS)
 CLAIMS = "/etc/vpskit/postgres"  # <site>: the database and role it owns, a line each
-TLS_DIR = "/etc/ssl/vpskit"  # the host's CA (key root-only), Postgres's certificate, CAs trusted
-ISSUE_CERT = sh.script("issue-cert")
 
 
 def cluster_probes() -> list[facts.Probe]:
@@ -109,41 +107,8 @@ def probes(ctx: Context) -> list[facts.Probe]:
         file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))]
                    + [claim_path(ctx.env.site)], "pg_files"),
         facts.text(credentials_path(ctx.env), "credentials"),
-        file_probe([credentials_path(ctx.env), db_ca_path(ctx.env)], "credentials_files"),
-        *tls_probes(),
+        file_probe([credentials_path(ctx.env)], "credentials_files"),
     ]
-
-
-def tls_probes() -> list[facts.Probe]:
-    """The subjectAltName of Postgres's certificate ("" unless it is signed by the host's CA
-    and matches its key) and the CA's certificate (None when there is none)."""
-    return [
-        facts.Probe("pg_cert", f"cd {TLS_DIR} && openssl verify -CAfile ca.crt postgres.crt "
-                               f">/dev/null && [ \"$(openssl x509 -noout -pubkey -in "
-                               f"postgres.crt)\" = \"$(openssl pkey -pubout -in postgres.key)\" ]"
-                               f" && openssl x509 -noout -ext subjectAltName -in postgres.crt",
-                    lambda out, rc: cert_san(out) if rc == 0 else ""),
-        facts.text(f"{TLS_DIR}/ca.crt", "db_ca"),
-    ]
-
-
-def subject_alt_name(address: str) -> str:
-    """``IP:<address>`` (normalised) or ``DNS:<name>`` (pure)."""
-    return f"IP:{ipaddress.ip_address(address)}" if is_ip(address) else f"DNS:{address}"
-
-
-def cert_san(out: str) -> str:
-    """The one subjectAltName ``openssl x509 -ext subjectAltName`` printed, as
-    :func:`subject_alt_name` writes it (pure)."""
-    value = out.strip().splitlines()[-1].strip() if out.strip() else ""
-    if value.startswith("IP Address:"):
-        return subject_alt_name(value.removeprefix("IP Address:"))
-    return value
-
-
-def db_ca_path(env: Environment) -> str:
-    """Where an app host keeps the CA certificate of its site's db host."""
-    return f"{TLS_DIR}/{env.site}-db-ca.crt"
 
 
 def conf_path(version: str) -> str:
@@ -159,10 +124,10 @@ def credentials_path(env: Environment) -> str:
 
 
 def service_ports(env: Environment, redis_port: int) -> list[int]:
-    """The ports of the services the db host runs for the site: Postgres's, and that of the
-    site's own Redis instance (pure)."""
+    """The ports other app hosts reach on the db host for the site: Postgres's, and the TLS
+    port of the site's own Redis instance (pure)."""
     return [port for port, own in ((SERVICE_PORTS["DATABASE_URL"], env.own_postgres),
-                                   (redis_port, env.own_redis)) if own]
+                                   (hostca.redis_tls_port(redis_port), env.own_redis)) if own]
 
 
 def remote_clients(env: Environment) -> list[str]:
@@ -173,8 +138,8 @@ def remote_clients(env: Environment) -> list[str]:
 def pg_conf(listen: list[str]) -> str:
     """vpskit's conf.d file: listening on ``listen`` besides localhost, and then with the
     certificate of the host's CA (pure)."""
-    tls = (f"ssl = on\nssl_cert_file = '{TLS_DIR}/postgres.crt'\n"
-           f"ssl_key_file = '{TLS_DIR}/postgres.key'\n") if listen else ""
+    tls = (f"ssl = on\nssl_cert_file = '{hostca.cert_path('postgres')}'\n"
+           f"ssl_key_file = '{hostca.key_path('postgres')}'\n") if listen else ""
     return (f"listen_addresses = '{', '.join(['localhost', *listen])}'\n"
             f"password_encryption = 'scram-sha-256'\n{tls}")
 
@@ -196,14 +161,19 @@ def known_url(ctx: Context, key: str) -> str:
 
 
 def url_for(url: str, db: Host, host: Host, ca_path: str) -> str:
-    """A service URL (made for the db host itself) as ``host`` must use it: Postgres's with
-    TLS, the server verified against the CA certificate at ``ca_path`` (pure)."""
+    """A service URL (made for the db host itself) as ``host`` must use it: over TLS, the
+    server verified against the CA certificate at ``ca_path`` (pure)."""
     if not url or host == db:
         return url
     parts = urlsplit(url)
-    netloc = parts.netloc.replace("@127.0.0.1:", f"@{db.private}:")
-    query = f"sslmode=verify-full&sslrootcert={ca_path}" if parts.scheme == "postgres" else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    if parts.scheme == "postgres":
+        netloc = parts.netloc.replace(f"@127.0.0.1:{parts.port}", f"@{db.private}:{parts.port}")
+        return urlunsplit(parts._replace(
+            netloc=netloc, query=f"sslmode=verify-full&sslrootcert={ca_path}"))
+    tls_port = hostca.redis_tls_port(parts.port)
+    netloc = parts.netloc.replace(f"@127.0.0.1:{parts.port}", f"@{db.private}:{tls_port}")
+    return urlunsplit(parts._replace(scheme="rediss", netloc=netloc,
+                                     query=f"ssl_cert_reqs=required&ssl_ca_certs={ca_path}"))
 
 
 def database_url(user: str, password: str, db: str) -> str:
@@ -227,7 +197,7 @@ def postgres(ctx: Context) -> list[str]:
     if not env.own_postgres:
         return []
     version, clients = ctx.facts["pg_version"], remote_clients(env)
-    issued = server_certificate(ctx) if clients else []
+    issued = hostca.ensure_certificate(ctx, "postgres") if clients else []
     conf = FileSpec(conf_path(version), pg_conf([ctx.host.private] if clients else []),
                     "postgres", "postgres", 0o644)
     changes = ctx.apply_files([conf], ctx.facts["pg_files"])
@@ -263,29 +233,6 @@ def postgres(ctx: Context) -> list[str]:
     ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, password or new_password,
                                                    env.db_name)
     return changes
-
-
-def server_certificate(ctx: Context) -> list[str]:
-    """Postgres's certificate for the db host's private address, issued by the host's CA
-    (made first when missing) unless the one there is for that address; the CA's certificate
-    becomes the fact ``db_ca``."""
-    wanted = subject_alt_name(ctx.host.private)
-    if ctx.facts["pg_cert"] == wanted:
-        return []
-    if not ctx.dry_run:
-        ctx.facts["db_ca"] = ctx.remote.run(["bash", "-c", ISSUE_CERT, "issue-cert", TLS_DIR,
-                                             "postgres", wanted, "postgres:postgres"]).stdout
-    return [f"{TLS_DIR}/postgres.crt issued for {wanted}"]
-
-
-def trust_db_ca(ctx: Context, ca: str) -> list[str]:
-    """On an app host other than the db host: the db host's CA certificate ``ca``, which
-    ``sslrootcert`` of the app's DATABASE_URL names (readable by all: it is public)."""
-    spec = FileSpec(db_ca_path(ctx.env), ca.strip() + "\n", mode=0o644)
-    if not files.differences(spec, ctx.facts["credentials_files"].get(spec.path)):
-        return []
-    ctx.act(["install", "-d", "-m", "755", TLS_DIR])
-    return ctx.apply_files([spec], ctx.facts["credentials_files"])
 
 
 def credentials(ctx: Context) -> list[str]:
