@@ -82,15 +82,16 @@ def differences(spec: FileSpec, state: FileState | None) -> list[str]:
     return reasons
 
 
-def write_argv(path: str, owner: str = "root", group: str = "root", mode: int = 0o644
-               ) -> list[str]:
-    """The command writing its stdin to ``path`` atomically (pure)."""
-    return ["bash", "-c", WRITE_SCRIPT, "write", path, f"{owner}:{group}", f"{mode:o}"]
+def write_argv(spec: FileSpec) -> list[str]:
+    """The command writing ``spec`` from its stdin atomically, and only when the content came
+    whole (pure)."""
+    return ["bash", "-c", WRITE_SCRIPT, "write", spec.path, f"{spec.owner}:{spec.group}",
+            f"{spec.mode:o}", spec.sha256]
 
 
-def write(remote: Remote, spec: FileSpec) -> None:
+def write(remote: Remote, spec: FileSpec, check: bool = True) -> None:
     """Write ``spec`` atomically (always acts; call after :func:`differences`)."""
-    remote.run(write_argv(spec.path, spec.owner, spec.group, spec.mode), stdin=spec.content)
+    remote.run(write_argv(spec), stdin=spec.content, check=check)
 
 
 def unified_diff(spec: FileSpec, old: str | None, secrets: list[str]) -> str:

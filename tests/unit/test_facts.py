@@ -63,3 +63,20 @@ def test_unit_probes_share_one_systemctl_call_and_each_gets_its_own_units():
     assert found == {"one": {"a.timer": ("active", "enabled-a.timer", 0)}, "plain": "hi",
                      "two": ["b.service", "c.service"], "none": {}}
     assert remote.text.count("systemctl show") == 2  # once run at once, once in turn
+
+
+def test_a_file_is_written_whole_or_not_at_all(tmp_path):
+    """The write script, as the server runs it: the content in place with its mode; a writer
+    that died mid-way (stdin cut short) leaves the old file as it was."""
+    path = tmp_path / "upstream.conf"
+    path.write_text("old\n")
+    user = subprocess.run(["id", "-un"], capture_output=True, text=True).stdout.strip()
+    group = subprocess.run(["id", "-gn"], capture_output=True, text=True).stdout.strip()
+    spec = files.FileSpec(str(path), "upstream web {\n    server unix:/run/a.sock;\n}\n",
+                          user, group, 0o640)
+    cut = subprocess.run(files.write_argv(spec), input=spec.content[:10], capture_output=True,
+                         text=True)
+    assert cut.returncode == 1 and "incomplete content, not written" in cut.stderr
+    assert path.read_text() == "old\n" and [p.name for p in tmp_path.iterdir()] == [path.name]
+    subprocess.run(files.write_argv(spec), input=spec.content, text=True, check=True)
+    assert path.read_text() == spec.content and path.stat().st_mode & 0o777 == 0o640

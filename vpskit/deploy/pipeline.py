@@ -246,8 +246,8 @@ class Deploy:
 
     def _save_log(self, what: str, output: str) -> str:
         path = f"{self.release_dir}/.vpskit-release.log"
-        self.remote.run(files.write_argv(path, mode=0o600),
-                        stdin=f"$ {what}\n{output}", check=False)
+        files.write(self.remote, files.FileSpec(path, f"$ {what}\n{output}", mode=0o600),
+                    check=False)
         return path
 
 

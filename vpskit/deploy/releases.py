@@ -101,7 +101,7 @@ def meta_json(release: Release) -> str:
 def write_meta(remote: Remote, env: Environment, release: Release) -> None:
     """Record a release's metadata (always writes)."""
     path = f"{render.release_dir(env, release.id)}/{META}"
-    remote.run(files.write_argv(path), stdin=meta_json(release))
+    files.write(remote, files.FileSpec(path, meta_json(release)))
 
 
 CLONE_SCRIPT = sh.script("clone-release")

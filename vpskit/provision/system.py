@@ -99,7 +99,8 @@ def timezone(ctx: Context) -> list[str]:
     if ctx.facts["timezone_ok"]:
         return []
     ctx.act(["ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"])
-    ctx.act(files.write_argv("/etc/timezone"), stdin=f"{zone}\n")
+    spec = files.FileSpec("/etc/timezone", f"{zone}\n")
+    ctx.act(files.write_argv(spec), stdin=spec.content)
     return [f"timezone {zone}"]
 
 

@@ -108,7 +108,7 @@ def preflight(ctx: Context) -> None:
     token = f"vpskit-preflight-{secrets.token_hex(8)}"
     path = f"{CHALLENGE_DIR}/{token}"
     ctx.remote.run(["install", "-d", "-m", "755", CHALLENGE_DIR])  # nginx workers read it
-    ctx.remote.run(files.write_argv(path), stdin=token)
+    files.write(ctx.remote, files.FileSpec(path, token))
     try:
         opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
         problems = []
