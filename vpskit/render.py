@@ -184,13 +184,38 @@ def www_redirects(env: Environment) -> list[tuple[str, str]]:
     return pairs
 
 
+# ---- TLS between hosts (vpskit.provision.hostca) -------------------------------------------------
+HOST_TLS_DIR = "/etc/ssl/vpskit"  # a host's own CA and certificates, and the CAs it trusts
+BACKEND_NAME = "vpskit-backend.internal"  # the name the lb verifies every web host by
+
+
+def host_cert_path(service: str) -> str:
+    """The certificate of a service a host offers the others (``ca``: its CA's)."""
+    return f"{HOST_TLS_DIR}/{service}.crt"
+
+
+def host_key_path(service: str) -> str:
+    return f"{HOST_TLS_DIR}/{service}.key"
+
+
+def db_ca_path(env: Environment) -> str:
+    """Where an app host keeps the CA certificate of its site's db host."""
+    return f"{HOST_TLS_DIR}/{env.site}-db-ca.crt"
+
+
+def web_cas_path(env: Environment) -> str:
+    """Where the lb host keeps the CA certificates of its site's web hosts."""
+    return f"{HOST_TLS_DIR}/{env.site}-web-cas.crt"
+
+
 def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
     """The site's server blocks: HTTPS when ``tls.enabled`` and the certificate exists
     (``tls_ready``), else the app over plain HTTP (ACME challenges are answered either way).
 
     ``mode``: ``web`` serves the live release to the world; ``lb`` terminates TLS and spreads
-    requests over the web hosts; ``backend`` is a web host behind an lb: plain HTTP on
-    :data:`BACKEND_PORT` to the lb alone, trusting its client address and scheme headers.
+    requests over the web hosts, over TLS, verifying each against the web hosts' own CAs;
+    ``backend`` is a web host behind an lb: TLS on :data:`BACKEND_PORT` to the lb alone (a
+    certificate of its own CA), trusting its client address and scheme headers.
     The client's address is the connection's, or what ``nginx.trusted_proxies`` (a cloud
     load balancer, a CDN) say in X-Forwarded-For; the app is told that address alone.
     """
@@ -218,6 +243,10 @@ def nginx_site(env: Environment, tls_ready: bool, mode: str = "web") -> str:
         acme_webroot=ACME_WEBROOT,
         cert=cert_path(env),
         key=key_path(env),
+        backend_cert=host_cert_path("backend"),
+        backend_key=host_key_path("backend"),
+        backend_cas=web_cas_path(env),
+        backend_name=BACKEND_NAME,
         # ASGI apps hold websockets open; WSGI ones get a bit longer than gunicorn's timeout.
         read_timeout=3600 if env.app.kind == "asgi" else max(60, env.app.timeout + 5),
     )

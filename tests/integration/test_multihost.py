@@ -1,5 +1,5 @@
 """Three test VPSes as one environment: `lb+web+worker`, `web` and `db`. Provision runs on all
-at once; the lb terminates TLS (Pebble) and alone reaches the web hosts' backend port;
+at once; the lb terminates TLS (Pebble) and alone reaches the web hosts' backend port (TLS);
 Postgres/Redis answer the app hosts only; deploys roll across the web hosts under load, each
 out of the lb's rotation while it switches; a release failing on the second host leaves every
 host on the old one."""
@@ -58,8 +58,8 @@ def sh(site: Site, address: str, script: str, check: bool = True,
 
 def version(site: Site, address: str) -> str:
     """The version a web host serves, asked on its backend port from the host itself."""
-    body = sh(site, address, f"curl -sf -H 'Host: {DOMAIN}' -H 'X-Forwarded-Proto: https' "
-                             f"http://127.0.0.1:8080/")
+    body = sh(site, address, f"curl -sfk -H 'Host: {DOMAIN}' -H 'X-Forwarded-Proto: https' "
+                             f"https://127.0.0.1:8080/")
     return re.search(r"VERSION=(\S+)", body).group(1)
 
 
@@ -200,7 +200,11 @@ def test_security_postgres_and_redis_between_hosts_are_tls_verified_against_the_
     assert f"Connected to rediss://:**@{cluster['db'].address}:" in worker, worker[-2000:]
 
 
-def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provisioned):
+def test_security_the_lb_terminates_tls_and_alone_reaches_the_backends_over_tls(cluster,
+                                                                                provisioned):
+    """The lb reaches each web host's backend port over TLS, verified: the web host's
+    certificate names vpskit-backend.internal and comes from its own CA, which the lb keeps;
+    plain HTTP gets nothing there."""
     site, (web1, web2) = cluster["site"], cluster["web"]
     site.fab("deploy")
     assert served(site) == "1.0.0"
@@ -208,9 +212,14 @@ def test_the_lb_terminates_tls_and_alone_reaches_the_backends(cluster, provision
     for port in (80, 443, 8080):  # web2 is reached through the lb only
         with pytest.raises(OSError):
             socket.create_connection((web2.address, port), timeout=3).close()
-    out = sh(site, web1.address, f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
-                                 f"http://{web2.address}:8080/health/")
-    assert out == "200"
+    verified = (f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+                f"--cacert /etc/ssl/vpskit/shop-production-web-cas.crt "
+                f"--resolve vpskit-backend.internal:8080:{web2.address} "
+                f"https://vpskit-backend.internal:8080/health/")
+    assert sh(site, web1.address, verified) == "200"
+    plain = (f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+             f"http://{web2.address}:8080/health/")
+    assert sh(site, web1.address, plain, check=False) == "400"  # plain HTTP to a TLS port
     upstream = sh(site, web1.address, "cat /etc/nginx/vpskit/shop-production/lb-upstream.conf")
     assert f"server {web1.address}:8080" in upstream and f"server {web2.address}:8080" in upstream
     assert "down" not in upstream.split("upstream")[-1]
@@ -232,8 +241,8 @@ def test_maintenance_is_served_by_the_lb_by_the_clients_real_address(cluster, pr
         through_lb = (f"curl -sk -o /dev/null -w '%{{http_code}}' --resolve {DOMAIN}:443:"
                       f"{web1.address} https://{DOMAIN}/")
         assert sh(site, web2.address, through_lb) == "200"  # allowed, by its address
-        backend = (f"curl -s -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
-                   f"http://127.0.0.1:8080/")
+        backend = (f"curl -sk -o /dev/null -w '%{{http_code}}' -H 'Host: {DOMAIN}' "
+                   f"https://127.0.0.1:8080/")
         assert sh(site, web1.address, backend) == "200"  # the 503 is the lb's alone
         assert "maintenance ON" in site.fab("status").stdout
     finally:

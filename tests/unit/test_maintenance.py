@@ -84,7 +84,8 @@ def test_lb_in_maintenance_passes_nginx_t(tmp_path, certificate):  # noqa: F811
         render.lb_site_path(env): render.nginx_site(env, True, "lb"),
         render.lb_upstream_path(env): render.nginx_lb_upstream(env),
         render.maintenance_path(env): render.nginx_maintenance(env, lb=True),
-        render.cert_path(env): certificate[0], render.key_path(env): certificate[1]})
+        render.cert_path(env): certificate[0], render.key_path(env): certificate[1],
+        render.web_cas_path(env): certificate[0]})
 
 
 def test_the_page_is_the_apps_or_the_default():

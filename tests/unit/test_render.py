@@ -143,6 +143,9 @@ def nginx_test(tmp_path: Path, envs: list[tuple[Environment, bool, str | None]],
         install(render.upstream_path(env), render.nginx_upstream(env, release))
         install(render.cert_path(env), certificate[0])
         install(render.key_path(env), certificate[1])
+        install(render.web_cas_path(env), certificate[0])
+    install(render.host_cert_path("backend"), certificate[0])
+    install(render.host_key_path("backend"), certificate[1])
     main = NGINX_CONF.read_text()
     for pattern in ("/etc/nginx/conf.d/*.conf", "/etc/nginx/sites-enabled/*"):
         assert f"include {pattern};" in main, f"{NGINX_CONF} does not include {pattern}"
@@ -212,7 +215,12 @@ def test_lb_and_backend_on_one_host_pass_nginx_t(tmp_path, certificate, tls_read
     nginx_test(tmp_path, [(env, tls_ready, RELEASE)], certificate,
                {render.lb_site_path(env): lb_site, render.lb_upstream_path(env): upstream})
     backend = render.nginx_site(env, True, "backend")
-    assert "listen 8080;" in backend and "ssl_certificate" not in backend
+    assert "listen 8080 ssl;" in backend
+    assert "ssl_certificate /etc/ssl/vpskit/backend.crt;" in backend
+    assert "proxy_pass https://shop_production_lb;" in lb_site
+    for line in ("proxy_ssl_verify on;", "proxy_ssl_name vpskit-backend.internal;",
+                 "proxy_ssl_trusted_certificate /etc/ssl/vpskit/shop-production-web-cas.crt;"):
+        assert line in lb_site, line
     assert "set_real_ip_from 10.0.0.20;" in backend and "acme-challenge" not in backend
     assert "X-Forwarded-Proto $http_x_forwarded_proto" in backend
     assert "location /static/" not in lb_site and "X-Forwarded-Proto $scheme" in lb_site

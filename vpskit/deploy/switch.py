@@ -57,7 +57,7 @@ def check_public(remote: Remote, env: Environment, tls: bool, lb: bool = False) 
     a certificate exists), the backend port of a web host behind an lb, or with ``lb`` the
     lb's site. Returns the URL checked."""
     backend = env.lb_host is not None and not lb
-    scheme = "https" if tls and not backend else "http"
+    scheme = "https" if tls or backend else "http"  # a backend port is TLS, with its own CA
     port = render.BACKEND_PORT if backend else 443 if scheme == "https" else 80
     url = f"{scheme}://{env.primary_domain}:{port}{env.health.path}"
     _check(remote, env, scheme, str(port), f"{url} through nginx")

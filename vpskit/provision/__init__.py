@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from vpskit import envfile, facts, fleet, jobs, session
+from vpskit import envfile, facts, fleet, jobs, render, session
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.provision import (
@@ -93,6 +93,8 @@ def base(run: HostRun) -> None:
     run.steps([("users", lambda c: access.users(c, run.public_key)),
                ("ssh", lambda c: access.harden_ssh(c, run.verify_login)),
                ("firewall", firewall.firewall)])
+    if "web" in ctx.host.roles and ctx.env.lb_host:  # before the lb host's phase 3 trusts it
+        run.steps([("backend tls", web.backend_certificate)])
 
 
 def services(run: HostRun) -> None:
@@ -101,15 +103,16 @@ def services(run: HostRun) -> None:
                ("credentials", database.credentials)])
 
 
-def site(run: HostRun, db_access: ServiceAccess, db: Host | None) -> None:
-    """Phase 3, every host by its roles."""
+def site(run: HostRun, db_access: ServiceAccess, db: Host | None,
+         backend_cas: list[str]) -> None:
+    """Phase 3, every host by its roles; the lb host trusts the web hosts' ``backend_cas``."""
     ctx, host = run.ctx, run.ctx.host
-    ca_path = hostca.trusted_path(ctx.env)
+    ca_path = render.db_ca_path(ctx.env)
     ctx.managed_env.update({k: database.url_for(v, db, host, ca_path)
                             for k, v in db_access.urls.items()})
     steps = [("directories", app.site_dirs)]
     if host.serves_app and host != db and db_access.ca:
-        steps.append(("db ca", lambda c: hostca.trust(c, db_access.ca)))
+        steps.append(("db ca", lambda c: hostca.trust(c, ca_path, [db_access.ca])))
     if host.serves_app:
         steps += [("db reach", database.reach), ("app", app.app_service),
                   ("jobs", app.scheduled_jobs)]
@@ -118,7 +121,9 @@ def site(run: HostRun, db_access: ServiceAccess, db: Host | None) -> None:
     if "web" in host.roles:
         steps.append(("nginx", web.nginx))
     if "lb" in host.roles:
-        steps.append(("lb", web.lb))
+        steps += [("backend cas", lambda c: hostca.trust(c, render.web_cas_path(c.env),
+                                                          backend_cas)),
+                  ("lb", web.lb)]
     if host in ctx.env.public_hosts:
         steps.append(("tls", tls.tls))
     steps += [("mail", mail.mail), ("watchdog", watchdog.watchdog)]
@@ -144,9 +149,9 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
                             "provision (connect)")
         fleet.each_or_raise(hosts, lambda h, o: first_facts(runs[h.address]), out, "provision")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
-        found = _service_access(env, runs)
-        fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], found, env.db_host), out,
-                            "provision")
+        found, cas = _service_access(env, runs), _backend_cas(env, runs)
+        fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], found, env.db_host, cas),
+                            out, "provision")
         done = True
     finally:
         for run in runs.values():
@@ -177,6 +182,19 @@ class ServiceAccess:
     sees them, and the certificate of its CA (None when it has none, e.g. no other app host)."""
     urls: dict[str, str] = field(default_factory=dict)
     ca: str | None = None
+
+
+def _backend_cas(env: Environment, runs: dict[str, HostRun]) -> list[str]:
+    """The CA certificates of the web hosts behind an lb host being provisioned, as their
+    phase 1 left them, or read from the ones not provisioned now; none without one."""
+    if env.lb_host is None or env.lb_host.address not in runs:
+        return []
+    found = [runs[h.address].ctx.facts["host_ca"] for h in env.hosts_with("web")
+             if h.address in runs]
+    for host in (h for h in env.hosts_with("web") if h.address not in runs):
+        with session.connected(env, host) as remote:
+            found.append(facts.gather(remote, [facts.text(hostca.CA_CERT, "ca")])["ca"])
+    return [ca for ca in found if ca]
 
 
 def _service_access(env: Environment, runs: dict[str, HostRun]) -> ServiceAccess:

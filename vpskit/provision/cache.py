@@ -19,7 +19,7 @@ import itertools
 import re
 import secrets
 
-from vpskit import facts, sh
+from vpskit import facts, render, sh
 from vpskit.files import FileSpec, file_probe
 from vpskit.provision import hostca
 from vpskit.provision.context import Context
@@ -94,8 +94,8 @@ def redis_conf(site: str, port: int, password: str, maxmemory: str, policy: str,
     """The instance's whole config; Redis's defaults fill in the rest. Listening on ``listen``
     too, it takes TLS there on its TLS port with the host CA's certificate (pure)."""
     tls = [f"tls-port {hostca.redis_tls_port(port)}\n",
-           f"tls-cert-file {hostca.cert_path('redis')}\n",
-           f"tls-key-file {hostca.key_path('redis')}\n",
+           f"tls-cert-file {render.host_cert_path('redis')}\n",
+           f"tls-key-file {render.host_key_path('redis')}\n",
            f"tls-ca-cert-file {hostca.CA_CERT}\n",
            "tls-auth-clients no\n"] if listen else []  # clients prove themselves by password
     return "".join([

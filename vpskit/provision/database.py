@@ -13,7 +13,7 @@ import secrets
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts, sh
+from vpskit import envfile, facts, render, sh
 from vpskit.config import Environment, Host
 from vpskit.endpoints import SERVICE_PORTS, service_endpoint
 from vpskit.errors import ToolkitError
@@ -138,8 +138,8 @@ def remote_clients(env: Environment) -> list[str]:
 def pg_conf(listen: list[str]) -> str:
     """vpskit's conf.d file: listening on ``listen`` besides localhost, and then with the
     certificate of the host's CA (pure)."""
-    tls = (f"ssl = on\nssl_cert_file = '{hostca.cert_path('postgres')}'\n"
-           f"ssl_key_file = '{hostca.key_path('postgres')}'\n") if listen else ""
+    tls = (f"ssl = on\nssl_cert_file = '{render.host_cert_path('postgres')}'\n"
+           f"ssl_key_file = '{render.host_key_path('postgres')}'\n") if listen else ""
     return (f"listen_addresses = '{', '.join(['localhost', *listen])}'\n"
             f"password_encryption = 'scram-sha-256'\n{tls}")
 

@@ -1,8 +1,9 @@
 """Nginx: the shared snippet, the site and its upstream; default site removed; ``nginx -t``
 before every reload, and a reload only when something changed.
 
-A web host serves the live release (to the world, or as a backend of the lb host); the lb host
-has a site of its own that terminates TLS and spreads requests over the web hosts.
+A web host serves the live release (to the world, or as a backend of the lb host, over TLS
+with a certificate of its own CA); the lb host has a site of its own that terminates TLS and
+spreads requests over the web hosts, verifying each against the web hosts' CAs.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 from vpskit import facts, render
 from vpskit.deploy.switch import SWITCH_NGINX
 from vpskit.files import FileSpec, file_probe
+from vpskit.provision import hostca
 from vpskit.provision.context import Context
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
@@ -45,6 +47,12 @@ def nginx(ctx: Context) -> list[str]:
     if render.upstream_path(env) not in states:
         specs.append(FileSpec(render.upstream_path(env), render.nginx_upstream(env, None)))
     return _apply(ctx, specs, render.access_log_path(env))
+
+
+def backend_certificate(ctx: Context) -> list[str]:
+    """A web host behind an lb: the certificate of its backend port, for the name the lb
+    verifies it by, from the host's own CA."""
+    return hostca.ensure_certificate(ctx, "backend", render.BACKEND_NAME)
 
 
 def lb(ctx: Context) -> list[str]:

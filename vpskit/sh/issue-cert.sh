@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
-# Issue a server certificate from the host's own vpskit CA (made first when missing: an EC
-# P-256 key that never leaves this host, root-only), for the other hosts to verify this one
-# by. Prints the CA certificate, which the other hosts trust.
+# Issue a server certificate from the host's own vpskit CA, for the other hosts to verify this
+# one by. The CA is made first when missing: an EC P-256 key that never leaves this host,
+# root-only, and a random part in its name that tells it from the CA of a host of the same
+# name. Prints the CA certificate, which the other hosts trust.
 # Arguments: directory, name (<name>.crt, <name>.key), subjectAltName (IP:<ip> or DNS:<name>),
 # the key's owner.
 # Run as: bash -c "$SCRIPT" issue-cert ARGS...
@@ -12,7 +13,7 @@ mkdir -p "$dir" && chmod 755 "$dir" && cd "$dir"
 trap 'rm -f ca.new.key ca.new.crt "$name.new.key" "$name.new.crt" "$name.csr"' EXIT
 if [ ! -s ca.key ] || [ ! -s ca.crt ]; then
   openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 3650 \
-    -subj "/CN=vpskit CA $(hostname)" -keyout ca.new.key -out ca.new.crt \
+    -subj "/CN=vpskit CA $(hostname) $(openssl rand -hex 4)" -keyout ca.new.key -out ca.new.crt \
     -addext basicConstraints=critical,CA:TRUE -addext keyUsage=critical,keyCertSign,cRLSign \
     2>/dev/null
   chmod 644 ca.new.crt && mv -f ca.new.key ca.key && mv -f ca.new.crt ca.crt
