@@ -219,6 +219,31 @@ def test_chaos_operator_killed_after_each_deploy_step_never_drops_a_request(site
     assert status == 200 and "after-chaos" in body
 
 
+def test_chaos_operator_killed_while_pip_builds_the_virtualenv(site, deployed, vps):
+    """The operator's ``fab deploy`` SIGKILLed while pip builds a new virtualenv on the server
+    (pip goes on there by itself): the site keeps answering, and the next deploy waits for
+    that build instead of building over it, then goes live."""
+    requirements = (site.app / "requirements.txt").read_text()
+    site.commit("a new virtualenv", {"requirements.txt": f"{requirements}# {uuid.uuid4()}\n",
+                                     "VERSION": "killed-in-pip\n"})
+    building = "pgrep -f 'bin/pip install' >/dev/null"
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        with site.fab_until("deploy", seen=step_line("upload")) as (running, _):
+            seen = site.sh(f"for i in $(seq 300); do {building} && {{ echo pip; break; }}; "
+                           f"sleep 0.1; done")
+            running.kill()
+            running.wait()
+        assert seen.strip() == "pip"
+        assert site.sh(f"{building} && echo on", check=False).strip() == "on"  # by itself
+        site.commit("after pip", {"VERSION": "after-pip\n"})
+        out = site.fab("deploy").stdout
+    assert re.search(r"^\s+virtualenv\s.*reused venvs/", out, re.M), out  # it waited for it
+    assert load.result.failures == 0, load.result.summary()
+    status, body, _ = site.get("/")
+    assert status == 200 and "after-pip" in body
+    site.commit("requirements back", {"requirements.txt": requirements})
+
+
 ROLLBACK_STEPS = ("start", "switch", "stop old", "processes")
 
 

@@ -5,13 +5,17 @@
 set -e; umask 022
 venvs="$1" key="$2" release="$3" reqs="$4" log="$5" user="$6"
 dir="$venvs/$key" work="$venvs/$key/.vpskit-build" group=$(id -gn "$user")
+mkdir -p "$venvs"
+# One build per key at a time: a deploy whose operator died leaves its pip running here, and
+# the next deploy waits for it (then reuses what it built) instead of building over it.
+exec 9>"$venvs/.$key.lock"; flock 9
 as_user() {  # as_user DIR CMD...: CMD in DIR as $user, with a private HOME (pip's cache)
   local cwd="$1"; shift
   setpriv --reuid="$user" --regid="$group" --init-groups --no-new-privs -- \
     env -i -C "$cwd" HOME="$work/home" PATH="$PATH" LANG=C.UTF-8 "$@"
 }
 if [ ! -f "$dir/.vpskit-complete" ]; then  # built in place: venv scripts embed their path
-  rm -rf "$dir"; mkdir -p "$venvs"
+  rm -rf "$dir"
   largest=$(du -s -B1 "$venvs"/*/ 2>/dev/null | sort -n | tail -1 | cut -f1)
   if [ -n "$largest" ]; then need=$((largest * 12 / 10)); else need=300000000; fi
   need=$((need + $(du -s -B1 "$release" | cut -f1)))  # and the copy pip runs in
