@@ -366,6 +366,14 @@ class Migration(migrations.Migration):
     dependencies = [("catalog", "0001_initial")]
     operations = [migrations.RemoveField("item", "image")]
 '''
+IMAGE_BACK_MIGRATION = '''from django.db import migrations, models
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "0002_drop_image")]
+    operations = [migrations.AddField("item", "image", models.FileField(
+        upload_to="items/", blank=True, default=""), preserve_default=False)]
+'''
 APP_PAGE = "<h1>shop is upgrading its catalog</h1>\n"
 
 
@@ -458,6 +466,10 @@ def test_deploy_with_maintenance_drops_a_column_without_a_single_500(site, deplo
     finally:
         site.fab("maintenance", "off")
     assert status == 503 and APP_PAGE.strip() in body
+    site.commit("8.1.0 brings item images back", {  # the example's schema, for later modules
+        "VERSION": "8.1.0\n", "catalog/models.py": models,
+        "catalog/migrations/0003_image_back.py": IMAGE_BACK_MIGRATION})
+    site.fab("deploy")
 
 
 def test_secrets_never_appear_in_any_output(site, deployed):
