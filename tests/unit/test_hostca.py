@@ -13,13 +13,15 @@ import socket
 import subprocess
 import time
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 from tests.helpers.example_venv import CACHE, example_venv
 from vpskit import sh
-from vpskit.config import Host
+from vpskit.config import App, Environment, Host
 from vpskit.provision import cache, database, hostca
+from vpskit.provision.context import Context
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VENV = Path(os.environ.get("VPSKIT_EXAMPLE_VENV", CACHE / "example-venv"))
@@ -126,3 +128,37 @@ def test_an_app_host_reaches_redis_over_tls_verified_against_the_host_ca(tmp_pat
     finally:
         server.terminate()
         server.wait(timeout=10)
+
+
+class IssuingRemote:
+    """Answers issue-cert.sh with the CA certificate ``ca``."""
+
+    def __init__(self, ca: str) -> None:
+        self.ca, self.issued = ca, []
+
+    def run(self, argv: list[str]) -> SimpleNamespace:
+        self.issued.append(argv[5])
+        return SimpleNamespace(stdout=self.ca)
+
+
+def context(remote: IssuingRemote, host_ca: str | None) -> Context:
+    env = Environment("production", (Host("192.0.2.9", roles=("db",)),), ("shop.test",),
+                      App("shop", "repo"))
+    facts = {"host_ca": host_ca, "postgres_cert": "", "redis_cert": "IP:192.0.2.9",
+             "backend_cert": "DNS:vpskit-backend.internal"}
+    return Context(env=env, host=env.hosts[0], remote=remote, out=None, facts=facts)
+
+
+@pytest.mark.parametrize("before, kept", [("CA-1\n", True), ("CA-1", True), (None, False),
+                                          ("CA-0\n", False)])
+def test_a_ca_made_anew_voids_the_other_certificates_it_did_not_sign(before, kept):
+    """Issuing one certificate under the CA the host had keeps the others; under a CA made
+    anew (none before, or another: its key was lost) the others are issued again."""
+    remote = IssuingRemote("CA-1\n")
+    ctx = context(remote, before)
+    assert hostca.ensure_certificate(ctx, "postgres") == [
+        "/etc/ssl/vpskit/postgres.crt issued for IP:192.0.2.9"]
+    assert ctx.facts["host_ca"] == "CA-1\n" and ctx.facts["postgres_cert"] == "IP:192.0.2.9"
+    assert hostca.ensure_certificate(ctx, "redis") == ([] if kept else [
+        "/etc/ssl/vpskit/redis.crt issued for IP:192.0.2.9"])
+    assert remote.issued == (["postgres"] if kept else ["postgres", "redis"])

@@ -22,6 +22,7 @@ from vpskit.provision.context import Context
 
 SERVICES = {"postgres": "postgres:postgres", "redis": "redis:redis",  # certificate: key's owner
             "backend": "root:root"}  # a web host's backend port (Nginx reads keys as root)
+CA_CERT = render.host_cert_path("ca")
 ISSUE_CERT = sh.script("issue-cert")
 REDIS_TLS_OFFSET = 1000
 
@@ -29,9 +30,6 @@ REDIS_TLS_OFFSET = 1000
 def redis_tls_port(port: int) -> int:
     """The TLS port of the Redis instance on ``port``, the one other hosts reach."""
     return port + REDIS_TLS_OFFSET
-
-
-CA_CERT = render.host_cert_path("ca")
 
 
 def probes(env: Environment) -> list[facts.Probe]:
@@ -69,15 +67,18 @@ def cert_san(out: str) -> str:
 def ensure_certificate(ctx: Context, service: str, name: str | None = None) -> list[str]:
     """``service``'s certificate for ``name`` (default: the host's private address), issued
     by the host's CA (made first when missing) unless the one there is for that name; the
-    fact ``host_ca`` then holds the CA's certificate."""
+    fact ``host_ca`` then holds the CA's certificate. A CA made anew here voids the other
+    services' certificates (the old CA signed them), so their steps issue them again."""
     wanted = subject_alt_name(name or ctx.host.private)
     if ctx.facts[f"{service}_cert"] == wanted:
         return []
     if not ctx.dry_run:
-        ctx.facts["host_ca"] = ctx.remote.run(["bash", "-c", ISSUE_CERT, "issue-cert",
-                                               render.HOST_TLS_DIR,
-                                               service, wanted, SERVICES[service]]).stdout
-        ctx.facts[f"{service}_cert"] = wanted
+        argv = ["bash", "-c", ISSUE_CERT, "issue-cert", render.HOST_TLS_DIR, service, wanted,
+                SERVICES[service]]
+        ca = ctx.remote.run(argv).stdout
+        if ca.strip() != (ctx.facts["host_ca"] or "").strip():
+            ctx.facts.update({f"{other}_cert": "" for other in SERVICES})
+        ctx.facts.update({"host_ca": ca, f"{service}_cert": wanted})
     return [f"{render.host_cert_path(service)} issued for {wanted}"]
 
 
