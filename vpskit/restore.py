@@ -2,8 +2,10 @@
 
 The current data is dumped first; the app is stopped on every app host while the dump is
 restored in one transaction on the db host, then started and health-checked again. Any failure
-before the commit leaves the database as it was and the app running; an operator that dies
-(killed, link lost) leaves the app's start to each host's lock holder (:func:`arm_undo`).
+before the commit leaves the database as it was and the app running. The replay is a unit of
+its own on the db host (:mod:`vpskit.serverop`): an operator that dies (killed, link lost)
+never cuts it short, and the lock holder there waits for it; the app's start is left to each
+host's lock holder (:func:`arm_undo`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit import facts, interrupts, offsite, render, session, sh
+from vpskit import facts, interrupts, offsite, render, serverop, session, sh
 from vpskit.backups import (
     RESTORE_SCRIPT,
     SAFETY_LABEL,
@@ -41,8 +43,7 @@ from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
 
 UPLOAD_SCRIPT = sh.script("upload-dump")
-
-
+RESTORE_TIMEOUT = 3600  # seconds the replay of a dump may take
 
 
 @dataclass(frozen=True)
@@ -121,9 +122,11 @@ class Restore:
         return commands
 
     def restore(self) -> list[str]:
-        result = self.remote.run(["bash", "-c", RESTORE_SCRIPT, "restore",
-                                  f"{self.env.backup_dir}/{self.name}", self.env.db_name,
-                                  self.env.db_user], check=False, timeout=3600)
+        unit = serverop.unit_name(self.env.site, "restore")
+        args = [f"{self.env.backup_dir}/{self.name}", self.env.db_name, self.env.db_user]
+        result = serverop.run(self.remote, serverop.argv(
+            unit, [], serverop.script_command(unit, args), RESTORE_TIMEOUT), RESTORE_TIMEOUT,
+            script=RESTORE_SCRIPT)
         if not result.ok:
             raise self.remote.error(["pg_restore", self.name], result)
         self.restored = True

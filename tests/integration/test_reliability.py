@@ -244,6 +244,65 @@ def test_chaos_operator_killed_while_pip_builds_the_virtualenv(site, deployed, v
     site.commit("requirements back", {"requirements.txt": requirements})
 
 
+SLOW_MIGRATION = """from django.db import migrations
+
+
+class Migration(migrations.Migration):
+    dependencies = [("catalog", "{leaf}")]
+    operations = [migrations.RunSQL("SELECT pg_sleep(12)", migrations.RunSQL.noop)]
+"""
+OP_RUNNING = "systemctl list-units --plain --no-legend 'shop-production-op-{what}-*' | grep -q ."
+
+
+def wait_for_unit(site: Site, what: str) -> None:
+    """Until a server-side unit (``serverop``) doing ``what`` runs on the VPS."""
+    running = OP_RUNNING.format(what=what)
+    seen = site.sh(f"for i in $(seq 300); do {running} && {{ echo on; break; }}; sleep 0.1; done")
+    assert seen.strip() == "on", f"no {what} unit within 30 s"
+
+
+def lock_and_unit(site: Site, what: str) -> str:
+    """``held running``, ``free gone``, ...: the site's lock and the ``what`` unit, now."""
+    return site.sh(f"{LOCK_FREE}; {OP_RUNNING.format(what=what)} && echo running || echo gone",
+                   check=False).replace("\n", " ").strip()
+
+
+def test_chaos_operator_killed_while_migrate_runs_keeps_the_lock_until_it_ends(site, deployed,
+                                                                               vps):
+    """The operator's ``fab deploy`` SIGKILLed while its migration runs on the server: the
+    migration is a unit of its own and goes on to its end, the site's lock stays held until it
+    has (a deploy meanwhile is refused, naming the dead holder), then it is free and the next
+    deploy goes live; the site answers throughout."""
+    migrations = site.app / "catalog/migrations"
+    leaf = max(path.stem for path in migrations.glob("0*.py"))
+    slow = "catalog/migrations/0099_chaos_slow.py"
+    site.commit("a slow migration", {slow: SLOW_MIGRATION.format(leaf=leaf),
+                                     "VERSION": "killed-in-migrate\n"})
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        with site.fab_until("deploy", seen=step_line("backup")) as (running, _):
+            wait_for_unit(site, "release")
+            running.kill()
+            running.wait()
+        time.sleep(2)  # the dead operator's SSH session is over
+        assert lock_and_unit(site, "release") == "held running"
+        refused = site.fab("deploy", check=False)
+        assert refused.returncode == 1 and "locked by" in refused.stderr, refused.stderr
+        site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what='release')}; do sleep 0.5; "
+                f"done\"")
+        site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
+        applied = site.sh("runuser -u postgres -- psql -qAt -d shop_production -c \"SELECT count(*) "
+                          "FROM django_migrations WHERE name = '0099_chaos_slow'\"")
+        assert applied.strip() == "1"  # it ran to its end
+        (site.app / slow).unlink()
+        site.commit("after the slow migration", {"VERSION": "after-migrate\n"})
+        told = site.fab("deploy").stderr  # the next holder is told what the server did
+    assert re.search(r"deploy \w+\) since .* ended before its work on the server; at \S+ the "
+                     r"server waited for shop-production-op-release-\w+\.service to end", told), told
+    assert load.result.failures == 0, load.result.summary()
+    status, body, _ = site.get("/")
+    assert status == 200 and "after-migrate" in body
+
+
 ROLLBACK_STEPS = ("start", "switch", "stop old", "processes")
 
 
@@ -295,6 +354,37 @@ def test_chaos_operator_killed_after_each_restore_step_leaves_the_app_serving(si
         site.sh(f"timeout 30 bash -c 'while [ -e {lock}.holder ]; do sleep 0.2; done'")
         assert site.sh(f"ls {lock}.undo 2>/dev/null || true").strip() == ""
     assert "restored shop-production" in site.fab("restore", "--yes").stdout
+
+
+def test_chaos_operator_killed_while_pg_restore_runs_keeps_the_lock_until_it_ends(site,
+                                                                                  deployed):
+    """The operator's ``fab restore`` SIGKILLed while the dump is replayed (held up by a
+    transaction's table lock): the replay is a unit of its own on the server and commits, the
+    lock stays held until it has, then the lock's holder starts the app again; a row written
+    after the backup is gone."""
+    site.fab("backup")
+    site.fab("manage", "--", "create_item", "made-after-the-backup")
+    blocker = ("runuser -u postgres -- psql -d shop_production -c 'BEGIN; LOCK TABLE catalog_item "
+               "IN ACCESS SHARE MODE; SELECT pg_sleep(15)' >/dev/null 2>&1 </dev/null &")
+    site.sh(blocker)  # the safety dump reads beside it; the replay waits for it
+    with site.fab_until("restore", "--yes", seen=step_line("stop app")) as (running, _):
+        wait_for_unit(site, "restore")
+        running.kill()
+        running.wait()
+    time.sleep(2)  # the dead operator's SSH session is over
+    assert lock_and_unit(site, "restore") == "held running"
+    assert site.get("/health/")[0] != 200  # the app waits for the restore
+    site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what='restore')}; do sleep 0.5; "
+            f"done\"")
+    deadline = time.monotonic() + 30
+    while site.get("/health/")[0] != 200 and time.monotonic() < deadline:
+        time.sleep(0.5)
+    assert site.get("/health/")[0] == 200
+    site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
+    assert "made-after-the-backup" not in site.get("/items/")[1]
+    told = site.fab("backup").stderr
+    assert "waited for shop-production-op-restore-" in told, told
+    assert re.search(r"ran its undo: systemctl start shop-production-web@\S+", told), told
 
 
 def test_chaos_link_cut_after_a_restore_stopped_the_app_starts_it_again(site, deployed, vps):

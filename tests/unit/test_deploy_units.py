@@ -116,7 +116,7 @@ def test_systemd_run_line_uses_the_env_file_and_app_user():
 def test_release_commands_wait_at_most_the_lock_timeout_for_a_table_lock():
     settings = appcmd.lock_timeout_env(env())
     assert settings == ["PGOPTIONS=-c lock_timeout=5s"]
-    argv = appcmd.systemd_run_argv(env(), "r1", ["python", "manage.py"], setenv=settings)
+    argv = appcmd.release_command_argv(env(), "r1", ["python", "manage.py"], timeout=60)
     assert "--setenv=PGOPTIONS=-c lock_timeout=5s" in argv
     assert argv.index("--setenv=PGOPTIONS=-c lock_timeout=5s") < argv.index("--")
     unlimited = Environment("production", (Host("192.0.2.1"),), ("shop.test",),
@@ -203,11 +203,16 @@ def test_a_release_note_survives_its_metadata_and_empty_fields_are_left_out():
     assert releases.parse(f"{made.id} {text}").items == (made,)
 
 
-def hold(path: Path) -> subprocess.Popen:
-    """The lock's server-side holder as lock.deploy_lock runs it, here; once it says LOCKED."""
+def hold(path: Path, told: list[str] | None = None, what: str = "deploy abc1234"
+         ) -> subprocess.Popen:
+    """The lock's server-side holder as lock.deploy_lock runs it, here; once it says LOCKED,
+    with what it told before in ``told``."""
     holder = subprocess.Popen(["flock", str(path), "bash", "-c", lock.HOLD, "hold-lock",
-                               str(path), "{}"], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-    assert holder.stdout.readline() == b"LOCKED\n"
+                               str(path), lock.holder_info(what), "vpskit-test-none-*.service"],
+                              stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    while (line := holder.stdout.readline()).startswith("RECOVERED\t"):
+        (told if told is not None else []).append(lock.recovered_note(line))
+    assert line == "LOCKED\n"
     return holder
 
 
@@ -226,9 +231,26 @@ def test_the_lock_holder_runs_the_undo_left_when_its_operator_goes(tmp_path):
 
 
 def test_an_undo_its_holder_never_ran_runs_before_the_next_holder_goes_on(tmp_path):
-    path, undone = tmp_path / "site.lock", tmp_path / "undone"
+    path, undone, told = tmp_path / "site.lock", tmp_path / "undone", []
+    Path(f"{path}.holder").write_text(lock.holder_info("restore x.dump") + "\n")
     Path(f"{path}.undo").write_text(f"touch {undone}\n")  # that holder was killed too
-    holder = hold(path)
+    holder = hold(path, told)
     assert undone.exists() and not Path(f"{path}.undo").exists()
     holder.stdin.close()
     holder.wait(timeout=10)
+    assert len(told) == 1 and "restore x.dump) since" in told[0]
+    assert "ended before its work on the server; at " in told[0]
+    assert told[0].endswith(f"the server ran its undo: touch {undone};")
+
+
+def test_what_the_lock_holder_did_for_a_dead_holder_is_told_to_the_next_one_once(tmp_path):
+    path, undone, told = tmp_path / "site.lock", tmp_path / "undone", []
+    holder = hold(path, what="restore y.dump")
+    Path(f"{path}.undo").write_text(f"touch {undone}\n")
+    holder.stdin.close()  # its operator died
+    holder.wait(timeout=10)
+    hold(path, told).stdin.close()
+    assert len(told) == 1 and "restore y.dump) since" in told[0] and "ran its undo" in told[0]
+    again = []
+    hold(path, again).stdin.close()
+    assert again == []

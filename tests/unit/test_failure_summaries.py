@@ -303,6 +303,5 @@ def test_a_command_over_its_timeout_is_stopped_on_the_server_and_raises_even_unc
                                           r"and was stopped$"):
         remote.run(["pg_dump", "shop"], check=False, timeout=60)
     assert remote.run(["pg_dump", "shop"], check=False).exited == TIMED_OUT  # no timeout: ours
-    release = appcmd.systemd_run_argv(ENV, RID, ["python", "manage.py", "migrate"],
-                                      max_seconds=1800)
+    release = appcmd.release_command_argv(ENV, RID, ["python", "manage.py", "migrate"], 1800)
     assert "--property=RuntimeMaxSec=1800" in release  # systemd stops the unit itself

@@ -562,7 +562,7 @@ def test_security_units_are_rated_ok_offline(tmp_path, app):
 
 def test_security_release_commands_run_in_the_units_sandbox():
     env = dataclasses.replace(make_env(), processes=(CELERY,))
-    argv = appcmd.systemd_run_argv(env, RELEASE, ["python", "manage.py", "migrate"])
+    argv = appcmd.release_command_argv(env, RELEASE, ["python", "manage.py", "migrate"], 60)
     properties = [a.removeprefix("--property=") for a in argv if a.startswith("--property=")]
     web = unit_settings(render.web_unit(env))
     worker = unit_settings(render.process_units(env)[

@@ -1,6 +1,7 @@
 """Run a command of a release the way its service runs: app user, env file, release directory.
 
-``systemd-run`` starts it as a transient unit with the same ``EnvironmentFile=``, so secrets
+``systemd-run`` starts it as a transient unit (a release command: one the server finishes by
+itself, :mod:`vpskit.serverop`) with the same ``EnvironmentFile=``, so secrets
 reach the command without ever being in an argument list, and migrations see exactly the
 settings the web process will; and in the same sandbox (:data:`vpskit.render.SANDBOX`), able to
 write only ``shared/static`` (collectstatic) and ``shared/media``.
@@ -12,7 +13,7 @@ import secrets
 import shlex
 from collections.abc import Sequence
 
-from vpskit import render
+from vpskit import render, serverop
 from vpskit.config import App, Environment
 from vpskit.remote import Remote, Result
 
@@ -31,27 +32,43 @@ def release_commands(app: App) -> list[list[str]]:
     return [shlex.split(line) for line in lines]
 
 
-def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
-                     pty: bool = False, setenv: Sequence[str] = (),
-                     max_seconds: float | None = None) -> list[str]:
-    """The ``systemd-run`` line for ``argv`` in release ``release_id`` (pure).
-
-    A leading ``python`` (or any program found in the venv) runs from the release's venv;
-    ``setenv`` adds ``NAME=value`` settings (never secrets: they are in the argument list);
-    systemd stops the unit after ``max_seconds`` (stopping ``systemd-run`` would not).
-    """
+def unit_options(env: Environment, release_id: str, setenv: Sequence[str] = ()) -> list[str]:
+    """The ``systemd-run`` options that run a command of release ``release_id`` as its service
+    runs: app user, env file, release directory, sandbox; ``setenv`` adds ``NAME=value``
+    settings (never secrets: they are in the argument list) (pure)."""
     release = render.release_dir(env, release_id)
-    program = argv[0] if "/" in argv[0] else f"{release}/.venv/bin/{argv[0]}"
     sandbox = [f"--property={key}={value}"
                for key, value in render.sandbox(env, "static", "media")]
-    return ["systemd-run", "--quiet", "--wait", "--collect", "--pty" if pty else "--pipe",
-            "--service-type=exec", f"--unit={env.site}-run-{secrets.token_hex(4)}",
-            f"--property=User={env.app_user}", f"--property=Group={env.app_user}",
+    return [f"--property=User={env.app_user}", f"--property=Group={env.app_user}",
             f"--property=EnvironmentFile={env.env_file}",
             f"--property=WorkingDirectory={release}", *sandbox,
-            *([f"--property=RuntimeMaxSec={max_seconds:.0f}"] if max_seconds else []),
             f"--setenv=RELEASE={release_id}", f"--setenv=PATH={release}/.venv/bin:/usr/bin:/bin",
-            *(f"--setenv={setting}" for setting in setenv), "--", program, *argv[1:]]
+            *(f"--setenv={setting}" for setting in setenv)]
+
+
+def release_program(env: Environment, release_id: str, argv: Sequence[str]) -> list[str]:
+    """``argv`` with a leading ``python`` (or any program found in the venv) taken from the
+    release's venv (pure)."""
+    venv = f"{render.release_dir(env, release_id)}/.venv/bin"
+    return [argv[0] if "/" in argv[0] else f"{venv}/{argv[0]}", *argv[1:]]
+
+
+def systemd_run_argv(env: Environment, release_id: str, argv: Sequence[str],
+                     pty: bool = False) -> list[str]:
+    """The ``systemd-run`` line for ``fab manage``: ``argv`` in release ``release_id``, on the
+    operator's terminal (``pty``) or pipes, ended with its SSH session (pure)."""
+    return ["systemd-run", "--quiet", "--wait", "--collect", "--pty" if pty else "--pipe",
+            "--service-type=exec", f"--unit={env.site}-run-{secrets.token_hex(4)}",
+            *unit_options(env, release_id), "--", *release_program(env, release_id, argv)]
+
+
+def release_command_argv(env: Environment, release_id: str, argv: Sequence[str],
+                         timeout: float) -> list[str]:
+    """A release command as a server-side unit (:mod:`vpskit.serverop`) with the Postgres lock
+    timeout: a migration goes on to its end if the operator goes (pure but for the name)."""
+    return serverop.argv(serverop.unit_name(env.site, "release"),
+                         unit_options(env, release_id, lock_timeout_env(env)),
+                         release_program(env, release_id, argv), timeout)
 
 
 def lock_timeout_env(env: Environment) -> list[str]:
@@ -72,7 +89,6 @@ def lock_timeout_hint(env: Environment, output: str) -> str:
 
 
 def run_release_command(remote: Remote, env: Environment, release_id: str, argv: Sequence[str],
-                        timeout: float | None = 1800) -> Result:
-    """One release command in release ``release_id``, with the Postgres lock timeout."""
-    return remote.run(systemd_run_argv(env, release_id, argv, setenv=lock_timeout_env(env),
-                                       max_seconds=timeout), check=False, timeout=timeout)
+                        timeout: float = 1800) -> Result:
+    """One release command in release ``release_id`` (:func:`release_command_argv`)."""
+    return serverop.run(remote, release_command_argv(env, release_id, argv, timeout), timeout)

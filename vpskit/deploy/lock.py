@@ -2,8 +2,10 @@
 rollback, restore, removal or backup (the backup timer takes it with ``flock`` too).
 
 The kernel drops the lock when the holder's SSH session ends (deploy finished, crashed or was
-killed), so a dead deploy never blocks the next one and nothing has to guess whether the holder
-is gone. A holder file says who holds it, since when, and with which pid.
+killed) and the site's server-side units (:mod:`vpskit.serverop`: a migration, a restore) have
+ended, so a dead deploy never blocks the next one, its work on the server is never raced, and
+nothing has to guess whether the holder is gone. A holder file says who holds it, since when,
+and with which pid.
 
 Before a step that leaves the site down until a later one (a restore stops the app), the holder
 arms an undo journal (:func:`arm_undo`): commands the lock's server-side process runs, still
@@ -18,12 +20,13 @@ import json
 import os
 import shlex
 import socket
+import sys
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
 
-from vpskit import files, sh
+from vpskit import files, serverop, sh
 from vpskit.errors import LockHeldError, RemoteError
 from vpskit.remote import Remote
 from vpskit.render import lock_path
@@ -47,32 +50,37 @@ def describe_holder(raw: str) -> str:
 
 
 @contextmanager
-def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: int = 0
+def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: int = 0,
+                say: Callable[[str], None] = lambda text: print(text, file=sys.stderr)
                 ) -> Iterator[None]:
     """Hold the lock for the ``with`` block; raise :class:`LockHeldError` naming the holder,
-    at once or after waiting ``queue`` seconds for it."""
+    at once or after waiting ``queue`` seconds for it. What the server finished or undid for
+    an earlier holder that died is told through ``say`` (:func:`recovered_note`)."""
     path = lock_path(site)
     how = ["--wait", str(queue)] if queue else ["--nonblock"]
     line = remote.command(["flock", *how, "--conflict-exit-code", str(BUSY), path,
-                           "bash", "-c", HOLD, "hold", path, holder_info(what)])
+                           "bash", "-c", HOLD, "hold", path, holder_info(what),
+                           serverop.units_glob(site)])
     wait += queue
     channel = remote.channel(line)
     channel.settimeout(wait)
     try:
-        first = b""
+        lines = channel.makefile("rb")
         deadline = time.monotonic() + wait
-        while b"\n" not in first and time.monotonic() < deadline:
-            chunk = channel.recv(64)
-            if not chunk:
+        first = b""
+        while time.monotonic() < deadline:
+            first = lines.readline()
+            if not first.startswith(b"RECOVERED\t"):
                 break
-            first += chunk
+            say(f"{remote.host}: {recovered_note(first.decode(errors='replace'))}")
         if first.strip() != b"LOCKED":
             code = channel.recv_exit_status()
             if code == BUSY:
                 holder = remote.run(["cat", f"{path}.holder"], check=False).stdout
                 raise LockHeldError(
                     f"{remote.host}: {site} is locked by {describe_holder(holder)}; wait for it "
-                    f"to finish (a killed deploy releases the lock when its SSH session ends)")
+                    f"to finish (a killed deploy releases the lock when its SSH session ends "
+                    f"and its work on the server is over)")
             raise RemoteError(f"{remote.host}: could not take the deploy lock {path} "
                               f"(exit {code}): {channel.recv_stderr(4096).decode().strip()}")
         yield
@@ -81,6 +89,12 @@ def deploy_lock(remote: Remote, site: str, what: str, wait: float = 15, queue: i
         channel.status_event.wait(5)
         channel.close()
 
+
+def recovered_note(line: str) -> str:
+    """``RECOVERED<TAB>time<TAB>holder<TAB>done`` from the lock's holder as a sentence (pure)."""
+    _, when, holder, done = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
+    return f"{describe_holder(holder)} ended before its work on the server; at {when} the " \
+           f"server {done}"
 
 
 def undo_path(site: str) -> str:
