@@ -122,11 +122,9 @@ class Restore:
         return commands
 
     def restore(self) -> list[str]:
-        unit = serverop.unit_name(self.env.site, "restore")
         args = [f"{self.env.backup_dir}/{self.name}", self.env.db_name, self.env.db_user]
-        result = serverop.run(self.remote, serverop.argv(
-            unit, [], serverop.script_command(unit, args), RESTORE_TIMEOUT), RESTORE_TIMEOUT,
-            script=RESTORE_SCRIPT)
+        result = serverop.run_script(self.remote, self.env.site, "restore", RESTORE_SCRIPT, args,
+                                     RESTORE_TIMEOUT)
         if not result.ok:
             raise self.remote.error(["pg_restore", self.name], result)
         self.restored = True

@@ -44,3 +44,10 @@ def run(remote: Remote, unit_argv: Sequence[str], timeout: float, script: str = 
     """Run ``unit_argv`` (from :func:`argv`, with the same ``timeout``) and wait for its unit:
     the output and exit code are the unit's; a caller's timeout stops the unit too."""
     return remote.run(unit_argv, stdin=script, check=False, timeout=timeout)
+
+
+def run_script(remote: Remote, site: str, what: str, script: str, args: Sequence[str],
+               timeout: float) -> Result:
+    """Run the shell ``script`` with ``args`` as a new unit of ``site`` doing ``what``."""
+    unit = unit_name(site, what)
+    return run(remote, argv(unit, [], script_command(unit, args), timeout), timeout, script)

@@ -15,7 +15,7 @@ from typing import Any
 
 from vpskit import backups, facts, fleet, maintenance, render, session, sh
 from vpskit.config import Environment, Host
-from vpskit.deploy import releases
+from vpskit.deploy import lock, releases
 from vpskit.provision import cache
 from vpskit.steps import Reporter
 
@@ -46,7 +46,7 @@ def _report(env: Environment, host: Host) -> dict[str, Any]:
 
 
 def first_probes(env: Environment, host: Host) -> list[facts.Probe]:
-    probes = [facts.resources()]
+    probes = [facts.resources(), lock.probe(env.site)]
     if host.serves_app:
         probes.append(releases.probe(env))
     if host in env.public_hosts:
@@ -138,6 +138,7 @@ def report(env: Environment, host: Host, found: dict[str, Any], more: dict[str, 
             size = found["database_size"]
             data["database_mb"] = None if size is None else round(size / 2**20, 1)
     data["disk_free_mb"] = found["resources"]["disk_free_mb"]
+    data["lock"] = found["lock"]
     if "maintenance" in found:
         data["maintenance"] = found["maintenance"]
     return data
@@ -164,9 +165,18 @@ def lines(env: Environment, data: dict[str, Any]) -> list[str]:
         out.append(f"  backups   {b['count']} on the server, newest {b['age']} ago"
                    if b["newest"] else "  backups   none on the server yet (fab backup)")
     out.append(f"  disk      {data['disk_free_mb']} MiB free on /")
+    out += lock_lines(data["lock"])
     if "maintenance" in data:
         out.append(_maintenance_line(env, data["maintenance"]))
     return out
+
+
+def lock_lines(lock: dict[str, Any]) -> list[str]:
+    """Who holds the site's lock, what the server is still doing or did for a holder that
+    died; nothing when it is free and idle (pure)."""
+    lines = [f"  lock      held by {lock['holder']}"] if lock["holder"] else []
+    lines += [f"  working   {unit} (the lock stays held until it ends)" for unit in lock["working"]]
+    return lines + [f"  recovered {note}" for note in lock["recovered"]]
 
 
 def _usage(unit: dict[str, Any]) -> str:

@@ -287,12 +287,18 @@ def test_chaos_operator_killed_while_migrate_runs_keeps_the_lock_until_it_ends(s
         assert lock_and_unit(site, "release") == "held running"
         refused = site.fab("deploy", check=False)
         assert refused.returncode == 1 and "locked by" in refused.stderr, refused.stderr
+        shown = site.fab("status").stdout
+        assert "  lock      held by " in shown, shown
+        assert "  working   shop-production-op-release-" in shown, shown
         site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what='release')}; do sleep 0.5; "
                 f"done\"")
         site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
         applied = site.sh("runuser -u postgres -- psql -qAt -d shop_production -c \"SELECT count(*) "
                           "FROM django_migrations WHERE name = '0099_chaos_slow'\"")
         assert applied.strip() == "1"  # it ran to its end
+        shown = site.fab("status").stdout
+        assert re.search(r"^  recovered .* the server waited for shop-production-op-release-",
+                         shown, re.M), shown
         (site.app / slow).unlink()
         site.commit("after the slow migration", {"VERSION": "after-migrate\n"})
         told = site.fab("deploy").stderr  # the next holder is told what the server did

@@ -4,11 +4,13 @@ runs it, too), and the report and its lines from given facts."""
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 
 from vpskit import render, status
 from vpskit.config import App, Environment, Host
+from vpskit.deploy import lock
 from vpskit.deploy.releases import Release, Releases
 from vpskit.sh import site_metrics
 
@@ -74,8 +76,9 @@ def test_report_and_lines_of_a_single_host():
     assert status.unit_names(e, host, live)[0] == web
     numbers = site_metrics.requests(site_metrics.entries(
         [log_line(NOW - 10, 500).encode(), log_line(NOW - 20).encode()]), NOW)
+    free = {"holder": None, "working": [], "recovered": []}
     found = {"resources": {"disk_free_mb": 900}, "releases": Releases((live,), live.id),
-             "maintenance": False, "backups": {}, "database_size": 3 * 2**20}
+             "maintenance": False, "backups": {}, "database_size": 3 * 2**20, "lock": free}
     more = {"units": {web: ("active", "enabled", 42)},
             "metrics": {"units": {web: {"cpu_s": 1.5, "memory_mb": 80.0, "restarts": 1}},
                         "requests": numbers}}
@@ -88,7 +91,24 @@ def test_report_and_lines_of_a_single_host():
     assert "last 5 min       2 (0.4/min)  5xx 1 (50.0%)" in text
     assert "database  3.0 MiB" in text and "none on the server yet" in text
     assert "maintenance off" in text and "900 MiB free on /" in text
+    assert "lock" not in text  # free and idle: nothing to say
     json.dumps(data)  # fab status --json
+
+
+def test_status_tells_the_locks_holder_its_work_left_on_the_server_and_what_was_recovered():
+    holder = lock.holder_info("deploy abc1234")
+    record = f"2026-12-01T10:00:00Z\t{holder}\twaited for shop-production-op-release-1a2b.service to end"
+    out = f"{holder}\n\n---\n{record}\n---\nshop-production-op-release-1a2b.service\n"
+    found = lock.probe("shop-production").parse(out, 0)
+    assert found["working"] == ["shop-production-op-release-1a2b.service"]
+    text = "\n".join(status.lock_lines(found))
+    assert re.search(r"^  lock      held by \S+ \(pid \d+, deploy abc1234\) since ", text, re.M)
+    assert "  working   shop-production-op-release-1a2b.service (the lock stays held" in text
+    assert re.search(r"^  recovered .*deploy abc1234\) since .* ended before its work on the "
+                     r"server; at 2026-12-01T10:00:00Z the server waited for "
+                     r"shop-production-op-release-1a2b.service to end$", text, re.M), text
+    free = lock.probe("shop-production").parse("\n---\n---\n", 0)
+    assert free == {"holder": None, "working": [], "recovered": []}
 
 
 def test_each_host_shows_its_part_and_its_own_log():
@@ -99,8 +119,8 @@ def test_each_host_shows_its_part_and_its_own_log():
     assert status.access_logs(e, lb) == {"lb_requests": "/var/log/nginx/shop-production-lb"
                                                         ".access.log"}
     assert status.access_logs(e, db) == {}
-    assert [p.name for p in status.first_probes(e, lb)] == ["resources", "maintenance"]
-    assert [p.name for p in status.first_probes(e, db)] == ["resources", "backups",
+    assert [p.name for p in status.first_probes(e, lb)] == ["resources", "lock", "maintenance"]
+    assert [p.name for p in status.first_probes(e, db)] == ["resources", "lock", "backups",
                                                             "database_size"]
     assert status.unit_names(e, db, None) == ["postgresql", "redis-server@shop-production"
                                                             ".service"]

@@ -25,8 +25,9 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
+from typing import Any
 
-from vpskit import files, serverop, sh
+from vpskit import facts, files, serverop, sh
 from vpskit.errors import LockHeldError, RemoteError
 from vpskit.remote import Remote
 from vpskit.render import lock_path
@@ -95,6 +96,25 @@ def recovered_note(line: str) -> str:
     _, when, holder, done = (line.rstrip("\n").split("\t") + ["", "", ""])[:4]
     return f"{describe_holder(holder)} ended before its work on the server; at {when} the " \
            f"server {done}"
+
+
+def probe(site: str) -> facts.Probe:
+    """The site's lock as ``fab status`` shows it: ``holder`` (a sentence, or None when free),
+    ``working`` (the site's server-side units running) and ``recovered`` (what the server
+    finished or undid for a holder that died, not yet told to a holder)."""
+    path = shlex.quote(lock_path(site))
+    command = (f"i=$(stat -c %i {path} 2>/dev/null) && grep -q \":$i \" /proc/locks && "
+               f"cat {path}.holder; echo; echo ---; cat {path}.recovered 2>/dev/null; echo ---; "
+               f"systemctl list-units --plain --no-legend --all --state=activating,active,"
+               f"deactivating {shlex.quote(serverop.units_glob(site))} | cut -d' ' -f1")
+
+    def parse(out: str, rc: int) -> dict[str, Any]:
+        holder, recovered, working = (out.split("---\n") + ["", ""])[:3]
+        return {"holder": describe_holder(holder) if holder.strip() else None,
+                "recovered": [recovered_note(f"RECOVERED\t{line}")
+                              for line in recovered.splitlines() if line.strip()],
+                "working": working.split()}
+    return facts.Probe("lock", command, parse)
 
 
 def undo_path(site: str) -> str:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import shlex
 
-from vpskit import facts, files, render, sh
+from vpskit import facts, files, render, serverop, sh
 from vpskit.config import Environment
 from vpskit.deploy import applog
 from vpskit.errors import HealthCheckError, RemoteError
@@ -105,12 +105,14 @@ def repair_current(remote: Remote, env: Environment, current: str | None,
 
 
 def point_nginx(remote: Remote, env: Environment, release_id: str, previous: str | None) -> None:
-    """Rewrite the upstream to ``release_id`` and reload gracefully; on a bad config the
-    previous upstream is put back. Returns once the old Nginx workers have exited."""
+    """Rewrite the upstream to ``release_id`` and reload gracefully, as a server-side unit
+    (:mod:`vpskit.serverop`: the lock is held until it is over, even if this operator dies); on
+    a bad config the previous upstream is put back. Returns once the old Nginx workers have
+    exited."""
     path = render.upstream_path(env)
     files.write(remote, files.FileSpec(path, render.nginx_upstream(env, release_id)))
-    result = remote.run(["bash", "-c", SWITCH_NGINX, "switch", str(env.app.graceful_timeout)],
-                        check=False, timeout=env.app.graceful_timeout + 60)
+    result = serverop.run_script(remote, env.site, "switch", SWITCH_NGINX,
+                                 [str(env.app.graceful_timeout)], env.app.graceful_timeout + 60)
     if result.exited in (3, 4):
         files.write(remote, files.FileSpec(path, render.nginx_upstream(env, previous)))
         remote.run(["systemctl", "reload", "nginx"], check=False)
