@@ -9,7 +9,7 @@ import ssl
 import subprocess
 import sys
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,7 +51,7 @@ class Site:
     def fab(self, *args: str, check: bool = True, timeout: float = 900, env: str | None = None,
             extra_env: dict[str, str] | None = None) -> subprocess.CompletedProcess:
         """Run the real ``fab`` CLI in the site directory (``--env`` added after the task)."""
-        argv = [str(self.fab_command), args[0], "--env", env or self.env_name, *args[1:]]
+        argv = self.fab_argv(args, env)
         result = subprocess.run(argv, cwd=self.dir, capture_output=True, text=True,
                                 timeout=timeout, env={**os.environ, **(extra_env or {})},
                                 stdin=subprocess.DEVNULL)
@@ -61,13 +61,16 @@ class Site:
                                  f"{result.stdout}\n{result.stderr}")
         return result
 
+    def fab_argv(self, args: Sequence[str], env: str | None = None) -> list[str]:
+        """``fab TASK --env ENV ARGS...`` for ``args`` = ``(TASK, *ARGS)``."""
+        return [str(self.fab_command), args[0], "--env", env or self.env_name, *args[1:]]
+
     @contextmanager
     def fab_until(self, *args: str, seen: Callable[[str], bool]
                   ) -> Iterator[tuple[subprocess.Popen, list[str]]]:
         """The real ``fab`` CLI (as :meth:`fab`) run until a line of its output (stdout and
         stderr) passes ``seen``; the block gets the running process and the lines so far."""
-        argv = [str(self.fab_command), args[0], "--env", self.env_name, *args[1:]]
-        with subprocess.Popen(argv, cwd=self.dir, stdout=subprocess.PIPE, text=True,
+        with subprocess.Popen(self.fab_argv(args), cwd=self.dir, stdout=subprocess.PIPE, text=True,
                               stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL) as running:
             lines = []
             for line in running.stdout:

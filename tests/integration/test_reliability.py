@@ -9,8 +9,11 @@ import contextlib
 import json
 import re
 import signal
+import socket
+import ssl
 import subprocess
 import textwrap
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -23,8 +26,10 @@ from harness import testvps
 from harness.devtasks.load import Load
 from tests.helpers import netcut
 from tests.helpers.site import Site
+from vpskit import serverop
 from vpskit.backups import STAMP
 from vpskit.deploy.lock import deploy_lock
+from vpskit.errors import RemoteError
 
 pytestmark = pytest.mark.vps
 
@@ -135,7 +140,7 @@ def test_a_backup_during_a_deploy_waits_for_its_lock(site, deployed):
     after the deploy ended. A deploy started while a backup holds the lock is refused, naming
     the backup."""
     site.commit("a release to back up beside", {"VERSION": "beside-a-backup\n"})
-    argv = [str(site.fab_command), "deploy", "--env", "production"]
+    argv = site.fab_argv(["deploy"])
     with subprocess.Popen(argv, cwd=site.dir, stdout=subprocess.PIPE, text=True,
                           stdin=subprocess.DEVNULL) as deploy:
         assert "deploy shop-production" in deploy.stdout.readline()  # it holds the lock
@@ -261,6 +266,23 @@ def wait_for_unit(site: Site, what: str) -> None:
     assert seen.strip() == "on", f"no {what} unit within 30 s"
 
 
+def killed_while_unit_runs(site: Site, task: list[str], after: str, what: str) -> None:
+    """``fab TASK`` SIGKILLed once it printed ``after``'s line and its server-side unit doing
+    ``what`` runs; then, its SSH session over, the lock is still held and the unit runs on."""
+    with site.fab_until(*task, seen=step_line(after)) as (running, _):
+        wait_for_unit(site, what)
+        running.kill()
+        running.wait()
+    time.sleep(2)
+    assert lock_and_unit(site, what) == "held running"
+
+
+def wait_until_over(site: Site, what: str) -> None:
+    """Until the ``what`` unit has ended and then the site's lock is free."""
+    site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what=what)}; do sleep 0.5; done\"")
+    site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
+
+
 def lock_and_unit(site: Site, what: str) -> str:
     """``held running``, ``free gone``, ...: the site's lock and the ``what`` unit, now."""
     return site.sh(f"{LOCK_FREE}; {OP_RUNNING.format(what=what)} && echo running || echo gone",
@@ -279,20 +301,13 @@ def test_chaos_operator_killed_while_migrate_runs_keeps_the_lock_until_it_ends(s
     site.commit("a slow migration", {slow: SLOW_MIGRATION.format(leaf=leaf),
                                      "VERSION": "killed-in-migrate\n"})
     with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
-        with site.fab_until("deploy", seen=step_line("backup")) as (running, _):
-            wait_for_unit(site, "release")
-            running.kill()
-            running.wait()
-        time.sleep(2)  # the dead operator's SSH session is over
-        assert lock_and_unit(site, "release") == "held running"
+        killed_while_unit_runs(site, ["deploy"], "backup", "release")
         refused = site.fab("deploy", check=False)
         assert refused.returncode == 1 and "locked by" in refused.stderr, refused.stderr
         shown = site.fab("status").stdout
         assert "  lock      held by " in shown, shown
         assert "  working   shop-production-op-release-" in shown, shown
-        site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what='release')}; do sleep 0.5; "
-                f"done\"")
-        site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
+        wait_until_over(site, "release")
         applied = site.sh("runuser -u postgres -- psql -qAt -d shop_production -c \"SELECT count(*) "
                           "FROM django_migrations WHERE name = '0099_chaos_slow'\"")
         assert applied.strip() == "1"  # it ran to its end
@@ -307,6 +322,61 @@ def test_chaos_operator_killed_while_migrate_runs_keeps_the_lock_until_it_ends(s
     assert load.result.failures == 0, load.result.summary()
     status, body, _ = site.get("/")
     assert status == 200 and "after-migrate" in body
+
+
+@contextmanager
+def upload_in_flight(site: Site, vps: testvps.Vps) -> Iterator[None]:
+    """A POST whose body trickles in two bytes a second for the block: the Nginx worker
+    reading it stays until the block ends (a reload's old workers finish their requests)."""
+    tls = ssl.create_default_context(cafile=str(site.ca_file))
+    conn = tls.wrap_socket(socket.create_connection((vps.address, 443), timeout=10),
+                           server_hostname=site.domain)
+    conn.sendall(f"POST /items/ HTTP/1.1\r\nHost: {site.domain}\r\nContent-Length: 100000\r\n"
+                 f"Content-Type: application/octet-stream\r\n\r\n".encode())
+    stop = threading.Event()
+
+    def trickle() -> None:
+        while not stop.wait(0.5):
+            conn.sendall(b"x")
+    thread = threading.Thread(target=trickle, daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
+        conn.close()
+
+
+def test_chaos_operator_killed_while_nginx_switches_keeps_the_lock_until_it_is_done(site,
+                                                                                  deployed, vps):
+    """The operator's ``fab deploy`` SIGKILLed while the Nginx switch (a unit of its own) waits
+    for an old worker still reading an upload: the lock stays held until that worker is gone,
+    the new release is served, and the next deploy repairs ``current`` and is told what the
+    server did; no request fails."""
+    site.commit("killed in the switch", {"VERSION": "killed-in-switch\n"})
+    with Load(vps.address, site.domain, str(site.ca_file), clients=8) as load:
+        with upload_in_flight(site, vps):
+            killed_while_unit_runs(site, ["deploy"], "health", "switch")
+        wait_until_over(site, "switch")
+        assert "killed-in-switch" in site.get("/")[1]
+        site.commit("after the switch", {"VERSION": "after-switch\n"})
+        done = site.fab("deploy")
+    assert "repaired: current -> " in done.stdout, done.stdout
+    assert "waited for shop-production-op-switch-" in done.stderr, done.stderr
+    assert load.result.failures == 0, load.result.summary()
+    assert "after-switch" in site.get("/")[1]
+
+
+def test_interrupt_of_a_server_side_unit_by_its_callers_timeout_stops_the_unit(site, deployed):
+    """A caller whose time runs out (the server's ``timeout`` stops it) stops its server-side
+    unit too, long before the unit's own limit: nothing goes on behind the error."""
+    unit = serverop.unit_name("shop-production", "test")
+    with contextlib.closing(site.remote()) as remote:
+        argv = serverop.argv(unit, [], serverop.script_command(unit, []), timeout=300)
+        with pytest.raises(RemoteError, match=r"timed out after 3s and was stopped"):
+            remote.run(argv, stdin="sleep 300\n", timeout=3)
+    assert site.sh(f"systemctl is-active {unit} || true").strip() in ("inactive", "unknown")
 
 
 ROLLBACK_STEPS = ("start", "switch", "stop old", "processes")
@@ -373,20 +443,13 @@ def test_chaos_operator_killed_while_pg_restore_runs_keeps_the_lock_until_it_end
     blocker = ("runuser -u postgres -- psql -d shop_production -c 'BEGIN; LOCK TABLE catalog_item "
                "IN ACCESS SHARE MODE; SELECT pg_sleep(15)' >/dev/null 2>&1 </dev/null &")
     site.sh(blocker)  # the safety dump reads beside it; the replay waits for it
-    with site.fab_until("restore", "--yes", seen=step_line("stop app")) as (running, _):
-        wait_for_unit(site, "restore")
-        running.kill()
-        running.wait()
-    time.sleep(2)  # the dead operator's SSH session is over
-    assert lock_and_unit(site, "restore") == "held running"
+    killed_while_unit_runs(site, ["restore", "--yes"], "stop app", "restore")
     assert site.get("/health/")[0] != 200  # the app waits for the restore
-    site.sh(f"timeout 40 bash -c \"while {OP_RUNNING.format(what='restore')}; do sleep 0.5; "
-            f"done\"")
+    wait_until_over(site, "restore")
     deadline = time.monotonic() + 30
     while site.get("/health/")[0] != 200 and time.monotonic() < deadline:
         time.sleep(0.5)
     assert site.get("/health/")[0] == 200
-    site.sh(f"timeout 10 bash -c 'until {LOCK_FREE} | grep -q free; do sleep 0.2; done'")
     assert "made-after-the-backup" not in site.get("/items/")[1]
     told = site.fab("backup").stderr
     assert "waited for shop-production-op-restore-" in told, told
@@ -409,7 +472,7 @@ def test_chaos_link_cut_after_a_restore_stopped_the_app_starts_it_again(site, de
     assert "restored shop-production" in site.fab("restore", "--yes").stdout
 
 
-CUT_AT = ("virtualenv", "switch")  # a server-side step running; Nginx moved, current not yet
+CUT_AT = ("virtualenv", "backup", "switch")  # pip, then migrate running; Nginx moved, current not
 
 
 def test_chaos_link_cut_mid_deploy_frees_the_lock_and_the_next_deploy_converges(site, deployed,

@@ -210,7 +210,7 @@ def _service_access(env: Environment, runs: dict[str, HostRun]) -> ServiceAccess
                          if run.ctx.managed_env.get(k)}, run.ctx.facts["host_ca"])
     with session.connected(env, db) as remote:
         found = facts.gather(remote, [facts.text(database.credentials_path(env), "c"),
-                                      *hostca.probes(env)])
+                                      hostca.ca_probe()])
     if found["c"] is None:
         raise ToolkitError(f"db host {db.address} has no {database.credentials_path(env)} yet; "
                            f"provision it first: fab provision --env {env.name} --hosts "

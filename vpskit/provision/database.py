@@ -166,12 +166,12 @@ def url_for(url: str, db: Host, host: Host, ca_path: str) -> str:
     if not url or host == db:
         return url
     parts = urlsplit(url)
-    if parts.scheme == "postgres":
-        netloc = parts.netloc.replace(f"@127.0.0.1:{parts.port}", f"@{db.private}:{parts.port}")
+    postgres = parts.scheme == "postgres"  # Postgres keeps its port; Redis has a TLS one
+    port = parts.port if postgres else hostca.redis_tls_port(parts.port)
+    netloc = parts.netloc.replace(f"@127.0.0.1:{parts.port}", f"@{db.private}:{port}")
+    if postgres:
         return urlunsplit(parts._replace(
             netloc=netloc, query=f"sslmode=verify-full&sslrootcert={ca_path}"))
-    tls_port = hostca.redis_tls_port(parts.port)
-    netloc = parts.netloc.replace(f"@127.0.0.1:{parts.port}", f"@{db.private}:{tls_port}")
     return urlunsplit(parts._replace(scheme="rediss", netloc=netloc,
                                      query=f"ssl_cert_reqs=required&ssl_ca_certs={ca_path}"))
 

@@ -36,8 +36,13 @@ def probes(env: Environment) -> list[facts.Probe]:
     """``<service>_cert``: the subjectAltName of each service's certificate ("" unless the CA
     signed it and it matches its key); ``host_ca``: the CA's certificate (None: no CA);
     ``trusted_ca``: the states of the other hosts' CA certificates kept here."""
-    return [*(_cert_probe(service) for service in SERVICES), facts.text(CA_CERT, "host_ca"),
+    return [*(_cert_probe(service) for service in SERVICES), ca_probe(),
             file_probe([render.db_ca_path(env), render.web_cas_path(env)], "trusted_ca")]
+
+
+def ca_probe() -> facts.Probe:
+    """``host_ca``: the host's CA certificate (None: no CA)."""
+    return facts.text(CA_CERT, "host_ca")
 
 
 def _cert_probe(service: str) -> facts.Probe:
