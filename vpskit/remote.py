@@ -37,9 +37,12 @@ class Result:
 
 
 def describe(argv: Sequence[str]) -> str:
-    """A command as one short line: ``bash -c SCRIPT NAME ARGS`` shows as ``NAME ARGS``."""
-    words = list(argv[3:]) if len(argv) > 3 and list(argv[:2]) == ["bash", "-c"] else argv
-    return " ".join(shlex.join(list(words))[:200].split())
+    """A command as one short line: ``bash -c SCRIPT NAME ARGS`` shows as ``NAME ARGS``, and a
+    server-side unit's (``server-op UNIT OPTIONS -- COMMAND``) as ``COMMAND``."""
+    words = list(argv[3:]) if len(argv) > 3 and list(argv[:2]) == ["bash", "-c"] else list(argv)
+    if words[:1] == ["server-op"] and "--" in words:
+        words = words[words.index("--") + 1:]
+    return " ".join(shlex.join(words)[:200].split())
 
 
 class Remote:

@@ -308,6 +308,7 @@ def test_chaos_operator_killed_while_migrate_runs_keeps_the_lock_until_it_ends(s
         assert "  lock      held by " in shown, shown
         assert "  working   shop-production-op-release-" in shown, shown
         wait_until_over(site, "release")
+        assert site.sh("ls -A /run/vpskit-ops").split() == []  # its output and script: gone
         applied = site.sh("runuser -u postgres -- psql -qAt -d shop_production -c \"SELECT count(*) "
                           "FROM django_migrations WHERE name = '0099_chaos_slow'\"")
         assert applied.strip() == "1"  # it ran to its end

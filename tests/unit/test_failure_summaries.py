@@ -305,3 +305,8 @@ def test_a_command_over_its_timeout_is_stopped_on_the_server_and_raises_even_unc
     assert remote.run(["pg_dump", "shop"], check=False).exited == TIMED_OUT  # no timeout: ours
     release = appcmd.release_command_argv(ENV, RID, ["python", "manage.py", "migrate"], 1800)
     assert "--property=RuntimeMaxSec=1800" in release  # systemd stops the unit itself
+    remote = ScriptedRemote({"server-op": Result("", "", TIMED_OUT)})
+    with pytest.raises(RemoteError, match=rf"^192\.0\.2\.1: `/srv/shop-production/releases/"
+                                          rf"{RID}/\.venv/bin/python manage\.py migrate` timed "
+                                          rf"out after 1800s and was stopped$"):
+        remote.run(release, timeout=1800)
