@@ -193,7 +193,7 @@ def _backend_cas(env: Environment, runs: dict[str, HostRun]) -> list[str]:
              if h.address in runs]
     for host in (h for h in env.hosts_with("web") if h.address not in runs):
         with session.connected(env, host) as remote:
-            found.append(facts.gather(remote, [facts.text(hostca.CA_CERT, "ca")])["ca"])
+            found.append(facts.gather(remote, [hostca.ca_probe()])["host_ca"])
     return [ca for ca in found if ca]
 
 
