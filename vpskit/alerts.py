@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 
-from vpskit import render, session
+from vpskit import render
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec
@@ -86,6 +86,7 @@ def send_test(env: Environment, out: Reporter) -> None:
     if not env.alerts.enabled:
         raise ToolkitError(f"alerts are off for {env.name}: set alerts.webhook, alerts.email "
                            f"and/or alerts.heartbeat in inventory.yml, then fab provision")
+    from vpskit import session  # here: the watchdog's files are planned without SSH
     host = env.public_hosts[0]
     with session.connected(env, host) as remote:
         result = remote.run(["python3", render.WATCHDOG_PROGRAM, render.watchdog_config(env),

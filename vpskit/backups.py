@@ -26,37 +26,20 @@ from typing import BinaryIO
 
 import paramiko
 
-from vpskit import facts, offsite, session, sh
+from vpskit import facts, offsite, session
+from vpskit.backup_script import DUMP, MEDIA, archive_argv, backup_name, prune_argv
 from vpskit.config import Environment, Host
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
 from vpskit.sh.prune_backups import STAMP, parse_name, prune_dir
 from vpskit.steps import Reporter, run_steps
 
-DUMP, MEDIA = ".dump", "-media.tar.gz"
 SAFETY_LABEL = "prerestore"
 AUTOMATIC_LABELS = ("predeploy", SAFETY_LABEL)  # dumps taken by vpskit itself before a change
 NO_SPACE = 28  # exit code of a server script that found too little free space (ENOSPC)
 CHUNK = 1 << 20
 IDLE_TIMEOUT = 300  # seconds without a byte before a transfer counts as dead
 LOCK_QUEUE = 3600  # seconds a backup waits for a deploy, rollback or restore to finish
-
-ARCHIVE_SCRIPT = sh.script("archive")
-PRUNE_PROGRAM = sh.program("prune_backups")
-RESTORE_SCRIPT = sh.script("restore")
-RESTORE_CHECK_SCRIPT = sh.script("restore-check")
-
-
-def restore_check_db(env: Environment) -> str:
-    """The scratch database the nightly restore check fills and drops (pure)."""
-    return f"{env.db_name[:48]}_restorecheck"
-
-
-def backup_name(site: str, stamp: str, label: str = "", suffix: str = DUMP) -> str:
-    """``<site>-<stamp>[-label]<suffix>`` (pure)."""
-    clean = re.sub(r"[^A-Za-z0-9.-]", "-", label)
-    return f"{site}-{stamp}{f'-{clean}' if clean else ''}{suffix}"
-
 
 def dump_name(site: str, label: str = "", now: datetime | None = None) -> str:
     """``<site>-<UTC timestamp>[-label].dump`` (pure)."""
@@ -107,39 +90,6 @@ def server_backups(env: Environment) -> facts.Probe:
                                   f"-printf '%s %f\\n'", parse)
 
 
-def server_script(env: Environment) -> str:
-    """What the backup timer runs: the commands ``fab backup`` runs on the server, named by the
-    run's own UTC stamp, then the nightly restore check of the new dump (a failure fails the
-    unit, which the watchdog tells of) and the server's retention."""
-    stamp = "${stamp}"
-    names = [backup_name(env.site, stamp)] + (
-        [backup_name(env.site, stamp, suffix=MEDIA)] if env.backups.media else [])
-    steps = [archive_argv(env, name, kind) for name, kind in zip(names, ("dump", "media"),
-                                                                 strict=False)]
-    programs = {ARCHIVE_SCRIPT: "archive", PRUNE_PROGRAM: "prune"}
-    if env.offsite.enabled:
-        steps.append(offsite.upload_argv(env, [f"{env.backup_dir}/{name}" for name in names]))
-        programs[offsite.PROGRAM] = "offsite"
-    steps.append(["bash", "-c", RESTORE_CHECK_SCRIPT, "restore-check", RESTORE_SCRIPT,
-                  f"{env.backup_dir}/{names[0]}", restore_check_db(env), env.db_user])
-    programs.update({RESTORE_CHECK_SCRIPT: "check", RESTORE_SCRIPT: "restore"})
-    steps.append(prune_argv(env))
-
-    def word(arg: str) -> str:
-        if arg in programs:
-            return f'"${programs[arg]}"'
-        return f'"{arg}"' if stamp in arg else shlex.quote(arg)
-    return "\n".join([
-        "#!/bin/bash",
-        f"# Managed by vpskit: {env.site} backup (dump, media archive, off-site copy, "
-        f"restore check, retention); its timer runs it.",
-        "set -euo pipefail",
-        *(f"{var}={shlex.quote(text)}" for text, var in programs.items()),
-        f"stamp=$(date -u +{STAMP})",
-        *(" ".join(map(word, argv)) for argv in steps), "",
-    ])
-
-
 # ---- server commands -----------------------------------------------------------------------------
 @dataclass(frozen=True)
 class Artifact:
@@ -155,17 +105,6 @@ class Artifact:
 
     def __str__(self) -> str:
         return f"{self.path} ({self.size / 1e6:.1f} MB)"
-
-
-def archive_argv(env: Environment, name: str, kind: str) -> list[str]:
-    """Make ``name`` in the backup directory: the database (``dump``) or shared/media."""
-    source = env.db_name if kind == "dump" else str(env.shared_dir / "media")
-    return ["bash", "-c", ARCHIVE_SCRIPT, "archive", str(env.backup_dir), name, kind, source]
-
-
-def prune_argv(env: Environment) -> list[str]:
-    return ["python3", "-c", PRUNE_PROGRAM, str(env.backup_dir), env.site,
-            str(env.backups.keep_days)]
 
 
 def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:

@@ -9,9 +9,10 @@ from __future__ import annotations
 import shlex
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from vpskit.remote import Remote
+if TYPE_CHECKING:
+    from vpskit.remote import Remote
 
 MARK = "@@vpskit-fact@@"
 

@@ -11,11 +11,14 @@ import hashlib
 import shlex
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from vpskit import sh
 from vpskit.facts import Probe
-from vpskit.remote import Remote
 from vpskit.secret import mask
+
+if TYPE_CHECKING:
+    from vpskit.remote import Remote
 
 WRITE_SCRIPT = sh.script("write-file")
 

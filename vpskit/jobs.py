@@ -12,89 +12,20 @@ from __future__ import annotations
 
 import json
 import shlex
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from vpskit import facts, render, session, sh
-from vpskit.config import Environment, Host, Job
+from vpskit.config import Environment, Job
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, FileState, differences, parse_states, states_command, write
-from vpskit.remote import Remote
 from vpskit.steps import Reporter
 
 RUN_JOB = sh.script("run-job")
-STAMPS = "/var/lib/systemd/timers"  # Persistent= timers' last-run stamps
 # The journal's message ids of a unit starting, started (JOB_RESULT done) and failing to start.
 STARTING = "7d4958e842da4a758f6c1cdc7b36dcc5"
 STARTED = "39f53479d3a045ac8e11786248231fbf"
 FAILED = "be02cf6855d2428ba40df7e9d022f03d"
 RUNS_SHOWN = 5
-
-
-@dataclass
-class Plan:
-    """What reconciling a host's job units does (see :func:`plan`)."""
-
-    write: list[FileSpec] = field(default_factory=list)
-    remove: list[str] = field(default_factory=list)
-    commands: list[list[str]] = field(default_factory=list)  # disable/reset-failed may fail
-    changes: list[str] = field(default_factory=list)
-
-
-def probes(env: Environment) -> list[facts.Probe]:
-    """``jobs_installed``: ``{path: FileState}`` of the site's job unit files on the host;
-    ``job_timers``: ``{timer: "enabled active"}`` of the timers the inventory lists."""
-    pattern = shlex.quote(f"{render.SYSTEMD_DIR}/{env.site}-job-") + "*.{service,timer}"
-    listing = facts.Probe("jobs_installed", states_command(pattern), parse_states)
-    timers = [render.job_unit_name(env, job.name, "timer") for job in env.schedule]
-    return [listing, facts.units(timers, "job_timers", lambda states: {
-        timer: f"{enabled} {active}" for timer, (active, enabled, _) in states.items()})]
-
-
-def plan(env: Environment, host: Host, installed: dict[str, FileState],
-         timers: dict[str, str]) -> Plan:
-    """The job units ``host`` should have: every job's on the job host, none elsewhere.
-
-    Writes what differs, enables and restarts a timer whose file changed or that is not
-    enabled and active (a new calendar counts from now); disables and deletes the units of
-    jobs no longer listed, with their stamps. Leaves a running job run to its end (pure).
-    """
-    wanted = render.job_units(env) if host == env.job_host else {}
-    result = Plan()
-    for path, text in wanted.items():
-        spec = FileSpec(path, text)
-        why = differences(spec, installed.get(path))
-        if why:
-            result.write.append(spec)
-            result.changes.append(f"{path} ({', '.join(why)})")
-    result.remove = sorted(set(installed) - set(wanted))
-    stale_timers = [p.rsplit("/", 1)[1] for p in result.remove if p.endswith(".timer")]
-    result.commands += [["systemctl", "disable", "--now", t] for t in stale_timers]
-    if result.remove:
-        result.commands.append(["rm", "-f", *result.remove,
-                                *(f"{STAMPS}/stamp-{t}" for t in stale_timers)])
-        result.changes.append(f"removed {' '.join(result.remove)}")
-    if result.write or result.remove:
-        result.commands.append(["systemctl", "daemon-reload"])
-    result.commands += [["systemctl", "reset-failed", p.rsplit("/", 1)[1]]
-                        for p in result.remove if p.endswith(".service")]
-    written = {spec.path.rsplit("/", 1)[1] for spec in result.write}
-    for job in env.schedule if wanted else ():
-        timer = render.job_unit_name(env, job.name, "timer")
-        if timer in written or timers.get(timer) != "enabled active":
-            result.commands += [["systemctl", "enable", timer], ["systemctl", "restart", timer]]
-            result.changes.append(f"{timer} on ({'; '.join(job.calendars)})")
-    return result
-
-
-def apply(remote: Remote, todo: Plan, dry_run: bool = False) -> list[str]:
-    """Carry out ``todo``; in a dry run only say what it would change."""
-    if not dry_run:
-        for spec in todo.write:
-            write(remote, spec)
-        for argv in todo.commands:
-            remote.run(argv, check=argv[1] not in ("disable", "reset-failed"))
-    return todo.changes
 
 
 # ---- fab jobs ------------------------------------------------------------------------------------

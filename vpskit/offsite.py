@@ -14,16 +14,28 @@ import subprocess
 import tempfile
 import time
 import xml.etree.ElementTree as ElementTree
+from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from vpskit import render, sftp_target, sh
+from vpskit import render, sh
 from vpskit.config import Environment
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec
 from vpskit.sh import offsite as s3
 from vpskit.sh.prune_backups import STAMP, prune_plan
 
+if TYPE_CHECKING:
+    from vpskit import sftp_target
+
 PROGRAM = sh.program("offsite")
+
+
+def _sftp_target(env: Environment) -> AbstractContextManager[sftp_target.Target]:
+    """The operator's session on the SFTP target (SSH loads here: the server's off-site
+    configuration is planned without it)."""
+    from vpskit import sftp_target
+    return sftp_target.opened(env)
 
 
 def where(env: Environment) -> str:
@@ -84,7 +96,7 @@ def _admin(env: Environment, what: str) -> tuple[dict[str, str], str, str]:
 def copies(env: Environment) -> dict[str, int]:
     """``{backup name: size}`` of the site's off-site copies (the name without ``.age``)."""
     if env.offsite.sftp:
-        with sftp_target.opened(env) as target:
+        with _sftp_target(env) as target:
             return {name: size for name, (_, size) in target.copies().items()}
     config, key_id, secret = _admin(env, "listing off-site copies")
     found, token = {}, ""
@@ -115,7 +127,7 @@ def prune(env: Environment, now: float | None = None) -> list[str]:
     since = (time.time() if now is None else now) - env.offsite.keep_days * 86400
     cutoff = time.strftime(STAMP, time.gmtime(since))
     if env.offsite.sftp:
-        with sftp_target.opened(env) as target:
+        with _sftp_target(env) as target:
             doomed = prune_plan(env.site, target.copies(), cutoff)
             for name in doomed:
                 target.delete(name)
@@ -132,7 +144,7 @@ def prune(env: Environment, now: float | None = None) -> list[str]:
 
 def _download(env: Environment, name: str) -> bytes:
     if env.offsite.sftp:
-        with sftp_target.opened(env) as target:
+        with _sftp_target(env) as target:
             return target.read(name)
     config, key_id, secret = _admin(env, "restoring an off-site copy")
     try:

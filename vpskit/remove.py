@@ -14,7 +14,8 @@ import sys
 from collections.abc import Callable
 from pathlib import PurePosixPath
 
-from vpskit import backups, facts, files, fleet, pgadmin, render, session, sh
+from vpskit import applier, backups, facts, files, fleet, pgadmin, render, session, sh
+from vpskit.applier import Context
 from vpskit.config import Environment, Host
 from vpskit.deploy.lock import deploy_lock
 from vpskit.errors import ToolkitError
@@ -70,7 +71,8 @@ def _site_files(env: Environment, host: Host, remote: Remote) -> list[str]:
     cert_dir = str(PurePosixPath(render.cert_path(env)).parent)
     gone = remote.run(["bash", "-c", REMOVE_SITE, "remove", env.site, cert_dir, str(len(nginx)),
                        *nginx, *other], timeout=600).stdout.splitlines()
-    return gone + firewall.forget(remote, env.site, host.port)
+    rules = firewall.forget(env.site, facts.gather(remote, firewall.state_probes()), host.port)
+    return gone + applier.apply(Context(env, host, remote, Reporter(quiet=True)), rules)
 
 
 def _services(env: Environment, remote: Remote, claimed: bool) -> list[str]:
@@ -88,8 +90,18 @@ def _services(env: Environment, remote: Remote, claimed: bool) -> list[str]:
             remote.run(["rm", "-f", database.claim_path(env.site)])
             gone.append(database.claim_path(env.site))
     if env.own_redis:
-        gone += cache.forget(remote, env.site)
+        gone += _redis(remote, env.site)
     return gone
+
+
+def _redis(remote: Remote, site: str) -> list[str]:
+    """The site's Redis instance stopped, its config, data and port gone; its database on the
+    shared instance of earlier versions flushed. What went, a line each."""
+    gone = remote.run(["bash", "-c", cache.REMOVE_INSTANCE, "redis-remove", cache.unit(site),
+                       cache.conf_path(site), cache.data_file(site),
+                       cache.registry_path(site)]).stdout.splitlines()
+    return gone + remote.run(["bash", "-c", cache.LEAVE_SHARED, "redis-leave-shared",
+                              *cache.leave_args(site)]).stdout.splitlines()
 
 
 def _pg_hba(env: Environment, remote: Remote) -> list[str]:

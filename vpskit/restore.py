@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vpskit import facts, interrupts, offsite, render, serverop, session, sh
+from vpskit.backup_script import RESTORE_SCRIPT
 from vpskit.backups import (
-    RESTORE_SCRIPT,
     SAFETY_LABEL,
     Artifact,
     age,

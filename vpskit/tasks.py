@@ -57,7 +57,7 @@ def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None)
     from vpskit import session
     with session.opening(selected, lambda host: session.open_for_provision(environment, host)
                          ) as connect:  # connecting while the steps' code loads
-        from vpskit.provision import provision_environment
+        from vpskit.provision.runner import provision_environment
         provision_environment(environment, _reporter(), dry_run=dry_run, hosts=selected,
                               connect=connect)
 

@@ -24,7 +24,7 @@ from harness import testvps
 from tests.helpers import machines, s3
 from tests.helpers.receiver import Receiver
 from tests.helpers.site import FAB, Site
-from vpskit import backups, pgadmin, ssh
+from vpskit import backup_script, backups, pgadmin, ssh
 from vpskit.config import Host
 from vpskit.remote import Remote, Result
 from vpskit.sh import offsite as offsite_s3
@@ -267,7 +267,7 @@ def test_retention_keeps_the_newest_backup_whatever_its_age(site):
     site.sh(f"rm -rf {scratch}; mkdir {scratch}; cd {scratch}; touch {' '.join(names)}")
     remote = site.remote()
     try:
-        gone = remote.run(["python3", "-c", backups.PRUNE_PROGRAM, scratch, "shop-production",
+        gone = remote.run(["python3", "-c", backup_script.PRUNE_PROGRAM, scratch, "shop-production",
                            "7"]).stdout.split()
     finally:
         remote.conn.close()

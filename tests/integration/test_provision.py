@@ -149,6 +149,29 @@ def test_dry_run_shows_a_masked_diff_and_changes_nothing(site, provisioned):
         inventory.write_text(original)
 
 
+def step_changes(output: str) -> dict[str, str]:
+    """``{step: its change details}`` of the steps that changed or would change."""
+    return {name.strip(): detail for name, detail in re.findall(
+        r"^  (\S.{11}) (?:changed|would change)\s+[\d.]+s  (.*)$", output, re.M)}
+
+
+def test_dry_run_says_what_apply_then_does(site, provisioned):
+    """The dry run's lines come from the plans alone; the run after it changes exactly that."""
+    shared = "/srv/shop-production/shared"
+    site.sh(f"chmod 755 {shared} && rm /etc/apt/apt.conf.d/20auto-upgrades && "
+            "systemctl disable --now --quiet certbot.timer && "
+            "echo '# drift' >> /etc/nginx/conf.d/vpskit.conf")
+    planned = step_changes(site.fab("provision", "--dry-run").stdout)
+    applied = step_changes(site.fab("provision").stdout)
+    assert planned == applied, (planned, applied)
+    assert planned == {
+        "packages": "/etc/apt/apt.conf.d/20auto-upgrades (created)",
+        "directories": f"directories: {shared}",
+        "nginx": "/etc/nginx/conf.d/vpskit.conf (content)",
+        "tls": "certbot.timer enabled"}, planned
+    assert set(step_states(site.fab("provision").stdout).values()) == {"unchanged"}
+
+
 def test_not_enough_disk_is_refused_before_any_change(site, provisioned):
     inventory = site.dir / "inventory.yml"
     original = inventory.read_text()

@@ -11,13 +11,14 @@ from pathlib import Path
 
 import pytest
 
-from vpskit import backups, render, restore
+from tests.unit.planned import runs
+from vpskit import backup_script, backups, render, restore
 from vpskit.config import App, Backups, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileState
+from vpskit.plan import Plan, writes
 from vpskit.provision import backup_timer
-from vpskit.provision.context import Context
-from vpskit.remote import Result
+from vpskit.provision.backup_timer import BackupTimerFacts
 from vpskit.sh import prune_backups
 from vpskit.steps import Reporter
 
@@ -89,7 +90,7 @@ def test_the_program_shipped_to_the_server_prunes_like_the_plan(tmp_path):
     for name in names:
         (tmp_path / name).write_bytes(b"x")
     python = shutil.which("python3") or sys.executable
-    result = subprocess.run([python, *backups.prune_argv(env(keep_days=30))[1:3],
+    result = subprocess.run([python, *backup_script.prune_argv(env(keep_days=30))[1:3],
                              str(tmp_path), SITE, "30"], capture_output=True, text=True,
                             check=True)
     assert result.stdout.split() == names[:2]
@@ -151,7 +152,7 @@ def test_restore_refuses_without_a_terminal_before_connecting(monkeypatch):
 
 
 def test_server_script_runs_the_same_commands_as_fab_backup(tmp_path):
-    script = backups.server_script(env(keep_days=7, media=True, timer="daily"))
+    script = backup_script.server_script(env(keep_days=7, media=True, timer="daily"))
     assert script.startswith("#!/bin/bash\n")
     assert "stamp=$(date -u +%Y%m%dT%H%M%SZ)\n" in script
     assert '"shop-production-${stamp}.dump"' in script
@@ -159,57 +160,37 @@ def test_server_script_runs_the_same_commands_as_fab_backup(tmp_path):
     assert script.rstrip().endswith("/var/backups/shop-production shop-production 7")
     (tmp_path / "backup").write_text(script)
     subprocess.run(["bash", "-n", str(tmp_path / "backup")], check=True)
-    assert "-media.tar.gz\"" not in backups.server_script(env(timer="daily"))
+    assert "-media.tar.gz\"" not in backup_script.server_script(env(timer="daily"))
 
 
-class FakeRemote:
-    """Records commands; file writes succeed."""
-
-    def __init__(self) -> None:
-        self.commands: list[list[str]] = []
-        self.secrets: list[str] = []
-
-    def run(self, argv, **kwargs) -> Result:
-        self.commands.append(list(argv))
-        return Result("", "", 0)
-
-
-def timer_ctx(settings: dict, present: list[str], state=("active", "enabled")):
+def timer_plan(settings: dict, present: list[str], state=("active", "enabled")) -> Plan:
     e = env(**settings)
     files = {p: FileState("0", "root", "root", 0o644) for p in present}
-    remote = FakeRemote()
-    ctx = Context(env=e, host=e.hosts[0], remote=remote, out=Reporter(quiet=True), facts={
-        "backup_files": files,
-        "backup_timer": state})
-    return ctx, remote
+    return backup_timer.backup_timer(e, e.hosts[0], BackupTimerFacts(files, state))
 
 
 def test_timer_step_installs_enables_and_removes():
     paths = backup_timer.paths(env())
-    ctx, remote = timer_ctx({}, [], ("inactive",))  # nightly by default
-    changes = backup_timer.backup_timer(ctx)
-    written = [c[4] for c in remote.commands if c[:2] == ["bash", "-c"]]
-    assert written == paths
-    assert ["systemctl", "enable", "shop-production-backup.timer"] in remote.commands
-    assert changes[-1] == "shop-production-backup.timer enabled (*-*-* 03:00:00)"
-    script = next(s for s in backup_timer.specs(ctx.env) if s.path == paths[0])
-    assert script.mode == 0o700 and script.path == render.backup_script(ctx.env)
+    todo = timer_plan({}, [], ("inactive", ""))  # nightly by default
+    assert writes(todo) == paths
+    assert ["systemctl", "enable", "shop-production-backup.timer"] in runs(todo)
+    assert todo.changes[-1] == "shop-production-backup.timer enabled (*-*-* 03:00:00)"
+    script = next(s for s in backup_timer.specs(env()) if s.path == paths[0])
+    assert script.mode == 0o700 and script.path == render.backup_script(env())
 
-    ctx, remote = timer_ctx({"timer": ""}, paths[1:])
-    assert backup_timer.backup_timer(ctx) == [f"removed {' '.join(paths[1:])}"]
-    assert remote.commands == [["systemctl", "disable", "--now", "shop-production-backup.timer"],
-                               ["rm", "-f", *paths[1:]], ["systemctl", "daemon-reload"]]
-
-    ctx, remote = timer_ctx({"timer": ""}, [])
-    assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
+    todo = timer_plan({"timer": ""}, paths[1:])
+    assert todo.changes == (f"removed {' '.join(paths[1:])}",)
+    assert runs(todo) == [["systemctl", "disable", "--now", "shop-production-backup.timer"],
+                          ["rm", "-f", *paths[1:]], ["systemctl", "daemon-reload"]]
+    assert timer_plan({"timer": ""}, []) == Plan()
 
 
 def test_timer_step_changes_nothing_when_all_is_in_place():
     e = env(timer="*-*-* 03:00:00")
-    ctx, remote = timer_ctx({"timer": "*-*-* 03:00:00"}, [])
-    ctx.facts["backup_files"] = {s.path: FileState(s.sha256, "root", "root", s.mode)
-                                 for s in backup_timer.specs(e)}
-    assert backup_timer.backup_timer(ctx) == [] and remote.commands == []
+    installed = {s.path: FileState(s.sha256, "root", "root", s.mode)
+                 for s in backup_timer.specs(e)}
+    assert backup_timer.backup_timer(e, e.hosts[0], BackupTimerFacts(
+        installed, ("active", "enabled"))) == Plan()
 
 
 def test_automatic_dumps_beyond_the_newest_n_are_pruned_others_never():

@@ -18,10 +18,10 @@ from types import SimpleNamespace
 import pytest
 
 from tests.helpers.example_venv import CACHE, example_venv
-from vpskit import sh
+from vpskit import applier, sh
+from vpskit.applier import Context
 from vpskit.config import App, Environment, Host
 from vpskit.provision import cache, database, hostca
-from vpskit.provision.context import Context
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 VENV = Path(os.environ.get("VPSKIT_EXAMPLE_VENV", CACHE / "example-venv"))
@@ -156,9 +156,12 @@ def test_a_ca_made_anew_voids_the_other_certificates_it_did_not_sign(before, kep
     anew (none before, or another: its key was lost) the others are issued again."""
     remote = IssuingRemote("CA-1\n")
     ctx = context(remote, before)
-    assert hostca.ensure_certificate(ctx, "postgres") == [
-        "/etc/ssl/vpskit/postgres.crt issued for IP:192.0.2.9"]
+
+    def issue(service: str) -> list[str]:
+        return applier.apply(ctx, hostca.certificate(ctx.host, service,
+                                                     ctx.facts[f"{service}_cert"],
+                                                     ctx.facts["host_ca"]))
+    assert issue("postgres") == ["/etc/ssl/vpskit/postgres.crt issued for IP:192.0.2.9"]
     assert ctx.facts["host_ca"] == "CA-1\n" and ctx.facts["postgres_cert"] == "IP:192.0.2.9"
-    assert hostca.ensure_certificate(ctx, "redis") == ([] if kept else [
-        "/etc/ssl/vpskit/redis.crt issued for IP:192.0.2.9"])
+    assert issue("redis") == ([] if kept else ["/etc/ssl/vpskit/redis.crt issued for IP:192.0.2.9"])
     assert remote.issued == (["postgres"] if kept else ["postgres", "redis"])

@@ -7,15 +7,13 @@ import dataclasses
 
 import pytest
 
-from tests.unit.test_backups import FakeRemote
+from tests.unit.planned import runs
 from vpskit.config import Alerts, App, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileState
+from vpskit.plan import Plan, Write, writes
 from vpskit.provision import mail, system
-from vpskit.provision.context import Context
-from vpskit.remote import Result
 from vpskit.secret import Secret
-from vpskit.steps import Reporter
 
 
 def env(name: str = "production", **alerts) -> Environment:
@@ -25,19 +23,10 @@ def env(name: str = "production", **alerts) -> Environment:
                        secrets={"SMTP_LOGIN": Secret("mailer:pa55word")})
 
 
-class Remote(FakeRemote):
-    def script(self, text: str, args=(), **kwargs) -> Result:
-        self.commands.append(["<script>", *args])
-        return Result("", "", 0)
-
-
 def step(e: Environment, conf: str | None = None, other_mta: bool = False,
-         unit: tuple[str, str] = ("active", "enabled")) -> tuple[list[str], FakeRemote]:
-    remote = Remote()
+         unit: tuple[str, str] = ("active", "enabled")) -> Plan:
     files = {} if conf is None else {mail.MAIN_CF: FileState("0", "root", "root", 0o644)}
-    ctx = Context(env=e, host=e.hosts[0], remote=remote, out=Reporter(quiet=True), facts={
-        "mail_conf": conf, "mail_files": files, "other_mta": other_mta, "mail_unit": unit})
-    return mail.mail(ctx), remote
+    return mail.mail(e, e.hosts[0], mail.MailFacts(conf, files, other_mta, unit))
 
 
 def test_null_client_on_loopback_sending_straight_or_through_a_relay():
@@ -57,25 +46,20 @@ def test_null_client_on_loopback_sending_straight_or_through_a_relay():
 
 
 def test_step_writes_validates_and_restarts_then_changes_nothing():
-    changes, remote = step(env(), unit=("inactive", "disabled"))
-    assert changes[-2:] == ["postfix.service enabled", "postfix.service restarted"]
-    assert ["postfix", "check"] in remote.commands
-    assert remote.commands[-2:] == [["systemctl", "enable", "--quiet", "postfix.service"],
-                                    ["systemctl", "restart", "postfix.service"]]
+    todo = step(env(), unit=("inactive", "disabled"))
+    assert todo.changes[-2:] == ("postfix.service enabled", "postfix.service restarted")
+    assert todo.actions[0] == Write(tuple(mail.specs(env())), ("postfix", "check"))
+    assert runs(todo) == [["systemctl", "enable", "--quiet", "postfix.service"],
+                          ["systemctl", "restart", "postfix.service"]]
     current = mail.specs(env())[0]
-    remote = Remote()
-    ctx = Context(env=env(), host=env().hosts[0], remote=remote, out=Reporter(quiet=True),
-                  facts={"mail_conf": current.content, "other_mta": False,
-                         "mail_unit": ("active", "enabled"),
-                         "mail_files": {mail.MAIN_CF: FileState(current.sha256, "root", "root",
-                                                                0o644)}})
-    assert mail.mail(ctx) == [] and remote.commands == []
+    assert mail.mail(env(), env().hosts[0], mail.MailFacts(
+        current.content, {mail.MAIN_CF: FileState(current.sha256, "root", "root", 0o644)},
+        False, ("active", "enabled"))) == Plan()
 
 
 def test_the_hosts_own_mta_and_sites_without_email_are_left_alone():
-    changes, remote = step(env(), other_mta=True)
-    assert changes == [] and remote.commands == []
-    assert step(env(email=""))[0] == []
+    assert step(env(), other_mta=True) == Plan()
+    assert step(env(email="")) == Plan()
     assert "postfix" not in system.packages_for(("web",), mta=False)
     assert system.packages_for(("web",), mta=True)[-2:] == list(mail.PACKAGES)
 
@@ -83,8 +67,7 @@ def test_the_hosts_own_mta_and_sites_without_email_are_left_alone():
 def test_a_second_site_on_the_host_shares_the_relay_or_is_refused():
     production = mail.specs(env())[0].content
     staging_same = env("staging")
-    changes, remote = step(staging_same, conf=production)
-    assert changes == [] and remote.commands == []  # production's file stays as it is
+    assert step(staging_same, conf=production) == Plan()  # production's file stays as it is
     staging_other = env("staging", smtp="smtp.example.com:587")
     with pytest.raises(ToolkitError, match=r"^alerts\.smtp: host 192\.0\.2\.1 sends mail as "
                                            r"shop-production configured it"):
@@ -92,4 +75,4 @@ def test_a_second_site_on_the_host_shares_the_relay_or_is_refused():
     # the owner itself may change its relay
     owner = dataclasses.replace(env(), alerts=Alerts(email="ops@example.com",
                                                      smtp="smtp.example.com:587"))
-    assert any(mail.MAIN_CF in c for c in step(owner, conf=production)[0])
+    assert mail.MAIN_CF in writes(step(owner, conf=production))

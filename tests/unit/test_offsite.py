@@ -11,7 +11,7 @@ import textwrap
 
 import pytest
 
-from vpskit import backups, inventory, offsite
+from vpskit import backup_script, inventory, offsite
 from vpskit.config import App, Environment, Host, Offsite
 from vpskit.errors import InventoryError, ToolkitError
 from vpskit.provision.app import desired_env
@@ -60,14 +60,14 @@ def test_the_server_gets_the_write_key_and_the_public_key_alone():
 
 
 def test_the_timer_script_sends_what_it_made_then_proves_it_restores():
-    script = backups.server_script(env())
+    script = backup_script.server_script(env())
     assert '"$offsite" /etc/vpskit/offsite/shop-production.json ' \
            '"/var/backups/shop-production/shop-production-${stamp}.dump"' in script
     order = [script.index(f'bash -c "${word}"') for word in ("archive", "check")]
     assert order[0] < script.index('"$offsite"') < order[1] < script.index('"$prune"')
     assert ('restore-check "$restore" "/var/backups/shop-production/shop-production-${stamp}'
             '.dump" shop_production_restorecheck shop_production') in script
-    assert "offsite=" not in backups.server_script(env(endpoint=""))
+    assert "offsite=" not in backup_script.server_script(env(endpoint=""))
 
 
 def test_prune_deletes_only_copies_past_keep_days_never_the_newest(monkeypatch):

@@ -42,11 +42,11 @@ def allow(*args: str) -> list[str]:
                            ["ufw", "delete", "allow", "443/tcp"]]),
 ])
 def test_firewall_plan(status, rules, expected):
-    assert firewall.plan(status, rules, ssh_port=22) == expected
+    assert firewall.ufw_commands(status, rules, ssh_port=22) == expected
 
 
 def test_firewall_never_deletes_the_ssh_port_and_keeps_what_another_site_needs():
-    assert firewall.plan(TAGGED, [(80, ANY), (443, ANY)], ssh_port=22) == []
+    assert firewall.ufw_commands(TAGGED, [(80, ANY), (443, ANY)], ssh_port=22) == []
     assert firewall.stale(TAGGED, [], ssh_port=22) == [["ufw", "delete", "allow", "80/tcp"],
                                                         ["ufw", "delete", "allow", "443/tcp"]]
 
@@ -136,12 +136,12 @@ def test_secret_prints_masked():
 
 def test_firewall_admits_app_hosts_to_db_ports_once_and_drops_departed_ones():
     admitted = [(5432, "10.0.0.2"), (6379, "10.0.0.2")]
-    assert firewall.plan(UFW_ACTIVE, [(22, ANY), *admitted], 22) == [
+    assert firewall.ufw_commands(UFW_ACTIVE, [(22, ANY), *admitted], 22) == [
         allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "5432"),
         allow("proto", "tcp", "from", "10.0.0.2", "to", "any", "port", "6379")]
     done = UFW_ACTIVE + tuples(*admitted, comment=VPSKIT)
-    assert firewall.plan(done, [(22, ANY), *admitted], 22) == []
-    assert firewall.plan(done, [(22, ANY), (80, ANY), (443, ANY)], 22) == [
+    assert firewall.ufw_commands(done, [(22, ANY), *admitted], 22) == []
+    assert firewall.ufw_commands(done, [(22, ANY), (80, ANY), (443, ANY)], 22) == [
         ["ufw", "delete", "allow", "proto", "tcp", "from", "10.0.0.2", "to", "any", "port", p]
         for p in ("5432", "6379")]
 

@@ -4,10 +4,11 @@ from types import SimpleNamespace
 
 import pytest
 
+from vpskit import applier
+from vpskit.applier import Context
 from vpskit.config import App, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.provision import database
-from vpskit.provision.context import Context
 from vpskit.secret import Secret
 from vpskit.steps import Reporter
 
@@ -32,8 +33,8 @@ class Remote:
 
 def check(env: Environment, remote: Remote, urls: dict[str, str] | None = None) -> list[str]:
     """The reach step on WEB, given ``urls`` as the site phase gives the db host's URLs."""
-    return database.reach(Context(env=env, host=WEB, remote=remote, out=Reporter(quiet=True),
-                                  managed_env=dict(urls or {})))
+    ctx = Context(env=env, host=WEB, remote=remote, out=Reporter(quiet=True))
+    return applier.apply(ctx, database.reach(env, WEB, database.ReachFacts(dict(urls or {}))))
 
 
 def test_managed_services_are_reached_at_their_urls_host_and_port():

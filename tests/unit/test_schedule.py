@@ -13,12 +13,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from tests.unit.planned import runs
 from tests.unit.test_inventory import GOOD, write
 from tests.unit.test_render import make_env, security_score, systemd_verify, unit_settings
-from vpskit import inventory, jobs, render, schedule
+from vpskit import inventory, job_units, jobs, render, schedule
 from vpskit.config import Host, Job
 from vpskit.errors import InventoryError
 from vpskit.files import FileSpec, FileState
+from vpskit.job_units import JobFacts
+from vpskit.plan import Plan, writes
 
 # cron line -> the OnCalendar= lines it becomes (UTC)
 CRON = {
@@ -328,18 +331,21 @@ def timers_on(env) -> dict[str, str]:
     return {render.job_unit_name(env, j.name, "timer"): "enabled active" for j in env.schedule}
 
 
+def units(env, host, have=None, timers=None) -> Plan:
+    return job_units.units(env, host, JobFacts(have or {}, timers or {}))
+
+
 def test_plan_installs_enables_and_then_changes_nothing():
     env = job_env()
-    first = jobs.plan(env, env.job_host, {}, {})
-    assert len(first.write) == 4 and not first.remove
-    assert first.commands == [
+    first = units(env, env.job_host)
+    assert len(writes(first)) == 4
+    assert runs(first) == [
         ["systemctl", "daemon-reload"],
         ["systemctl", "enable", "shop-production-job-cleanup.timer"],
         ["systemctl", "restart", "shop-production-job-cleanup.timer"],
         ["systemctl", "enable", "shop-production-job-either.timer"],
         ["systemctl", "restart", "shop-production-job-either.timer"]]
-    again = jobs.plan(env, env.job_host, installed(env), timers_on(env))
-    assert again == jobs.Plan()
+    assert units(env, env.job_host, installed(env), timers_on(env)) == Plan()
 
 
 def test_plan_restarts_only_the_timer_whose_calendar_changed():
@@ -347,35 +353,37 @@ def test_plan_restarts_only_the_timer_whose_calendar_changed():
     changed = dataclasses.replace(env, schedule=(
         dataclasses.replace(env.schedule[0], calendars=("*-*-* 04:00:00 UTC",)),
         env.schedule[1]))
-    todo = jobs.plan(changed, env.job_host, installed(env), timers_on(env))
-    assert [s.path for s in todo.write] == [
+    todo = units(changed, env.job_host, installed(env), timers_on(env))
+    assert writes(todo) == [
         "/etc/systemd/system/shop-production-job-cleanup.service",  # its comment names it
-        "/etc/systemd/system/shop-production-job-cleanup.timer"] or [
-        s.path for s in todo.write] == ["/etc/systemd/system/shop-production-job-cleanup.timer"]
-    assert ["systemctl", "restart", "shop-production-job-cleanup.timer"] in todo.commands
-    assert ["systemctl", "restart", "shop-production-job-either.timer"] not in todo.commands
+        "/etc/systemd/system/shop-production-job-cleanup.timer"] or writes(todo) == [
+        "/etc/systemd/system/shop-production-job-cleanup.timer"]
+    assert ["systemctl", "restart", "shop-production-job-cleanup.timer"] in runs(todo)
+    assert ["systemctl", "restart", "shop-production-job-either.timer"] not in runs(todo)
 
 
 def test_plan_removes_a_job_gone_from_the_inventory_with_its_stamp():
     env = job_env()
     fewer = dataclasses.replace(env, schedule=env.schedule[:1])
-    todo = jobs.plan(fewer, env.job_host, installed(env), timers_on(env))
-    assert not todo.write
-    assert todo.commands == [
+    todo = units(fewer, env.job_host, installed(env), timers_on(env))
+    assert not writes(todo)
+    assert runs(todo) == [
         ["systemctl", "disable", "--now", "shop-production-job-either.timer"],
         ["rm", "-f", "/etc/systemd/system/shop-production-job-either.service",
          "/etc/systemd/system/shop-production-job-either.timer",
          "/var/lib/systemd/timers/stamp-shop-production-job-either.timer"],
         ["systemctl", "daemon-reload"],
         ["systemctl", "reset-failed", "shop-production-job-either.service"]]
+    assert [a.check for a in todo.actions] == [False, True, True, False]  # may have gone
 
 
 def test_plan_puts_jobs_on_the_worker_host_only():
     env = dataclasses.replace(job_env(), hosts=(WEB, WORKER))
     assert env.job_host == WORKER
-    on_web = jobs.plan(env, WEB, installed(env), {})
-    assert not on_web.write and len(on_web.remove) == 4  # moved away: removed from the web host
-    assert len(jobs.plan(env, WORKER, {}, {}).write) == 4
+    on_web = units(env, WEB, installed(env))
+    removed = next(argv for argv in runs(on_web) if argv[:2] == ["rm", "-f"])
+    assert not writes(on_web) and len(removed) == 2 + 4 + 2  # moved away: 4 units, 2 stamps
+    assert len(writes(units(env, WORKER))) == 4
 
 
 # ---- fab jobs ------------------------------------------------------------------------------------

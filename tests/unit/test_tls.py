@@ -8,13 +8,14 @@ import subprocess
 
 import pytest
 
-from vpskit import render
+from vpskit import applier, hatch, render
+from vpskit.applier import Context
 from vpskit.config import LETSENCRYPT, LETSENCRYPT_STAGING, TLS, App, Environment, Host
 from vpskit.deploy.switch import SWITCH_NGINX
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.files import FileState
-from vpskit.provision import context, tls
-from vpskit.provision.context import Context
+from vpskit.plan import Plan
+from vpskit.provision import tls
 from vpskit.remote import Result
 from vpskit.secret import Secret
 from vpskit.steps import Reporter
@@ -128,16 +129,16 @@ def hook_state() -> FileState:
 
 def step(env: Environment, cert_domains: set[str], remote: RecordingRemote,
          monkeypatch, preflight_error: str = "", tls_files=None, timer: bool = True) -> list[str]:
-    def preflight(ctx):
+    def preflight(ctx, domains):
         ctx.remote.calls.append(["<pre-flight>"])
         if preflight_error:
             raise ToolkitError(preflight_error)
-    monkeypatch.setattr(tls, "preflight", preflight)
+        return Plan()
+    monkeypatch.setitem(hatch.HATCHES, "tls_preflight", preflight)
     ctx = Context(env=env, host=env.hosts[0], remote=remote, out=Reporter(quiet=True))
-    ctx.facts = {"cert_domains": cert_domains, "cert_ready": bool(cert_domains),
-                 "certbot_timer": timer, "nginx_files": {},
-                 "tls_files": {tls.DEPLOY_HOOK: hook_state()} if tls_files is None else tls_files}
-    return tls.tls(ctx)
+    found = tls.TlsFacts(cert_domains, {tls.DEPLOY_HOOK: hook_state()} if tls_files is None
+                         else tls_files, timer, bool(cert_domains))
+    return applier.apply(ctx, tls.tls(env, env.hosts[0], found))
 
 
 def test_same_domains_request_nothing(monkeypatch):
@@ -183,7 +184,7 @@ def test_https_site_rejected_by_nginx_puts_the_http_site_back(monkeypatch):
     remote = RecordingRemote(fail=("nginx", "-t"))
     with pytest.raises(RemoteError, match="previous files restored"):
         step(make_env(), set(), remote, monkeypatch)
-    assert remote.scripts[-1] == context.RESTORE
+    assert remote.scripts[-1] == applier.RESTORE
     assert not remote.ran(*RELOAD)
 
 
@@ -192,10 +193,10 @@ def test_dry_run_only_reports(monkeypatch):
     env = make_env()
     ctx = Context(env=env, host=env.hosts[0], remote=remote, out=Reporter(quiet=True),
                   dry_run=True)
-    ctx.facts = {"cert_domains": set(), "cert_ready": False, "certbot_timer": True,
-                 "nginx_files": {}, "tls_files": {tls.DEPLOY_HOOK: hook_state()}}
-    assert tls.tls(ctx) == [f"certificate issued for {', '.join(DOMAINS)}"]
-    assert remote.calls == []
+    found = tls.TlsFacts(set(), {tls.DEPLOY_HOOK: hook_state()}, True, False)
+    assert applier.apply(ctx, tls.tls(env, env.hosts[0], found)) == [
+        f"certificate issued for {', '.join(DOMAINS)}", f"{render.site_path(env)} serves HTTPS"]
+    assert remote.calls == [["cat", render.site_path(env)]]  # read for the diff it shows
 
 
 def test_ca_bundle_drop_in_added_then_removed(monkeypatch):

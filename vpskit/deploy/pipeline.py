@@ -14,12 +14,14 @@ import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vpskit import backups, facts, files, jobs, render, session, sh
+from vpskit import applier, backups, facts, files, job_units, render, session, sh
+from vpskit.applier import Context
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, pipfail, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
 from vpskit.errors import RemoteError, ToolkitError
+from vpskit.plan import Plan, facts_of
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
 
@@ -44,7 +46,7 @@ class Deploy:
     before: Releases | None = None
     python: tuple[int, int] | None = None
     tls: bool = False
-    job_units: jobs.Plan | None = None  # planned from inspect's facts, applied after the switch
+    job_units: Plan | None = None  # planned from inspect's facts, applied after the switch
     uploaded: bool = False
     started: bool = False
     switched: bool = False
@@ -90,7 +92,7 @@ class Deploy:
                         lambda out, rc: rc == 0),
             facts.nonempty(render.cert_path(self.env), "tls"),
             switch.upstream_probe(self.env),
-            *jobs.probes(self.env),
+            *job_units.probes(self.env),
         ])
         if not found["provisioned"]:
             raise ToolkitError(f"{self.remote.host} is not provisioned for {self.env.site} "
@@ -98,8 +100,8 @@ class Deploy:
                                f"{self.env.name}")
         check_python(self.source, found["python"])
         self.before, self.python, self.tls = found["releases"], found["python"], found["tls"]
-        self.job_units = jobs.plan(self.env, self.host, found["jobs_installed"],
-                                   found["job_timers"])
+        self.job_units = job_units.units(self.env, self.host,
+                                         facts_of(job_units.JobFacts, found))
         repaired = switch.repair_current(self.remote, self.env, self.before.current,
                                          found["upstream_release"]) if self.web else None
         if repaired:
@@ -202,7 +204,8 @@ class Deploy:
 
     def jobs(self) -> list[str]:
         """The inventory's scheduled jobs, on the live release from now on (:mod:`vpskit.jobs`)."""
-        return jobs.apply(self.remote, self.job_units)
+        return applier.apply(Context(self.env, self.host, self.remote, self.out),
+                             self.job_units or Plan())
 
     def prune(self) -> list[str]:
         doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)

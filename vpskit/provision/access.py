@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import shlex
-from collections.abc import Callable
+from dataclasses import dataclass
 
-from vpskit import facts
+from vpskit import facts, plan
+from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, differences, file_probe
-from vpskit.provision.context import Context
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 
 SSHD_DROPIN = "/etc/ssh/sshd_config.d/00-vpskit.conf"  # sshd keeps the first value: sort first
 CLIENT_ALIVE = (5, 2)  # sshd asks a silent client every 5 s; gone after about 30 s (measured)
@@ -22,11 +23,20 @@ def authorized_keys_path(user: str) -> str:
     return f"/home/{user}/.ssh/authorized_keys"
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    user = ctx.host.user
+@dataclass(frozen=True)
+class AccessFacts:
+    users: dict[str, list[str]]  # user: its groups
+    app_group: bool
+    access_files: dict[str, FileState]
+    root_keys: str | None
+    public_key: str | None  # the operator's, from the inventory's key (not a probe)
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    user = host.user
     return [
-        facts.users([user, ctx.env.app_user, "www-data"]),
-        facts.Probe("app_group", f"getent group {shlex.quote(ctx.env.app_user)}",
+        facts.users([user, env.app_user, "www-data"]),
+        facts.Probe("app_group", f"getent group {shlex.quote(env.app_user)}",
                     lambda out, rc: rc == 0),
         file_probe([sudoers_path(user), authorized_keys_path(user), SSHD_DROPIN], "access_files"),
         facts.text("/root/.ssh/authorized_keys", "root_keys"),
@@ -48,46 +58,42 @@ def sshd_config(root_login: bool) -> str:
     )
 
 
-def users(ctx: Context, public_key: str | None) -> list[str]:
+def users(env: Environment, host: Host, found: AccessFacts) -> Plan:
     """Create the deploy user and the app's system user; never removes or renames users."""
-    user, app_user = ctx.host.user, ctx.env.app_user
-    found = ctx.facts["users"]
-    changes = []
-    if user != "root" and user not in found:
-        ctx.act(["useradd", "--create-home", "--shell", "/bin/bash", user])
-        changes.append(f"user {user} created")
-    if app_user not in found:  # a group left by an earlier site of that name is reused
-        group = ["--gid", app_user] if ctx.facts["app_group"] else ["--user-group"]
-        ctx.act(["useradd", "--system", *group, "--home-dir", str(ctx.env.root),
-                 "--no-create-home", "--shell", "/usr/sbin/nologin", app_user])
-        changes.append(f"system user {app_user} created")
-    if app_user not in found.get("www-data", []):
-        ctx.act(["usermod", "--append", "--groups", app_user, "www-data"])
-        changes.append(f"www-data joined group {app_user}")
+    user, app_user = host.user, env.app_user
+    result = Plan()
+    if user != "root" and user not in found.users:
+        result += plan.run("useradd", "--create-home", "--shell", "/bin/bash", user,
+                           change=f"user {user} created")
+    if app_user not in found.users:  # a group left by an earlier site of that name is reused
+        group = ["--gid", app_user] if found.app_group else ["--user-group"]
+        result += plan.run("useradd", "--system", *group, "--home-dir", str(env.root),
+                           "--no-create-home", "--shell", "/usr/sbin/nologin", app_user,
+                           change=f"system user {app_user} created")
+    if app_user not in found.users.get("www-data", []):
+        result += plan.run("usermod", "--append", "--groups", app_user, "www-data",
+                           change=f"www-data joined group {app_user}")
     if user == "root":
-        return changes
-    keys = public_key or ctx.facts["root_keys"]
+        return result
+    keys = found.public_key or found.root_keys
     if not keys:
         raise ToolkitError(f"no public key to give user {user}: set the host's 'key' in the "
                            f"inventory or put your key in root's authorized_keys")
-    if authorized_keys_path(user) not in ctx.facts["access_files"]:
-        ctx.act(["install", "-d", "-m", "700", "-o", user, "-g", user, f"/home/{user}/.ssh"])
+    if authorized_keys_path(user) not in found.access_files:
+        result += plan.run("install", "-d", "-m", "700", "-o", user, "-g", user,
+                           f"/home/{user}/.ssh")
     specs = [
         FileSpec(authorized_keys_path(user), keys.rstrip("\n") + "\n", user, user, 0o600),
         FileSpec(sudoers_path(user), f"{user} ALL=(ALL:ALL) NOPASSWD:ALL\n", mode=0o440),
     ]
-    changes += ctx.apply_files(specs, ctx.facts["access_files"])
-    return changes
+    return result + plan.write(specs, found.access_files)
 
 
-def harden_ssh(ctx: Context, verify_login: Callable[[], None]) -> list[str]:
-    """Disable password and root logins, but only after ``verify_login`` proved the deploy user
-    gets in with sudo — so the operator is never locked out."""
-    spec = FileSpec(SSHD_DROPIN, sshd_config(root_login=ctx.host.user == "root"))
-    if not differences(spec, ctx.facts["access_files"].get(spec.path)):
-        return []
-    if not ctx.dry_run:
-        verify_login()
-    changes = ctx.apply_files([spec], ctx.facts["access_files"], validate=["sshd", "-t"])
-    ctx.act(["systemctl", "reload", "ssh"])
-    return changes
+def harden_ssh(env: Environment, host: Host, found: AccessFacts) -> Plan:
+    """Disable password and root logins, but only after the deploy user was seen to log in
+    with sudo (the hatch ``verify_login``), so the operator is never locked out."""
+    spec = FileSpec(SSHD_DROPIN, sshd_config(root_login=host.user == "root"))
+    write = plan.write([spec], found.access_files, validate=["sshd", "-t"])
+    if not write.actions:
+        return Plan()
+    return plan.hatch("verify_login") + write + plan.run("systemctl", "reload", "ssh")

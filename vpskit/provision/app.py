@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from vpskit import envfile, facts, jobs, render
+import shlex
+from dataclasses import dataclass
+
+from vpskit import envfile, facts, plan, render
 from vpskit.config import Environment, Host
-from vpskit.deploy import releases, restart_host
-from vpskit.deploy.lock import deploy_lock
-from vpskit.files import FileSpec, file_probe
-from vpskit.provision.context import Context
-from vpskit.steps import Reporter
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 
 
 def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]:
@@ -29,11 +29,31 @@ def directories(env: Environment, host: Host) -> list[tuple[str, str, str, str]]
     return found
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
+@dataclass(frozen=True)
+class DirectoryFacts:
+    dirs: dict[str, tuple[str, str, str]]  # path: (owner, group, mode)
+
+
+@dataclass(frozen=True)
+class AppFacts:
+    app_files: dict[str, FileState]
+    app_env: dict[str, str]  # the server's env file as found (from the fact ``env_file``)
+    managed_env: dict[str, str]  # the values earlier steps made (service URLs)
+
+
+@dataclass(frozen=True)
+class RestartFacts:
+    live_release: str  # the release ``current`` names; "" when none
+    restart_app: bool = False  # the app step changed the env file or units
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
     return [
-        facts.owners([d[0] for d in directories(ctx.env, ctx.host)], "dirs"),
-        facts.text(str(ctx.env.env_file), "env_file"),
-        file_probe([str(ctx.env.env_file), *render.unit_files(ctx.env)], "app_files"),
+        facts.owners([d[0] for d in directories(env, host)], "dirs"),
+        facts.text(str(env.env_file), "env_file"),
+        file_probe([str(env.env_file), *render.unit_files(env)], "app_files"),
+        facts.Probe("live_release", f"readlink {shlex.quote(str(env.current_link))}",
+                    lambda out, rc: out.strip().rstrip("/").rsplit("/", 1)[-1]),
     ]
 
 
@@ -59,46 +79,34 @@ def desired_env(env: Environment, current: dict[str, str], managed: dict[str, st
     return {**current, **base_env(env), **managed, **env.env, **secrets}
 
 
-def site_dirs(ctx: Context) -> list[str]:
+def site_dirs(env: Environment, host: Host, found: DirectoryFacts) -> Plan:
     """Create or fix the site's directories; never deletes one."""
-    changes = []
-    for path, owner, group, mode in directories(ctx.env, ctx.host):
-        if ctx.facts["dirs"].get(path) != (owner, group, mode):
-            ctx.act(["install", "-d", "-o", owner, "-g", group, "-m", mode, path])
-            changes.append(path)
-    return [f"directories: {' '.join(changes)}"] if changes else []
+    todo = [(path, owner, group, mode) for path, owner, group, mode in directories(env, host)
+            if found.dirs.get(path) != (owner, group, mode)]
+    if not todo:
+        return Plan()
+    return Plan(tuple(plan.Run(("install", "-d", "-o", owner, "-g", group, "-m", mode, path))
+                      for path, owner, group, mode in todo),
+                (f"directories: {' '.join(path for path, *_ in todo)}",))
 
 
-def app_service(ctx: Context) -> list[str]:
+def app_service(env: Environment, host: Host, found: AppFacts) -> Plan:
     """Env file (0600, app user) and units; a change has the app restart last
     (:func:`restart`)."""
-    env = ctx.env
-    values = desired_env(env, ctx.app_env, ctx.managed_env)
+    values = desired_env(env, found.app_env, found.managed_env)
     specs = [FileSpec(str(env.env_file), envfile.render(values), env.app_user, env.app_user,
                       0o600, secret=True)]
     specs += [FileSpec(path, content) for path, content in render.unit_files(env).items()]
-    changes = ctx.apply_files(specs, ctx.facts["app_files"])
-    if any(path in c for c in changes for path in render.unit_files(env)):
-        ctx.act(["systemctl", "daemon-reload"])
-    ctx.restart_app = bool(changes)
-    return changes
+    write = plan.write(specs, found.app_files)
+    units = set(render.unit_files(env)) & set(plan.writes(write))
+    return (write + (plan.run("systemctl", "daemon-reload") if units else Plan())
+            + plan.outputs(restart_app=bool(write.actions)))
 
 
-def restart(ctx: Context) -> list[str]:
+def restart(env: Environment, host: Host, found: RestartFacts) -> Plan:
     """After every other step (Nginx and TLS included): the live release restarted with the
     new env file and units, gracefully, as ``fab env --set`` does, once any deploy running
-    has finished."""
-    if ctx.dry_run:
-        live = releases.load(ctx.remote, ctx.env).current
-        return [f"{live} would restart as a new release"] if live else []
-    with deploy_lock(ctx.remote, ctx.env.site, "provision", queue=600):
-        made = restart_host(ctx.env, ctx.host, ctx.remote, "provision: env or units",
-                            Reporter(quiet=True))
-    return [f"restarted as {made.id}"] if made else []
-
-
-def scheduled_jobs(ctx: Context) -> list[str]:
-    """The site's job timers and services: on the job host, as the inventory lists them; on
-    the other app hosts, none (:mod:`vpskit.jobs`)."""
-    todo = jobs.plan(ctx.env, ctx.host, ctx.facts["jobs_installed"], ctx.facts["job_timers"])
-    return jobs.apply(ctx.remote, todo, ctx.dry_run)
+    has finished (the hatch ``restart_app``)."""
+    if not found.restart_app or not found.live_release:
+        return Plan()
+    return plan.hatch("restart_app", would=f"{found.live_release} would restart as a new release")

@@ -3,11 +3,13 @@ none of them once it is unset. The script runs what ``fab backup`` runs on the s
 
 from __future__ import annotations
 
-from vpskit import backups, facts, render
-from vpskit.config import Environment
-from vpskit.files import FileSpec, file_probe
+from dataclasses import dataclass
+
+from vpskit import backup_script, facts, render
+from vpskit.config import Environment, Host
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import timer
-from vpskit.provision.context import Context
 
 
 def paths(env: Environment) -> list[str]:
@@ -20,18 +22,23 @@ def specs(env: Environment) -> list[FileSpec]:
     """The files while ``backups.timer`` is set, else [] (pure)."""
     if not env.backups.timer:
         return []
-    script = FileSpec(render.backup_script(env), backups.server_script(env), mode=0o700)
+    script = FileSpec(render.backup_script(env), backup_script.server_script(env), mode=0o700)
     return [script, *(FileSpec(path, text) for path, text in render.backup_units(env).items())]
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    unit = render.backup_unit_name(ctx.env, "timer")
-    return [file_probe(paths(ctx.env), "backup_files"),
+@dataclass(frozen=True)
+class BackupTimerFacts:
+    backup_files: dict[str, FileState]
+    backup_timer: tuple[str, str]  # (active, enabled)
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    unit = render.backup_unit_name(env, "timer")
+    return [file_probe(paths(env), "backup_files"),
             facts.units([unit], "backup_timer", lambda states: states[unit][:2])]
 
 
-def backup_timer(ctx: Context) -> list[str]:
+def backup_timer(env: Environment, host: Host, found: BackupTimerFacts) -> Plan:
     """Install and enable the timer, or disable and remove it; changes only what differs."""
-    env = ctx.env
-    return timer.converge(ctx, render.backup_unit_name(env, "timer"), ctx.facts["backup_timer"],
-                          specs(env), paths(env), ctx.facts["backup_files"], env.backups.timer)
+    return timer.converge(render.backup_unit_name(env, "timer"), found.backup_timer, specs(env),
+                          paths(env), found.backup_files, env.backups.timer)

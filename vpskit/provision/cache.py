@@ -18,13 +18,14 @@ from __future__ import annotations
 import itertools
 import re
 import secrets
+from dataclasses import dataclass
 
-from vpskit import facts, render, sh
-from vpskit.files import FileSpec, file_probe
+from vpskit import facts, plan, render, sh
+from vpskit.config import Environment, Host
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import hostca
-from vpskit.provision.context import Context
 from vpskit.provision.database import remote_clients
-from vpskit.remote import Remote
 
 REGISTRY = "/etc/vpskit/redis"  # <site>: its instance's port
 FIRST_PORT = 6380  # 6379 is the distribution's shared instance, which sites no longer use
@@ -59,8 +60,21 @@ def data_file(site: str) -> str:
     return f"{DATA_DIR}/{site}.rdb"
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    site = ctx.env.site
+@dataclass(frozen=True)
+class CacheFacts:
+    redis_conf: str | None
+    redis_files: dict[str, FileState]
+    redis_ports: dict[str, int]  # site: its instance's port
+    redis_shared_sites: set[str]
+    redis_unit: tuple[str, str]  # (is-enabled, is-active)
+    redis_shared_unit: bool  # the shared instance runs or is enabled
+    redis_shared_conf: bool
+    redis_cert: str  # probe: hostca
+    host_ca: str | None  # probe: hostca
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    site = env.site
     return [
         facts.text(conf_path(site), "redis_conf"),
         file_probe([conf_path(site), registry_path(site)], "redis_files"),
@@ -132,29 +146,28 @@ def unit_plan(site: str, state: tuple[str, ...], conf_changed: bool) -> list[lis
     return cmds
 
 
-def redis(ctx: Context) -> list[str]:
+def redis(env: Environment, host: Host, found: CacheFacts) -> Plan:
     """The site's own instance; keeps its port and password, restarts it only when its config
     changed. Moves a site off the shared instance of earlier versions."""
-    env = ctx.env
     if not env.own_redis:
-        return []
-    port = redis_port(env.site, ctx.facts["redis_ports"])
-    password = current_password(ctx.facts["redis_conf"]) or secrets.token_urlsafe(24)
-    ctx.remote.add_secret(password)
-    listen = (ctx.host.private,) if remote_clients(env) else ()
-    issued = hostca.ensure_certificate(ctx, "redis") if listen else []
+        return Plan()
+    port = redis_port(env.site, found.redis_ports)
+    password = current_password(found.redis_conf) or secrets.token_urlsafe(24)
+    listen = (host.private,) if remote_clients(env) else ()
+    issued = hostca.certificate(host, "redis", found.redis_cert, found.host_ca) if listen \
+        else Plan()
     conf = FileSpec(conf_path(env.site), redis_conf(env.site, port, password, env.redis.maxmemory,
                                                     env.redis.policy, listen),
                     "root", "redis", 0o640, secret=True)
-    changes = ctx.apply_files([conf, FileSpec(registry_path(env.site), f"{port}\n")],
-                              ctx.facts["redis_files"])
-    cmds = unit_plan(env.site, ctx.facts["redis_unit"],
-                     bool(issued) or any(conf.path in c for c in changes))
-    for cmd in cmds:
-        ctx.act(cmd)
-    changes = issued + changes + [" ".join(cmd) for cmd in cmds] + _leave_shared(ctx)
-    ctx.managed_env["REDIS_URL"] = f"redis://:{password}@127.0.0.1:{port}/0"
-    return changes
+    files = plan.write([conf, FileSpec(registry_path(env.site), f"{port}\n")], found.redis_files)
+    units = plan.commands(unit_plan(env.site, found.redis_unit,
+                                    bool(issued.actions) or conf.path in plan.writes(files)))
+    shared_on = found.redis_shared_unit or found.redis_shared_conf
+    leave = shared_plan(env.site, found.redis_shared_sites, shared_on)
+    return (plan.secret(password) + issued + files + units
+            + Plan(tuple(plan.Run(tuple(cmd)) for cmd in leave),
+                   tuple(cmd[3] for cmd in leave))  # the script's name says what it did
+            + plan.app_env({"REDIS_URL": f"redis://:{password}@127.0.0.1:{port}/0"}))
 
 
 def shared_plan(site: str, shared_sites: set[str], shared_on: bool) -> list[list[str]]:
@@ -162,29 +175,12 @@ def shared_plan(site: str, shared_sites: set[str], shared_on: bool) -> list[list
     instance once no other site is on it (on a new server too: the package starts it) (pure)."""
     cmds = []
     if site in shared_sites:
-        cmds.append(["bash", "-c", LEAVE_SHARED, "redis-leave-shared", *_leave_args(site)])
+        cmds.append(["bash", "-c", LEAVE_SHARED, "redis-leave-shared", *leave_args(site)])
     if shared_on and not shared_sites - {site}:
         cmds.append(["bash", "-c", RETIRE_SHARED, "redis-retire-shared", REDIS_CONF,
                      SHARED_INCLUDE, SHARED_CONF, SHARED_REGISTRY])
     return cmds
 
 
-def _leave_shared(ctx: Context) -> list[str]:
-    shared_on = ctx.facts["redis_shared_unit"] or ctx.facts["redis_shared_conf"]
-    cmds = shared_plan(ctx.env.site, ctx.facts["redis_shared_sites"], shared_on)
-    for cmd in cmds:
-        ctx.act(cmd)
-    return [cmd[3] for cmd in cmds]  # the script's name says what it did
-
-
-def forget(remote: Remote, site: str) -> list[str]:
-    """For ``fab remove``: the site's instance stopped, its config, data and port gone; its
-    database on the shared instance of earlier versions flushed. What went, a line each."""
-    gone = remote.run(["bash", "-c", REMOVE_INSTANCE, "redis-remove", unit(site), conf_path(site),
-                       data_file(site), registry_path(site)]).stdout.splitlines()
-    return gone + remote.run(["bash", "-c", LEAVE_SHARED, "redis-leave-shared",
-                              *_leave_args(site)]).stdout.splitlines()
-
-
-def _leave_args(site: str) -> list[str]:
+def leave_args(site: str) -> list[str]:
     return [site, SHARED_REGISTRY, SHARED_CONF]

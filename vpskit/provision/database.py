@@ -9,17 +9,17 @@ file on the db host, for the other hosts.
 
 from __future__ import annotations
 
-import secrets
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
-from vpskit import envfile, facts, render, sh
+from vpskit import envfile, facts, plan, render, sh
 from vpskit.config import Environment, Host
 from vpskit.endpoints import SERVICE_PORTS, service_endpoint
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, file_probe
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import hostca
-from vpskit.provision.context import Context
 
 VERSIONS = ("13", "14", "15", "16", "17")
 LATEST = "$(ls /etc/postgresql | sort -n | tail -1)"
@@ -101,13 +101,36 @@ def check_claims(env: Environment, host: Host, found: dict[str, Any]) -> None:
             f"its own postgres.db and postgres.user in its inventory (nothing was changed)")
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
+@dataclass(frozen=True)
+class DatabaseFacts:
+    pg_version: str
+    pg_hba: str
+    pg_files: dict[str, FileState]
+    credentials: str | None  # the db host's file of service URLs
+    pg_owners: dict[str, str]  # database: owner (probe: claim_probes, on the db host)
+    postgres_cert: str  # probe: hostca
+    host_ca: str | None  # probe: hostca
+    app_env: dict[str, str]  # the server's env file as found (probe: app)
+
+
+@dataclass(frozen=True)
+class CredentialsFacts:
+    credentials_files: dict[str, FileState]
+    managed_env: dict[str, str]  # the URLs the postgres and redis steps made
+
+
+@dataclass(frozen=True)
+class ReachFacts:
+    managed_env: dict[str, str]
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
     return [
         *cluster_probes(),
         file_probe([p for v in VERSIONS for p in (conf_path(v), hba_path(v))]
-                   + [claim_path(ctx.env.site)], "pg_files"),
-        facts.text(credentials_path(ctx.env), "credentials"),
-        file_probe([credentials_path(ctx.env)], "credentials_files"),
+                   + [claim_path(env.site)], "pg_files"),
+        facts.text(credentials_path(env), "credentials"),
+        file_probe([credentials_path(env)], "credentials_files"),
     ]
 
 
@@ -154,10 +177,10 @@ def hba_with(text: str, site: str, db: str, user: str, clients: list[str]) -> st
     return head + block + tail
 
 
-def known_url(ctx: Context, key: str) -> str:
+def known_url(env: Environment, found: DatabaseFacts, key: str) -> str:
     """The site's ``key`` as the server has it: its env file here, or the credentials file."""
-    stored = envfile.parse(ctx.facts["credentials"] or "", credentials_path(ctx.env))
-    return ctx.app_env.get(key) or stored.get(key, "")
+    stored = envfile.parse(found.credentials or "", credentials_path(env))
+    return found.app_env.get(key) or stored.get(key, "")
 
 
 def url_for(url: str, db: Host, host: Host, ca_path: str) -> str:
@@ -188,60 +211,46 @@ def url_password(url: str | None) -> str | None:
     return unquote(password) if password else None
 
 
-def postgres(ctx: Context) -> list[str]:
-    """Configure the cluster, then create the role and database through psycopg over SSH.
+def postgres(env: Environment, host: Host, found: DatabaseFacts) -> Plan:
+    """Configure the cluster, then have the role and database (the hatch ``postgres_role``,
+    psycopg over SSH) unless both are there with the password the server holds.
 
     Will not alter an existing role's password while the env file still holds a working one.
     """
-    env = ctx.env
     if not env.own_postgres:
-        return []
-    version, clients = ctx.facts["pg_version"], remote_clients(env)
-    issued = hostca.ensure_certificate(ctx, "postgres") if clients else []
-    conf = FileSpec(conf_path(version), pg_conf([ctx.host.private] if clients else []),
-                    "postgres", "postgres", 0o644)
-    changes = ctx.apply_files([conf], ctx.facts["pg_files"])
-    if changes:
-        ctx.act(["systemctl", "restart", f"postgresql@{version}-main"])
-    elif issued:
-        ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
-    changes = issued + changes
-    hba = FileSpec(hba_path(version), hba_with(ctx.facts["pg_hba"], env.site, env.db_name,
-                                               env.db_user, clients),
-                   "postgres", "postgres", 0o640)
-    hba_changes = ctx.apply_files([hba], ctx.facts["pg_files"])
-    if hba_changes:
-        ctx.act(["systemctl", "reload", f"postgresql@{version}-main"])
-    changes += hba_changes + ctx.apply_files([FileSpec(claim_path(env.site), claim_text(env))],
-                                             ctx.facts["pg_files"])
-    known = url_password(known_url(ctx, "DATABASE_URL"))
-    if known and ctx.facts["pg_owners"].get(env.db_name) == env.db_user:
-        ctx.remote.add_secret(known)  # role and database in place: no superuser session
-        ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, known, env.db_name)
-        return changes
-    if ctx.dry_run:
-        ctx.managed_env["DATABASE_URL"] = ctx.app_env.get("DATABASE_URL", "")
-        return changes + ([] if known else [f"role {env.db_user} + database {env.db_name}"])
-    from vpskit import pgadmin  # psycopg loads only when a role or database must change
-
-    with pgadmin.admin_connection(ctx.remote) as conn:
-        password = known if known and pgadmin.role_exists(conn, env.db_user) else None
-        new_password = None if password else secrets.token_urlsafe(24)
-        ctx.remote.add_secret(new_password or password or "")
-        changes += filter(None, [pgadmin.ensure_role(conn, env.db_user, new_password),
-                                 pgadmin.ensure_database(conn, env.db_name, env.db_user)])
-    ctx.managed_env["DATABASE_URL"] = database_url(env.db_user, password or new_password,
-                                                   env.db_name)
-    return changes
+        return Plan()
+    version, clients = found.pg_version, remote_clients(env)
+    unit = f"postgresql@{version}-main"
+    issued = hostca.certificate(host, "postgres", found.postgres_cert, found.host_ca) \
+        if clients else Plan()
+    conf = plan.write([FileSpec(conf_path(version), pg_conf([host.private] if clients else []),
+                                "postgres", "postgres", 0o644)], found.pg_files)
+    result = issued + conf
+    if conf.actions:
+        result += plan.run("systemctl", "restart", unit)
+    elif issued.actions:
+        result += plan.run("systemctl", "reload", unit)
+    hba = plan.write([FileSpec(hba_path(version), hba_with(found.pg_hba, env.site, env.db_name,
+                                                           env.db_user, clients),
+                               "postgres", "postgres", 0o640)], found.pg_files)
+    result += hba + (plan.run("systemctl", "reload", unit) if hba.actions else Plan())
+    result += plan.write([FileSpec(claim_path(env.site), claim_text(env))], found.pg_files)
+    known = url_password(known_url(env, found, "DATABASE_URL"))
+    if known and found.pg_owners.get(env.db_name) == env.db_user:  # no superuser session
+        return result + plan.app_env(
+            {"DATABASE_URL": database_url(env.db_user, known, env.db_name)}, [known])
+    return (result + plan.app_env({"DATABASE_URL": found.app_env.get("DATABASE_URL", "")})
+            + plan.hatch("postgres_role", known, would="" if known else
+                         f"role {env.db_user} + database {env.db_name}"))
 
 
-def credentials(ctx: Context) -> list[str]:
+def credentials(env: Environment, host: Host, found: CredentialsFacts) -> Plan:
     """Keep the service URLs in a root-only file on the db host, for the other hosts."""
-    urls = {k: ctx.managed_env[k] for k in SERVICE_URLS if ctx.managed_env.get(k)}
-    if ctx.dry_run or not urls:
-        return []
-    spec = FileSpec(credentials_path(ctx.env), envfile.render(urls), mode=0o600, secret=True)
-    return ctx.apply_files([spec], ctx.facts["credentials_files"])
+    urls = {k: found.managed_env[k] for k in SERVICE_URLS if found.managed_env.get(k)}
+    if not urls:
+        return Plan()
+    spec = FileSpec(credentials_path(env), envfile.render(urls), mode=0o600, secret=True)
+    return plan.write([spec], found.credentials_files)
 
 
 REACH = sh.script("reach")
@@ -260,25 +269,24 @@ def managed_endpoints(env: Environment) -> list[tuple[str, int]]:
     return found
 
 
-def reach(ctx: Context) -> list[str]:
+def reach(env: Environment, host: Host, found: ReachFacts) -> Plan:
     """An app host must reach the Postgres/Redis ports of a db host on another machine, and
-    those of managed services."""
-    db, host = ctx.env.db_host, ctx.host
-    own = [service_endpoint(ctx.managed_env[k], SERVICE_PORTS[k]) for k in SERVICE_URLS
-           if ctx.managed_env.get(k)] if db and db != host else []  # the URLs it was given
-    targets = own + managed_endpoints(ctx.env)
-    if ctx.dry_run or not targets:
-        return []
-    result = ctx.remote.run(["bash", "-c", REACH, "reach", *(str(x) for t in targets for x in t)],
-                            check=False)
-    if result.ok:
-        return []
-    failed = result.stdout.strip()
-    if own and failed.startswith(f"{db.private}:"):
-        raise ToolkitError(
+    those of managed services (the hatch ``reach``)."""
+    db = env.db_host
+    own = [service_endpoint(found.managed_env[k], SERVICE_PORTS[k]) for k in SERVICE_URLS
+           if found.managed_env.get(k)] if db and db != host else []  # the URLs it was given
+    targets = own + managed_endpoints(env)
+    return plan.hatch("reach", tuple(targets), bool(own)) if targets else Plan()
+
+
+def unreached(env: Environment, host: Host, failed: str, own: bool) -> ToolkitError:
+    """The error for the first endpoint ``host`` did not reach, ``address:port`` (pure)."""
+    db = env.db_host
+    if own and db and failed.startswith(f"{db.private}:"):
+        return ToolkitError(
             f"{host.address} cannot reach the db host {db.address} at {failed}; let the app "
             f"hosts through any firewall or security group between them, or fix the db host's "
             f"private_address")
-    raise ToolkitError(f"{host.address} cannot reach the managed service at {failed}; check "
-                       f"the host and port of DATABASE_URL/REDIS_URL in the secrets, and that the "
-                       f"provider admits this host")
+    return ToolkitError(f"{host.address} cannot reach the managed service at {failed}; check "
+                        f"the host and port of DATABASE_URL/REDIS_URL in the secrets, and that "
+                        f"the provider admits this host")

@@ -16,13 +16,13 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable
+from dataclasses import dataclass
 
-from vpskit import facts, render
+from vpskit import facts, plan, render
 from vpskit.config import Environment, Host
-from vpskit.files import FileSpec, file_probe
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import cache, database
-from vpskit.provision.context import Context
-from vpskit.remote import Remote
 
 REGISTRY = "/etc/vpskit/firewall"
 ANYWHERE = "Anywhere"
@@ -35,11 +35,19 @@ RULE_LINE = re.compile(r"^### tuple ### allow tcp (\d+) \S+ \S+ (\S+) in(?: comm
                        re.M)
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    return [*_state_probes(), file_probe([registry_path(ctx.env.site)], "ufw_files")]
+@dataclass(frozen=True)
+class FirewallFacts:
+    ufw: str  # UFW_STATE's output
+    ufw_sites: dict[str, set[Rule]]
+    ufw_files: dict[str, FileState]
+    redis_ports: dict[str, int]  # probe: cache
 
 
-def _state_probes() -> list[facts.Probe]:
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    return [*state_probes(), file_probe([registry_path(env.site)], "ufw_files")]
+
+
+def state_probes() -> list[facts.Probe]:
     return [facts.Probe("ufw", UFW_STATE, lambda out, rc: out),
             facts.registry(REGISTRY, "ufw_sites", site_rules)]
 
@@ -94,7 +102,7 @@ def present(status: str) -> dict[Rule, str]:
             for port, source, comment in RULE_LINE.findall(status)}
 
 
-def plan(status: str, rules: Iterable[Rule], ssh_port: int) -> list[list[str]]:
+def ufw_commands(status: str, rules: Iterable[Rule], ssh_port: int) -> list[list[str]]:
     """Commands that bring ufw, as ``UFW_STATE`` printed it, to allowing exactly ``rules`` of
     ours (pure)."""
     rules = list(dict.fromkeys(rules))
@@ -131,26 +139,19 @@ def _needed(sites: dict[str, set[Rule]], first: Iterable[Rule] = ()) -> list[Rul
     return [*first, *(rule for site in sorted(sites) for rule in sorted(sites[site]))]
 
 
-def firewall(ctx: Context) -> list[str]:
+def firewall(env: Environment, host: Host, found: FirewallFacts) -> Plan:
     """Record what this site needs, then allow what any site on the host needs and no more."""
-    mine = wanted(ctx.env, ctx.host, cache.redis_port(ctx.env.site, ctx.facts["redis_ports"]))
-    others = {s: r for s, r in ctx.facts["ufw_sites"].items() if s != ctx.env.site}
-    changes = ctx.apply_files([FileSpec(registry_path(ctx.env.site), registry_text(mine))],
-                              ctx.facts["ufw_files"])
-    cmds = plan(ctx.facts["ufw"], _needed(others, mine), ctx.host.port)
-    for cmd in cmds:
-        ctx.act(cmd)
-    return changes + [" ".join(cmd) for cmd in cmds]
+    mine = wanted(env, host, cache.redis_port(env.site, found.redis_ports))
+    others = {s: r for s, r in found.ufw_sites.items() if s != env.site}
+    return (plan.write([FileSpec(registry_path(env.site), registry_text(mine))], found.ufw_files)
+            + plan.commands(ufw_commands(found.ufw, _needed(others, mine), host.port)))
 
 
-def forget(remote: Remote, site: str, ssh_port: int) -> list[str]:
-    """For ``fab remove``: drop the site's record and the rules no other site needs."""
-    found = facts.gather(remote, _state_probes())
+def forget(site: str, found: dict, ssh_port: int) -> Plan:
+    """For ``fab remove``, from :func:`state_probes`' facts: the site's record dropped, and
+    the rules no other site needs (pure)."""
     if site not in found["ufw_sites"]:
-        return []
+        return Plan()
     others = {s: r for s, r in found["ufw_sites"].items() if s != site}
-    cmds = stale(found["ufw"], _needed(others), ssh_port)
-    for cmd in cmds:
-        remote.run(cmd)
-    remote.run(["rm", "-f", registry_path(site)])
-    return [" ".join(cmd) for cmd in cmds] + [registry_path(site)]
+    return (plan.commands(stale(found["ufw"], _needed(others), ssh_port))
+            + plan.run("rm", "-f", registry_path(site), change=registry_path(site)))

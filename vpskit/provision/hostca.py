@@ -13,12 +13,13 @@ for ``render.BACKEND_NAME``; the lb keeps every web host's CA.
 from __future__ import annotations
 
 import ipaddress
+from dataclasses import dataclass
 
-from vpskit import facts, render, sh
-from vpskit.config import Environment
+from vpskit import facts, plan, render, sh
+from vpskit.config import Environment, Host
 from vpskit.endpoints import is_ip
-from vpskit.files import FileSpec, differences, file_probe
-from vpskit.provision.context import Context
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 
 SERVICES = {"postgres": "postgres:postgres", "redis": "redis:redis",  # certificate: key's owner
             "backend": "root:root"}  # a web host's backend port (Nginx reads keys as root)
@@ -69,29 +70,45 @@ def cert_san(out: str) -> str:
     return value
 
 
-def ensure_certificate(ctx: Context, service: str, name: str | None = None) -> list[str]:
+def certificate(host: Host, service: str, have: str, host_ca: str | None,
+                name: str | None = None) -> Plan:
     """``service``'s certificate for ``name`` (default: the host's private address), issued
-    by the host's CA (made first when missing) unless the one there is for that name; the
-    fact ``host_ca`` then holds the CA's certificate. A CA made anew here voids the other
-    services' certificates (the old CA signed them), so their steps issue them again."""
-    wanted = subject_alt_name(name or ctx.host.private)
-    if ctx.facts[f"{service}_cert"] == wanted:
-        return []
-    if not ctx.dry_run:
-        argv = ["bash", "-c", ISSUE_CERT, "issue-cert", render.HOST_TLS_DIR, service, wanted,
-                SERVICES[service]]
-        ca = ctx.remote.run(argv).stdout
-        if ca.strip() != (ctx.facts["host_ca"] or "").strip():
-            ctx.facts.update({f"{other}_cert": "" for other in SERVICES})
-        ctx.facts.update({"host_ca": ca, f"{service}_cert": wanted})
-    return [f"{render.host_cert_path(service)} issued for {wanted}"]
+    by the host's CA (made first when missing) unless the one there (``have``) is for that
+    name; the fact ``host_ca`` then holds the CA's certificate. A CA made anew voids the other
+    services' certificates (the old CA signed them), so their steps issue them again (the
+    hatch ``issue_certificate``)."""
+    wanted = subject_alt_name(name or host.private)
+    if have == wanted:
+        return Plan()
+    return (plan.hatch("issue_certificate", service, wanted, host_ca)
+            + Plan(changes=(f"{render.host_cert_path(service)} issued for {wanted}",)))
 
 
-def trust(ctx: Context, path: str, cas: list[str]) -> list[str]:
+def issue_argv(service: str, wanted: str) -> list[str]:
+    """The command issuing ``service``'s certificate for ``wanted``; it prints the CA's
+    certificate (pure)."""
+    return ["bash", "-c", ISSUE_CERT, "issue-cert", render.HOST_TLS_DIR, service, wanted,
+            SERVICES[service]]
+
+
+def issued_facts(service: str, wanted: str, ca: str, old_ca: str | None) -> dict[str, str]:
+    """The facts after ``service``'s certificate for ``wanted`` was issued by ``ca``: every
+    other service's certificate void when the CA is not ``old_ca`` (pure)."""
+    voided = {f"{other}_cert": "" for other in SERVICES} if ca.strip() != (old_ca or "").strip() \
+        else {}
+    return {**voided, "host_ca": ca, f"{service}_cert": wanted}
+
+
+@dataclass(frozen=True)
+class TrustFacts:
+    trusted_ca: dict[str, FileState]
+
+
+def trust(path: str, cas: list[str], env: Environment, host: Host, found: TrustFacts) -> Plan:
     """Other hosts' CA certificates ``cas`` kept at ``path`` (:func:`vpskit.render.db_ca_path` or
     :func:`vpskit.render.web_cas_path`; readable by all: they are public)."""
     spec = FileSpec(path, "".join(ca.strip() + "\n" for ca in cas), mode=0o644)
-    if not differences(spec, ctx.facts["trusted_ca"].get(spec.path)):
-        return []
-    ctx.act(["install", "-d", "-m", "755", render.HOST_TLS_DIR])
-    return ctx.apply_files([spec], ctx.facts["trusted_ca"])
+    write = plan.write([spec], found.trusted_ca)
+    if not write.actions:
+        return Plan()
+    return plan.run("install", "-d", "-m", "755", render.HOST_TLS_DIR) + write

@@ -12,12 +12,13 @@ mail still goes to its ``localhost:25``. Postfix stays when alerts are turned of
 from __future__ import annotations
 
 import re
+from dataclasses import dataclass
 
-from vpskit import facts
-from vpskit.config import Environment
+from vpskit import facts, plan
+from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, file_probe
-from vpskit.provision.context import Context
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 
 PACKAGES = ("postfix", "libsasl2-modules")  # the modules give Postfix's client PLAIN/LOGIN
 MAIN_CF = "/etc/postfix/main.cf"
@@ -68,8 +69,16 @@ def specs(env: Environment) -> list[FileSpec]:
     return found
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    if not wanted(ctx.env):
+@dataclass(frozen=True)
+class MailFacts:
+    mail_conf: str | None = None  # these are gathered only when alerts are mailed
+    mail_files: dict[str, FileState] | None = None
+    other_mta: bool = False
+    mail_unit: tuple[str, str] = ("", "")  # (active, enabled)
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    if not wanted(env):
         return []
     return [facts.text(MAIN_CF, "mail_conf"),
             file_probe([MAIN_CF, SASL_PASSWORDS], "mail_files"),
@@ -95,20 +104,17 @@ def check_owner(site: str, host: str, conf: str | None, mine: str) -> bool:
     return False
 
 
-def mail(ctx: Context) -> list[str]:
+def mail(env: Environment, host: Host, found: MailFacts) -> Plan:
     """Configure Postfix for ``alerts.email``; restart it when its files changed."""
-    env = ctx.env
-    if not wanted(env) or ctx.facts["other_mta"]:
-        return []
+    if not wanted(env) or found.other_mta:
+        return Plan()
     files = specs(env)
-    if not check_owner(env.site, ctx.host.address, ctx.facts["mail_conf"], files[0].content):
-        return []
-    changes = ctx.apply_files(files, ctx.facts["mail_files"], validate=["postfix", "check"])
-    active, enabled = ctx.facts["mail_unit"]
+    if not check_owner(env.site, host.address, found.mail_conf, files[0].content):
+        return Plan()
+    result = plan.write(files, found.mail_files or {}, validate=["postfix", "check"])
+    active, enabled = found.mail_unit
     if enabled != "enabled":
-        ctx.act(["systemctl", "enable", "--quiet", UNIT])
-        changes.append(f"{UNIT} enabled")
-    if changes or active != "active":
-        ctx.act(["systemctl", "restart", UNIT])
-        changes.append(f"{UNIT} restarted")
-    return changes
+        result += plan.run("systemctl", "enable", "--quiet", UNIT, change=f"{UNIT} enabled")
+    if result.changes or active != "active":
+        result += plan.run("systemctl", "restart", UNIT, change=f"{UNIT} restarted")
+    return result

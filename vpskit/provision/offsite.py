@@ -5,60 +5,65 @@ authorizes on the target to write new copies only, and the target's host keys.""
 
 from __future__ import annotations
 
-from vpskit import facts, offsite, render, sftp_target
-from vpskit.files import FileSpec, file_probe
-from vpskit.provision.context import Context
+from dataclasses import dataclass
+
+from vpskit import facts, offsite, plan, render
+from vpskit.config import Environment, Host
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 
 
-def paths(ctx: Context) -> list[str]:
-    env = ctx.env
+def paths(env: Environment) -> list[str]:
     return [render.offsite_config(env), render.offsite_known_hosts(env),
-            render.offsite_key(env), render.offsite_key(env) + ".pub", _authorized(ctx)]
+            render.offsite_key(env), render.offsite_key(env) + ".pub", _authorized(env)]
 
 
-def _authorized(ctx: Context) -> str:
+def _authorized(env: Environment) -> str:
     """Says where the server's key was authorized, so a later provision need not connect."""
-    return render.offsite_key(ctx.env) + ".authorized"
+    return render.offsite_key(env) + ".authorized"
 
 
-def probes(ctx: Context) -> list:
+@dataclass(frozen=True)
+class OffsiteFacts:
+    offsite_files: dict[str, FileState]
+    offsite_public_key: str | None = None  # these two only for an SFTP target
+    offsite_authorized: str | None = None
+    offsite_host_keys: str = ""  # the target's, from the operator's known_hosts (not a probe)
+
+
+def probes(env: Environment, host: Host) -> list:
     """The files (to converge or remove), and for an SFTP target the server's key and where it
     was authorized."""
-    sftp = [facts.text(render.offsite_key(ctx.env) + ".pub", "offsite_public_key"),
-            facts.text(_authorized(ctx), "offsite_authorized")] if ctx.env.offsite.sftp else []
-    return [file_probe(paths(ctx), "offsite_files"), *sftp]
+    sftp = [facts.text(render.offsite_key(env) + ".pub", "offsite_public_key"),
+            facts.text(_authorized(env), "offsite_authorized")] if env.offsite.sftp else []
+    return [file_probe(paths(env), "offsite_files"), *sftp]
 
 
-def offsite_config(ctx: Context) -> list[str]:
-    env, present = ctx.env, ctx.facts["offsite_files"]
+def server_key(env: Environment, host: Host, found: OffsiteFacts) -> Plan:
+    """For an SFTP target, the server's own key, made there when missing (the hatch
+    ``offsite_key``)."""
+    if not (env.offsite.enabled and env.offsite.sftp) or found.offsite_public_key is not None:
+        return Plan()
+    return plan.hatch("offsite_key") + Plan(changes=(f"{render.offsite_key(env)} made",))
+
+
+def offsite_config(env: Environment, host: Host, found: OffsiteFacts) -> Plan:
+    """The configuration while ``offsite.endpoint`` is set (for an SFTP target also the
+    server's key authorized there, the hatch ``offsite_authorize``, and the target's host
+    keys); its files removed once it is not."""
+    present = found.offsite_files
     if env.offsite.enabled and env.offsite.sftp:
-        return _sftp(ctx)
+        public = found.offsite_public_key
+        if public is None:  # a dry run: the key is not made
+            return Plan(changes=("would authorize it on the target",))
+        authorized = f"{env.offsite.endpoint} {public.strip()}\n"
+        result = plan.hatch("offsite_authorize", public) \
+            if found.offsite_authorized != authorized else Plan()
+        return result + plan.write([offsite.server_spec(env),
+                                    FileSpec(render.offsite_known_hosts(env),
+                                             found.offsite_host_keys),
+                                    FileSpec(_authorized(env), authorized)], present)
     if env.offsite.enabled:
-        return ctx.apply_files([offsite.server_spec(env)], present)
-    gone = [path for path in paths(ctx) if path in present]
-    if gone:
-        ctx.act(["rm", "-f", *gone])
-        return [f"removed {' '.join(gone)}"]
-    return []
-
-
-def _sftp(ctx: Context) -> list[str]:
-    """The server's key (made when missing) authorized on the target, its host keys and the
-    configuration."""
-    env, key = ctx.env, render.offsite_key(ctx.env)
-    public, changes = ctx.facts["offsite_public_key"], []
-    if public is None:
-        changes.append(f"{key} made")
-        if ctx.dry_run:
-            return [*changes, "would authorize it on the target"]
-        ctx.remote.run(["install", "-d", "-m", "700", key.rsplit("/", 1)[0]])
-        ctx.remote.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C",
-                        f"vpskit {env.site} off-site writer", "-f", key])
-        public = ctx.remote.run(["cat", key + ".pub"]).stdout
-    authorized = f"{env.offsite.endpoint} {public.strip()}\n"
-    if ctx.facts["offsite_authorized"] != authorized and not ctx.dry_run:
-        changes += sftp_target.authorize(env, public)
-    specs = [offsite.server_spec(env),
-             FileSpec(render.offsite_known_hosts(env), sftp_target.host_keys(env)),
-             FileSpec(_authorized(ctx), authorized)]
-    return changes + ctx.apply_files(specs, ctx.facts["offsite_files"])
+        return plan.write([offsite.server_spec(env)], present)
+    gone = [path for path in paths(env) if path in present]
+    return plan.run("rm", "-f", *gone, change=f"removed {' '.join(gone)}") if gone else Plan()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import shlex
+from dataclasses import dataclass
 
-from vpskit import facts, files, sh
+from vpskit import facts, files, plan, sh
+from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, file_probe
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import mail
-from vpskit.provision.context import Context
 
 SUPPORTED = {("debian", "12"), ("debian", "13"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
 BASE_PACKAGES = ("ca-certificates", "curl", "sudo", "ufw", "unattended-upgrades", "tzdata", "socat")
@@ -34,21 +36,32 @@ def packages_for(roles: tuple[str, ...], offsite: bool = False, mta: bool = Fals
     return list(dict.fromkeys(wanted))
 
 
-def _packages(ctx: Context, mta: bool = True) -> list[str]:
-    env = ctx.env
-    return packages_for(ctx.host.roles, env.offsite.enabled and ctx.host == env.db_host,
+def wanted_packages(env: Environment, host: Host, mta: bool = True) -> list[str]:
+    return packages_for(host.roles, env.offsite.enabled and host == env.db_host,
                         mta and mail.wanted(env))
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
+@dataclass(frozen=True)
+class SystemFacts:
+    os: dict[str, str]
+    resources: dict[str, int]
+    packages: set[str]
+    apt_age: int  # seconds since the apt lists were refreshed
+    timezone_ok: bool
+    system_files: dict[str, FileState]
+    dpkg_unsettled: bool  # apt busy, or an earlier install cut off
+    other_mta: bool = False  # gathered by mail's probes, when alerts are mailed
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
     """Facts the preflight and system steps need, gathered before anything changes."""
     return [
-        facts.os_release(), facts.resources(), facts.packages(_packages(ctx)),
+        facts.os_release(), facts.resources(), facts.packages(wanted_packages(env, host)),
         facts.Probe("apt_age", "echo $(( $(date +%s) - $(stat -c %Y /var/lib/apt/lists "
                                "/var/cache/apt/pkgcache.bin 2>/dev/null | sort -n | tail -1) ))",
                     lambda out, rc: int(out.strip() or 10**9)),
         facts.Probe("timezone_ok", 'test "$(readlink -f /etc/localtime)" = "$(readlink -f '
-                    f'{shlex.quote("/usr/share/zoneinfo/" + ctx.env.system.timezone)})"',
+                    f'{shlex.quote("/usr/share/zoneinfo/" + env.system.timezone)})"',
                     lambda out, rc: rc == 0),
         file_probe([AUTO_UPGRADES.path], "system_files"),
         facts.Probe("dpkg_unsettled", "pgrep -x 'apt|apt-get|dpkg' || "
@@ -69,48 +82,45 @@ def check_supported(os_info: dict[str, str], resources: dict[str, int], min_free
                            f"(system.min_free_mb lowers the bar)")
 
 
-def preflight(ctx: Context) -> list[str]:
+def preflight(env: Environment, host: Host, found: SystemFacts) -> Plan:
     """Always reads, never changes: OS, disk, sudo."""
-    check_supported(ctx.facts["os"], ctx.facts["resources"], ctx.env.system.min_free_mb)
-    return []
+    check_supported(found.os, found.resources, env.system.min_free_mb)
+    return Plan()
 
 
-def packages(ctx: Context) -> list[str]:
+def packages(env: Environment, host: Host, found: SystemFacts) -> Plan:
     """Refresh apt lists when older than a day or packages are missing; install the missing."""
-    changes = []
-    if ctx.facts["dpkg_unsettled"]:  # apt still busy, or an earlier run was cut off mid-install
-        ctx.act(["bash", "-c", SETTLE_DPKG], timeout=1800)
-        changes.append("waited for apt/dpkg and finished any interrupted install")
-    wanted = _packages(ctx, mta=not ctx.facts.get("other_mta"))  # a host's own MTA stays
-    missing = [p for p in wanted if p not in ctx.facts["packages"]]
-    if missing or ctx.facts["apt_age"] > APT_FRESH_SECONDS:
-        ctx.act([*APT_ENV, "update"], timeout=600)
-        changes.append("apt lists refreshed")
+    result = Plan()
+    if found.dpkg_unsettled:  # apt still busy, or an earlier run was cut off mid-install
+        result += plan.run("bash", "-c", SETTLE_DPKG, timeout=1800,
+                           change="waited for apt/dpkg and finished any interrupted install")
+    wanted = wanted_packages(env, host, mta=not found.other_mta)  # a host's own MTA stays
+    missing = [p for p in wanted if p not in found.packages]
+    if missing or found.apt_age > APT_FRESH_SECONDS:
+        result += plan.run(*APT_ENV, "update", timeout=600, change="apt lists refreshed")
     if missing:
-        ctx.act([*APT_ENV, "install", "--no-install-recommends", *missing], timeout=1800)
-        changes.append(f"installed {' '.join(missing)}")
-    changes += ctx.apply_files([AUTO_UPGRADES], ctx.facts["system_files"])
-    return changes
+        result += plan.run(*APT_ENV, "install", "--no-install-recommends", *missing,
+                           timeout=1800, change=f"installed {' '.join(missing)}")
+    return result + plan.write([AUTO_UPGRADES], found.system_files)
 
 
-def timezone(ctx: Context) -> list[str]:
+def timezone(env: Environment, host: Host, found: SystemFacts) -> Plan:
     """Set the timezone (UTC by default) by linking /etc/localtime; never restarts anything."""
-    zone = ctx.env.system.timezone
-    if ctx.facts["timezone_ok"]:
-        return []
-    ctx.act(["ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime"])
+    zone = env.system.timezone
+    if found.timezone_ok:
+        return Plan()
     spec = files.FileSpec("/etc/timezone", f"{zone}\n")
-    ctx.act(files.write_argv(spec), stdin=spec.content)
-    return [f"timezone {zone}"]
+    return (plan.run("ln", "-sfn", f"/usr/share/zoneinfo/{zone}", "/etc/localtime",
+                     change=f"timezone {zone}")
+            + plan.run(*files.write_argv(spec), stdin=spec.content))
 
 
-def swap(ctx: Context) -> list[str]:
+def swap(env: Environment, host: Host, found: SystemFacts) -> Plan:
     """A swap file on machines with less than 2 GiB RAM and no swap (system.swap_mb)."""
-    res, size = ctx.facts["resources"], ctx.env.system.swap_mb
+    res, size = found.resources, env.system.swap_mb
     if size == 0 or res["mem_mb"] >= 2048 or res["swap_mb"] > 0:
-        return []
-    ctx.act(["bash", "-c", SWAP_SCRIPT, "swap", str(size)])
-    return [f"/swapfile {size} MiB"]
+        return Plan()
+    return plan.run("bash", "-c", SWAP_SCRIPT, "swap", str(size), change=f"/swapfile {size} MiB")
 
 
 SWAP_SCRIPT = sh.script("swap")

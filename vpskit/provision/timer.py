@@ -5,29 +5,29 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vpskit import render
+from vpskit import plan, render
 from vpskit.files import FileSpec, FileState
-from vpskit.provision.context import Context
+from vpskit.plan import Plan
 
 
-def converge(ctx: Context, timer: str, state: tuple[str, str], wanted: Sequence[FileSpec],
-             owned: Sequence[str], present: dict[str, FileState], described: str) -> list[str]:
+def converge(timer: str, state: tuple[str, str], wanted: Sequence[FileSpec],
+             owned: Sequence[str], present: dict[str, FileState], described: str) -> Plan:
     """Write ``wanted`` and leave ``timer`` enabled and active (``state`` is its (active,
     enabled) now), restarting it when its units changed; with nothing wanted, disable it and
-    remove the ``owned`` paths that are present. Changes only what differs."""
+    remove the ``owned`` paths that are ``present``. Changes only what differs (pure)."""
     if not wanted:
         stale = [path for path in owned if path in present]
-        if stale:
-            ctx.act(["systemctl", "disable", "--now", timer], check=False)
-            ctx.act(["rm", "-f", *stale])
-            ctx.act(["systemctl", "daemon-reload"])
-        return [f"removed {' '.join(stale)}"] if stale else []
-    changes = ctx.apply_files(wanted, present)
-    units_changed = any(c.startswith(render.SYSTEMD_DIR) for c in changes)
+        if not stale:
+            return Plan()
+        return (plan.run("systemctl", "disable", "--now", timer, check=False)
+                + plan.run("rm", "-f", *stale, change=f"removed {' '.join(stale)}")
+                + plan.run("systemctl", "daemon-reload"))
+    result = plan.write(wanted, present)
+    units_changed = any(p.startswith(render.SYSTEMD_DIR) for p in plan.writes(result))
     if units_changed:
-        ctx.act(["systemctl", "daemon-reload"])
+        result += plan.run("systemctl", "daemon-reload")
     if units_changed or state != ("active", "enabled"):
-        ctx.act(["systemctl", "enable", timer])
-        ctx.act(["systemctl", "restart", timer])  # a new schedule takes effect now
-        changes.append(f"{timer} enabled ({described})")
-    return changes
+        result += (plan.run("systemctl", "enable", timer)  # a new schedule takes effect now
+                   + plan.run("systemctl", "restart", timer,
+                              change=f"{timer} enabled ({described})"))
+    return result

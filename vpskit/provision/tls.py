@@ -16,13 +16,15 @@ import secrets
 import shlex
 import ssl
 import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
 
-from vpskit import facts, files, render
-from vpskit.config import TLS, Environment
+from vpskit import facts, plan, render
+from vpskit.config import TLS, Environment, Host
 from vpskit.errors import ToolkitError
-from vpskit.files import FileSpec, file_probe
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import web
-from vpskit.provision.context import Context
 
 DEPLOY_HOOK = "/etc/letsencrypt/renewal-hooks/deploy/vpskit-reload-nginx"
 HOOK_SCRIPT = ("#!/bin/sh\n# Managed by vpskit: serve renewed certificates.\n"
@@ -34,8 +36,16 @@ CHALLENGE_DIR = f"{render.ACME_WEBROOT}/.well-known/acme-challenge"
 PEM_END = "-----END CERTIFICATE-----"
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    cert = shlex.quote(render.cert_path(ctx.env))
+@dataclass(frozen=True)
+class TlsFacts:
+    cert_domains: set[str]  # the names the site's certificate covers
+    tls_files: dict[str, FileState]
+    certbot_timer: bool  # active and enabled
+    cert_ready: bool  # probe: web
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    cert = shlex.quote(render.cert_path(env))
     return [
         facts.Probe("cert_domains", f"cat {cert}",
                     lambda out, rc: pem_domains(out) if rc == 0 and out else set()),
@@ -98,73 +108,59 @@ def certificate_change(have: set[str], wanted: set[str]) -> str | None:
     return "expanded to" if have < wanted else "reissued for"
 
 
-def preflight(ctx: Context) -> None:
-    """Serve a random token from the webroot and fetch it through every domain from here.
+def preflight_token() -> str:
+    return f"vpskit-preflight-{secrets.token_hex(8)}"
 
-    Raises one line naming each domain that does not answer with the token.
-    """
+
+def preflight_problem(domain: str, token: str, fetch: Callable[[str], str]) -> str | None:
+    """What is wrong with fetching ``token`` through ``domain``: ``fetch(url)`` gives the body
+    or raises; None when the token came back."""
     import urllib.error  # here: only a provision that issues a certificate needs HTTP
-    import urllib.request
-    token = f"vpskit-preflight-{secrets.token_hex(8)}"
-    path = f"{CHALLENGE_DIR}/{token}"
-    ctx.remote.run(["install", "-d", "-m", "755", CHALLENGE_DIR])  # nginx workers read it
-    files.write(ctx.remote, files.FileSpec(path, token))
+    url = f"http://{domain}/.well-known/acme-challenge/{token}"
     try:
-        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
-        problems = []
-        for domain in ctx.env.domains:
-            url = f"http://{domain}/.well-known/acme-challenge/{token}"
-            try:
-                with opener.open(url, timeout=10) as response:
-                    body = response.read(200).decode(errors="replace")
-                problem = None if body == token else "answered with other content"
-            except urllib.error.HTTPError as exc:
-                problem = f"HTTP {exc.code}"
-            except (urllib.error.URLError, OSError) as exc:
-                problem = str(getattr(exc, "reason", exc))
-            if problem:
-                problems.append(f"{domain} ({url}: {problem})")
-    finally:
-        ctx.remote.run(["rm", "-f", path], check=False)
-    if problems:
-        raise ToolkitError(
-            f"pre-flight: {ctx.host.address} is not reached through {'; '.join(problems)}; "
-            f"point each domain's DNS A/AAAA record at this server and re-run (no certificate "
-            f"was requested; Nginx serves as before)")
+        problem = None if fetch(url) == token else "answered with other content"
+    except urllib.error.HTTPError as exc:
+        problem = f"HTTP {exc.code}"
+    except (urllib.error.URLError, OSError) as exc:
+        problem = str(getattr(exc, "reason", exc))
+    return f"{domain} ({url}: {problem})" if problem else None
 
 
-def renewal(ctx: Context) -> list[str]:
+def unreached(host: Host, problems: list[str]) -> ToolkitError:
+    return ToolkitError(
+        f"pre-flight: {host.address} is not reached through {'; '.join(problems)}; "
+        f"point each domain's DNS A/AAAA record at this server and re-run (no certificate "
+        f"was requested; Nginx serves as before)")
+
+
+def renewal(env: Environment, found: TlsFacts) -> Plan:
     """Deploy hook, CA drop-in (added or removed with ``ca_bundle``), certbot.timer on."""
-    tls, present = ctx.env.tls, ctx.facts["tls_files"]
-    changes = ctx.apply_files(renewal_specs(tls), present)
+    tls, present = env.tls, found.tls_files
+    result = plan.write(renewal_specs(tls), present)
     if CA_DROPIN in present and not tls.ca_bundle:
-        ctx.act(["rm", "-f", CA_DROPIN])
-        changes.append(f"removed {CA_DROPIN}")
-    if any(CA_DROPIN in c for c in changes):
-        ctx.act(["systemctl", "daemon-reload"])
-    if not ctx.facts["certbot_timer"]:
-        ctx.act(["systemctl", "enable", "--now", "certbot.timer"])
-        changes.append("certbot.timer enabled")
-    return changes
+        result += plan.run("rm", "-f", CA_DROPIN, change=f"removed {CA_DROPIN}")
+    if CA_DROPIN in plan.writes(result) or CA_DROPIN in present and not tls.ca_bundle:
+        result += plan.run("systemctl", "daemon-reload")
+    if not found.certbot_timer:
+        result += plan.run("systemctl", "enable", "--now", "certbot.timer",
+                           change="certbot.timer enabled")
+    return result
 
 
-def tls(ctx: Context) -> list[str]:
-    """Get, expand or reissue the certificate when its domains differ; then serve HTTPS."""
-    env = ctx.env
+def tls(env: Environment, host: Host, found: TlsFacts) -> Plan:
+    """Get, expand or reissue the certificate when its domains differ (after the hatch
+    ``tls_preflight`` saw every domain reach this host); then serve HTTPS."""
     if not env.tls.enabled:
-        return []
-    changes = renewal(ctx)
-    change = certificate_change(ctx.facts["cert_domains"], set(env.domains))
+        return Plan()
+    result = renewal(env, found)
+    change = certificate_change(found.cert_domains, set(env.domains))
     if change is None:
-        return changes
-    changes.append(f"certificate {change} {', '.join(env.domains)}")
-    if ctx.dry_run:
-        return changes
-    preflight(ctx)
-    ctx.remote.run(certbot_argv(env), timeout=300)
-    if not ctx.facts["cert_ready"]:  # the nginx step rendered the site HTTP-only
-        site = web.tls_site(ctx, tls_ready=True)
-        ctx.apply_files([site], {}, validate=["nginx", "-t", "-q"])
-        changes.append(f"{site.path} serves HTTPS")
-    web.reload_nginx(ctx)
-    return changes
+        return result
+    result += (plan.hatch("tls_preflight", tuple(env.domains))
+               + plan.run(*certbot_argv(env), timeout=300,
+                          change=f"certificate {change} {', '.join(env.domains)}"))
+    if not found.cert_ready:  # the nginx step rendered the site HTTP-only
+        site = web.tls_site(env, host, tls_ready=True)
+        result += Plan((plan.Write((site,), ("nginx", "-t", "-q")),),
+                       (f"{site.path} serves HTTPS",))
+    return result + web.reload_nginx()

@@ -4,27 +4,34 @@ service and timer while ``alerts`` names a receiver, none of the site's once it 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from vpskit import alerts, facts, render, sh
-from vpskit.files import file_probe
+from vpskit.config import Environment, Host
+from vpskit.files import FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import timer
-from vpskit.provision.context import Context
 
 PROGRAM = sh.program("watchdog")
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    unit = render.watchdog_unit_name(ctx.env, "timer")
-    paths = [render.WATCHDOG_PROGRAM, render.watchdog_config(ctx.env),
-             *render.watchdog_units(ctx.env)]
+@dataclass(frozen=True)
+class WatchdogFacts:
+    watchdog_files: dict[str, FileState]
+    watchdog_timer: tuple[str, str]  # (active, enabled)
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
+    unit = render.watchdog_unit_name(env, "timer")
+    paths = [render.WATCHDOG_PROGRAM, render.watchdog_config(env), *render.watchdog_units(env)]
     return [file_probe(paths, "watchdog_files"),
             facts.units([unit], "watchdog_timer", lambda states: states[unit][:2])]
 
 
-def watchdog(ctx: Context) -> list[str]:
+def watchdog(env: Environment, host: Host, found: WatchdogFacts) -> Plan:
     """Install and enable the timer, or disable it and remove the site's files."""
-    env = ctx.env
     return timer.converge(
-        ctx, render.watchdog_unit_name(env, "timer"), ctx.facts["watchdog_timer"],
-        alerts.specs(env, ctx.host, PROGRAM),
-        [render.watchdog_config(env), *render.watchdog_units(env)], ctx.facts["watchdog_files"],
+        render.watchdog_unit_name(env, "timer"), found.watchdog_timer,
+        alerts.specs(env, host, PROGRAM),
+        [render.watchdog_config(env), *render.watchdog_units(env)], found.watchdog_files,
         f"every {env.alerts.every} min")

@@ -8,18 +8,34 @@ spreads requests over the web hosts, verifying each against the web hosts' CAs.
 
 from __future__ import annotations
 
-from vpskit import facts, render
-from vpskit.deploy.switch import SWITCH_NGINX
-from vpskit.files import FileSpec, file_probe
+from dataclasses import dataclass
+
+from vpskit import facts, plan, render, sh
+from vpskit.config import Environment, Host
+from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.plan import Plan
 from vpskit.provision import hostca
-from vpskit.provision.context import Context
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-LOG_OWNER = ("www-data", "adm", "640")  # as Debian's logrotate makes them: no site user reads it
+LOG_OWNER = ("www-data", "adm", "640")
+SWITCH_NGINX = sh.script("switch-nginx")  # as Debian's logrotate makes them: no site user reads it
 
 
-def probes(ctx: Context) -> list[facts.Probe]:
-    env = ctx.env
+@dataclass(frozen=True)
+class WebFacts:
+    nginx_files: dict[str, FileState]
+    nginx_default: bool  # Debian's default site is enabled
+    cert_ready: bool  # the site's certificate is there
+    nginx_logs: dict[str, tuple[str, str, str]]  # access log: (owner, group, mode)
+
+
+@dataclass(frozen=True)
+class BackendFacts:
+    backend_cert: str  # probe: hostca
+    host_ca: str | None  # probe: hostca
+
+
+def probes(env: Environment, host: Host) -> list[facts.Probe]:
     paths = [render.COMMON_CONF, render.site_path(env), render.upstream_path(env),
              render.lb_site_path(env), render.lb_upstream_path(env)]
     return [
@@ -31,68 +47,64 @@ def probes(ctx: Context) -> list[facts.Probe]:
     ]
 
 
-def tls_site(ctx: Context, tls_ready: bool) -> FileSpec:
+def tls_site(env: Environment, host: Host, tls_ready: bool) -> FileSpec:
     """The site that terminates TLS on this host: the lb's, or the web site without an lb."""
-    if "lb" in ctx.host.roles:
-        return FileSpec(render.lb_site_path(ctx.env), render.nginx_site(ctx.env, tls_ready, "lb"))
-    return FileSpec(render.site_path(ctx.env),
-                    render.nginx_site(ctx.env, tls_ready, render.web_mode(ctx.env)))
+    if "lb" in host.roles:
+        return FileSpec(render.lb_site_path(env), render.nginx_site(env, tls_ready, "lb"))
+    return FileSpec(render.site_path(env),
+                    render.nginx_site(env, tls_ready, render.web_mode(env)))
 
 
-def nginx(ctx: Context) -> list[str]:
+def nginx(env: Environment, host: Host, found: WebFacts) -> Plan:
     """Install the web site; keep the upstream a deploy wrote (it names the live release)."""
-    env, states = ctx.env, ctx.facts["nginx_files"]
     specs = [FileSpec(render.site_path(env), render.nginx_site(
-        env, tls_ready=ctx.facts["cert_ready"], mode=render.web_mode(env)))]
-    if render.upstream_path(env) not in states:
+        env, tls_ready=found.cert_ready, mode=render.web_mode(env)))]
+    if render.upstream_path(env) not in found.nginx_files:
         specs.append(FileSpec(render.upstream_path(env), render.nginx_upstream(env, None)))
-    return _apply(ctx, specs, render.access_log_path(env))
+    return _site(found, specs, render.access_log_path(env))
 
 
-def backend_certificate(ctx: Context) -> list[str]:
+def backend_certificate(env: Environment, host: Host, found: BackendFacts) -> Plan:
     """A web host behind an lb: the certificate of its backend port, for the name the lb
     verifies it by, from the host's own CA."""
-    return hostca.ensure_certificate(ctx, "backend", render.BACKEND_NAME)
+    return hostca.certificate(host, "backend", found.backend_cert, found.host_ca,
+                              render.BACKEND_NAME)
 
 
-def lb(ctx: Context) -> list[str]:
+def lb(env: Environment, host: Host, found: WebFacts) -> Plan:
     """Install the load balancer's site and its upstream of every web host, all in rotation."""
-    env = ctx.env
-    return _apply(ctx, [tls_site(ctx, ctx.facts["cert_ready"]),
-                        FileSpec(render.lb_upstream_path(env), render.nginx_lb_upstream(env))],
-                  render.access_log_path(env, lb=True))
+    return _site(found, [tls_site(env, host, found.cert_ready),
+                         FileSpec(render.lb_upstream_path(env), render.nginx_lb_upstream(env))],
+                 render.access_log_path(env, lb=True))
 
 
-def _apply(ctx: Context, specs: list[FileSpec], log: str) -> list[str]:
-    changes = _access_log(ctx, log)
-    if ctx.facts["nginx_default"]:
-        ctx.act(["rm", "-f", DEFAULT_SITE])
-        ctx.facts["nginx_default"] = False
-        changes.append(f"removed {DEFAULT_SITE}")
-    specs = [FileSpec(render.COMMON_CONF, render.nginx_common()), *specs]
-    changes += ctx.apply_files(specs, ctx.facts["nginx_files"], validate=["nginx", "-t", "-q"])
-    if changes:
-        reload_nginx(ctx)
-    return changes
+def _site(found: WebFacts, specs: list[FileSpec], log: str) -> Plan:
+    result = _access_log(found, log)
+    if found.nginx_default:
+        result += (plan.run("rm", "-f", DEFAULT_SITE, change=f"removed {DEFAULT_SITE}")
+                   + plan.outputs(nginx_default=False))
+    result += plan.write([FileSpec(render.COMMON_CONF, render.nginx_common()), *specs],
+                         found.nginx_files, validate=["nginx", "-t", "-q"])
+    return result + reload_nginx() if result.changes else result
 
 
-def _access_log(ctx: Context, path: str) -> list[str]:
+def _access_log(found: WebFacts, path: str) -> Plan:
     """The site's request log, made before Nginx opens it (Nginx would make it world-readable),
     or its owner and mode put right; never emptied."""
-    found = ctx.facts["nginx_logs"].get(path)
-    if found == LOG_OWNER:
-        return []
+    have = found.nginx_logs.get(path)
+    if have == LOG_OWNER:
+        return Plan()
     owner, group, mode = LOG_OWNER
-    if found is None:
-        ctx.act(["install", "-m", mode, "-o", owner, "-g", group, "/dev/null", path])
+    if have is None:
+        result = plan.run("install", "-m", mode, "-o", owner, "-g", group, "/dev/null", path,
+                          change=f"{path} (created)")
     else:
-        ctx.act(["chown", f"{owner}:{group}", path])
-        ctx.act(["chmod", mode, path])
-    ctx.facts["nginx_logs"][path] = LOG_OWNER
-    return [f"{path} ({'created' if found is None else 'owner and mode'})"]
+        result = (plan.run("chown", f"{owner}:{group}", path, change=f"{path} (owner and mode)")
+                  + plan.run("chmod", mode, path))
+    return result + plan.outputs(nginx_logs={**found.nginx_logs, path: LOG_OWNER})
 
 
-def reload_nginx(ctx: Context) -> None:
+def reload_nginx() -> Plan:
     """``nginx -t`` then a graceful reload (or a start when it is not running); returns once
     the old workers are gone (at most 10 s), so the next step meets the new configuration."""
-    ctx.act(["bash", "-c", SWITCH_NGINX, "reload-nginx", "10"])
+    return plan.run("bash", "-c", SWITCH_NGINX, "reload-nginx", "10")

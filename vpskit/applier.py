@@ -1,0 +1,113 @@
+"""The one applier: carries a step's :class:`~vpskit.plan.Plan` out on its server, or in a dry
+run shows it (a diff per file; a hatch says what it would do). Plans come from pure
+``plan(env, host, facts)`` functions; this module and :mod:`vpskit.hatch` are the only ones a
+step's work reaches the server through.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from vpskit import files, hatch
+from vpskit.config import Environment, Host
+from vpskit.errors import RemoteError
+from vpskit.files import FileSpec
+from vpskit.plan import Hatch, Plan, Run, Write, facts_of
+from vpskit.remote import Remote
+from vpskit.steps import Reporter
+
+
+@dataclass
+class Context:
+    """One host's run: its config, connection, reporter, and the facts gathered there, with
+    what earlier steps' plans made true (``outputs``; the app's env values in ``managed_env``)."""
+    env: Environment
+    host: Host
+    remote: Remote
+    out: Reporter
+    dry_run: bool = False
+    facts: dict[str, Any] = field(default_factory=dict)
+
+
+Planner = Callable[[Environment, Host, Any], Plan]
+
+
+def step(planner: Planner, facts_type: type, *more: tuple[Planner, type]
+         ) -> Callable[[Context], list[str]]:
+    """A step for :func:`vpskit.steps.run_steps`: each planner in turn gets its facts (of
+    ``facts_type``, as the earlier ones left them) and its plan is applied."""
+    def run(ctx: Context) -> list[str]:
+        changes: list[str] = []
+        for plan_of, kind in ((planner, facts_type), *more):
+            changes += apply(ctx, plan_of(ctx.env, ctx.host, facts_of(kind, ctx.facts)))
+        return changes
+    return run
+
+
+def apply(ctx: Context, plan: Plan) -> list[str]:
+    """Carry ``plan`` out in order (a dry run writes and runs nothing); return its change
+    lines. Its outputs and env values are facts for later steps from here on."""
+    for value in plan.secrets:
+        ctx.remote.add_secret(value)
+    _learn(ctx, plan)
+    changes = list(plan.changes)
+    for action in plan.actions:
+        if isinstance(action, Write):
+            _write(ctx, action)
+        elif isinstance(action, Run) and not ctx.dry_run:
+            ctx.remote.run(action.argv, stdin=action.stdin, timeout=action.timeout,
+                           check=action.check)
+        elif isinstance(action, Hatch) and ctx.dry_run:
+            changes += [action.would] if action.would else []
+        elif isinstance(action, Hatch):
+            result = hatch.HATCHES[action.name](ctx, *action.args)
+            for value in result.secrets:
+                ctx.remote.add_secret(value)
+            _learn(ctx, result)
+            changes += result.changes
+    return changes
+
+
+def _learn(ctx: Context, plan: Plan) -> None:
+    ctx.facts.update(plan.outputs)
+    if plan.app_env:
+        ctx.facts["managed_env"] = {**ctx.facts.get("managed_env", {}), **plan.app_env}
+
+
+def _write(ctx: Context, action: Write) -> None:
+    if ctx.dry_run:
+        for spec in action.specs:
+            old = ctx.remote.run(["cat", spec.path], check=False)
+            ctx.out.line(files.unified_diff(spec, old.stdout if old.ok else None,
+                                            ctx.remote.secrets))
+    elif action.validate:
+        write_validated(ctx.remote, action.specs, action.validate)
+    else:
+        for spec in action.specs:
+            files.write(ctx.remote, spec)
+
+
+def write_validated(remote: Remote, specs: Sequence[FileSpec], validate: Sequence[str]) -> None:
+    """Write ``specs``, then run ``validate``; when it fails, the previous files are put back
+    byte for byte and the error says so."""
+    paths = [s.path for s in specs]
+    remote.script(BACKUP, args=paths)
+    try:
+        for spec in specs:
+            files.write(remote, spec)
+        remote.run(validate)
+    except RemoteError as exc:
+        remote.script(RESTORE, args=paths)
+        raise RemoteError(f"{exc}; previous files restored") from None
+    remote.script(DROP_BACKUP, args=paths)
+
+
+# Previous versions wait outside their directory (nginx includes sites-enabled/* whole).
+KEEP = "/var/lib/vpskit/previous"
+BACKUP = (f'for f in "$@"; do b={KEEP}$f; rm -f "$b"; mkdir -p "$(dirname "$b")"; '
+          '[ -e "$f" ] && cp -a "$f" "$b"; done; true')
+RESTORE = (f'for f in "$@"; do b={KEEP}$f; if [ -e "$b" ]; then mv -f "$b" "$f"; '
+           'else rm -f "$f"; fi; done')
+DROP_BACKUP = f'for f in "$@"; do rm -f {KEEP}$f; done'

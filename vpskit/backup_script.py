@@ -1,0 +1,74 @@
+"""The script the backup timer runs on the db host, and the names and commands it shares with
+``fab backup`` (:mod:`vpskit.backups`): what a backup is called, how it is made and pruned, and
+the nightly restore check (pure)."""
+
+from __future__ import annotations
+
+import re
+import shlex
+
+from vpskit import offsite, sh
+from vpskit.config import Environment
+from vpskit.sh.prune_backups import STAMP
+
+DUMP, MEDIA = ".dump", "-media.tar.gz"
+
+ARCHIVE_SCRIPT = sh.script("archive")
+PRUNE_PROGRAM = sh.program("prune_backups")
+RESTORE_SCRIPT = sh.script("restore")
+RESTORE_CHECK_SCRIPT = sh.script("restore-check")
+
+
+def restore_check_db(env: Environment) -> str:
+    """The scratch database the nightly restore check fills and drops (pure)."""
+    return f"{env.db_name[:48]}_restorecheck"
+
+
+def backup_name(site: str, stamp: str, label: str = "", suffix: str = DUMP) -> str:
+    """``<site>-<stamp>[-label]<suffix>`` (pure)."""
+    clean = re.sub(r"[^A-Za-z0-9.-]", "-", label)
+    return f"{site}-{stamp}{f'-{clean}' if clean else ''}{suffix}"
+
+
+def archive_argv(env: Environment, name: str, kind: str) -> list[str]:
+    """Make ``name`` in the backup directory: the database (``dump``) or shared/media."""
+    source = env.db_name if kind == "dump" else str(env.shared_dir / "media")
+    return ["bash", "-c", ARCHIVE_SCRIPT, "archive", str(env.backup_dir), name, kind, source]
+
+
+def prune_argv(env: Environment) -> list[str]:
+    return ["python3", "-c", PRUNE_PROGRAM, str(env.backup_dir), env.site,
+            str(env.backups.keep_days)]
+
+
+def server_script(env: Environment) -> str:
+    """What the backup timer runs: the commands ``fab backup`` runs on the server, named by the
+    run's own UTC stamp, then the nightly restore check of the new dump (a failure fails the
+    unit, which the watchdog tells of) and the server's retention."""
+    stamp = "${stamp}"
+    names = [backup_name(env.site, stamp)] + (
+        [backup_name(env.site, stamp, suffix=MEDIA)] if env.backups.media else [])
+    steps = [archive_argv(env, name, kind) for name, kind in zip(names, ("dump", "media"),
+                                                                 strict=False)]
+    programs = {ARCHIVE_SCRIPT: "archive", PRUNE_PROGRAM: "prune"}
+    if env.offsite.enabled:
+        steps.append(offsite.upload_argv(env, [f"{env.backup_dir}/{name}" for name in names]))
+        programs[offsite.PROGRAM] = "offsite"
+    steps.append(["bash", "-c", RESTORE_CHECK_SCRIPT, "restore-check", RESTORE_SCRIPT,
+                  f"{env.backup_dir}/{names[0]}", restore_check_db(env), env.db_user])
+    programs.update({RESTORE_CHECK_SCRIPT: "check", RESTORE_SCRIPT: "restore"})
+    steps.append(prune_argv(env))
+
+    def word(arg: str) -> str:
+        if arg in programs:
+            return f'"${programs[arg]}"'
+        return f'"{arg}"' if stamp in arg else shlex.quote(arg)
+    return "\n".join([
+        "#!/bin/bash",
+        f"# Managed by vpskit: {env.site} backup (dump, media archive, off-site copy, "
+        f"restore check, retention); its timer runs it.",
+        "set -euo pipefail",
+        *(f"{var}={shlex.quote(text)}" for text, var in programs.items()),
+        f"stamp=$(date -u +{STAMP})",
+        *(" ".join(map(word, argv)) for argv in steps), "",
+    ])
