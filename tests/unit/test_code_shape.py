@@ -3,6 +3,7 @@ server-side scripts live in files (``vpskit/sh``), not in Python strings."""
 
 from __future__ import annotations
 
+import ast
 import re
 from pathlib import Path
 
@@ -33,3 +34,12 @@ def test_server_scripts_are_files_named_in_the_code():
                                                                   p.read_text())}
     files = {p.stem for p in (PACKAGE / "sh").glob("*.sh")}
     assert named == files  # none missing, none left unused
+
+
+def test_no_function_is_over_sixty_lines():
+    long = [f"{p.relative_to(PACKAGE)}:{node.name} ({node.end_lineno - node.lineno + 1})"
+            for p in PACKAGE.rglob("*.py")
+            for node in ast.walk(ast.parse(p.read_text()))
+            if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef)
+            and node.end_lineno - node.lineno + 1 > 60]
+    assert long == []

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from vpskit import backup_script, facts, render
 from vpskit.config import Environment, Host
-from vpskit.files import FileSpec, FileState, file_probe
+from vpskit.files import FileSpec, FileState
 from vpskit.plan import Plan
 from vpskit.provision import timer
 
@@ -33,9 +33,7 @@ class BackupTimerFacts:
 
 
 def probes(env: Environment, host: Host) -> list[facts.Probe]:
-    unit = render.backup_unit_name(env, "timer")
-    return [file_probe(paths(env), "backup_files"),
-            facts.units([unit], "backup_timer", lambda states: states[unit][:2])]
+    return timer.probes("backup", paths(env), render.backup_unit_name(env, "timer"))
 
 
 def backup_timer(env: Environment, host: Host, found: BackupTimerFacts) -> Plan:

@@ -5,9 +5,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from vpskit import plan, render
-from vpskit.files import FileSpec, FileState
+from vpskit import facts, plan, render
+from vpskit.files import FileSpec, FileState, file_probe
 from vpskit.plan import Plan
+
+
+def probes(prefix: str, paths: Sequence[str], timer: str) -> list[facts.Probe]:
+    """``<prefix>_files``: the states of the job's ``paths``; ``<prefix>_timer``: its timer's
+    (active, enabled)."""
+    return [file_probe(paths, f"{prefix}_files"),
+            facts.units([timer], f"{prefix}_timer", lambda states: states[timer][:2])]
 
 
 def converge(timer: str, state: tuple[str, str], wanted: Sequence[FileSpec],

@@ -8,7 +8,7 @@ from dataclasses import dataclass
 
 from vpskit import alerts, facts, render, sh
 from vpskit.config import Environment, Host
-from vpskit.files import FileState, file_probe
+from vpskit.files import FileState
 from vpskit.plan import Plan
 from vpskit.provision import timer
 
@@ -22,10 +22,9 @@ class WatchdogFacts:
 
 
 def probes(env: Environment, host: Host) -> list[facts.Probe]:
-    unit = render.watchdog_unit_name(env, "timer")
-    paths = [render.WATCHDOG_PROGRAM, render.watchdog_config(env), *render.watchdog_units(env)]
-    return [file_probe(paths, "watchdog_files"),
-            facts.units([unit], "watchdog_timer", lambda states: states[unit][:2])]
+    return timer.probes("watchdog", [render.WATCHDOG_PROGRAM, render.watchdog_config(env),
+                                     *render.watchdog_units(env)],
+                        render.watchdog_unit_name(env, "timer"))
 
 
 def watchdog(env: Environment, host: Host, found: WatchdogFacts) -> Plan:
