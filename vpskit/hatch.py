@@ -112,6 +112,20 @@ def restart_app(ctx: Context) -> Plan:
     return Plan(changes=(f"restarted as {made.id}",) if made else ())
 
 
+def drop_database(ctx: Context) -> Plan:
+    """For ``fab remove``: a last dump of the site's database, then the database (its
+    connections closed) and its role dropped."""
+    from vpskit import backups, pgadmin
+    env, gone = ctx.env, []
+    with pgadmin.admin_connection(ctx.remote) as conn:
+        if pgadmin.database_exists(conn, env.db_name):
+            gone.append(f"database dumped first to "
+                        f"{backups.dump(ctx.remote, env, label='preremove')}")
+        gone += pgadmin.drop_database_and_role(conn, env.db_name, env.db_user)
+    return Plan(changes=tuple(gone))
+
+
 HATCHES: dict[str, Callable[..., Plan]] = {
     f.__name__: f for f in (verify_login, issue_certificate, postgres_role, reach,
-                            tls_preflight, offsite_key, offsite_authorize, restart_app)}
+                            tls_preflight, offsite_key, offsite_authorize, restart_app,
+                            drop_database)}

@@ -173,13 +173,14 @@ def jobs(c, env=None, run=None, inventory=None):
         scheduled.show(environment, _reporter())
 
 
-@task(help={**ENV, "yes": "do not ask for confirmation (needed when stdin is not a terminal)"})
+@task(help={**ENV, "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
+            "dry_run": "only say what would be removed, a line each; change nothing"})
 @exits
-def remove(c, env=None, yes=False, inventory=None):
+def remove(c, env=None, yes=False, inventory=None, dry_run=False):
     """Take the environment off its hosts (a last dump is kept); other sites are untouched."""
     environment = load_env(env, inventory)
     from vpskit.remove import remove as remove_site
-    remove_site(environment, yes, _reporter())
+    remove_site(environment, yes, _reporter(), dry_run=dry_run)
 
 
 @task(help={**ENV, "file": "latest (default: the server's newest dump, safety dumps aside), a "

@@ -335,8 +335,17 @@ def test_removing_staging_leaves_production_byte_for_byte(site, deployed, vps):
                         "production.conf /etc/nginx/vpskit/shop-production/upstream.conf "
                         "/etc/letsencrypt/live/shop-production/fullchain.pem")
     state = f"sha256sum {production_files}; ufw status verbose"  # production needs every rule
+    site.fab("provision", env="staging")  # live, as the test before leaves it (or run alone)
+    site.fab("deploy", env="staging")
     before = (site.live_release(), site.get("/")[1], site.sh(state))
+    dry = site.fab("remove", "--dry-run", env="staging").stdout
+    assert site.sh("ls -d /srv/shop-staging").strip() == "/srv/shop-staging"  # nothing went
     out = site.fab("remove", "--yes", env="staging").stdout
+    said = re.findall(r"^  would remove (.*)$", dry, re.M)
+    done = re.findall(r"^  removed (.*)$", out, re.M)
+    assert "database shop_staging (dumped first), role shop_staging" in said, dry
+    assert [line for line in said if not line.startswith("database ")] == [
+        line for line in done if not line.startswith(("database ", "role "))], (said, done)
     for item in ("/srv/shop-staging", "/etc/nginx/sites-enabled/shop-staging.conf",
                  "certificate shop-staging", "user shop-staging", "database shop_staging",
                  "role shop_staging", "redis-server@shop-staging", "unit shop-staging-web@"):

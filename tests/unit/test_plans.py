@@ -14,7 +14,7 @@ import pytest
 import vpskit
 from tests.unit.planned import hatches, runs
 from tests.unit.test_render import make_env
-from vpskit import hatch, plan, render
+from vpskit import hatch, plan, removal, render
 from vpskit.config import Host
 from vpskit.files import FileSpec, FileState
 from vpskit.plan import Plan, Write, facts_of, writes
@@ -34,7 +34,7 @@ from vpskit.provision import (
 ENV = make_env()
 HOST = ENV.hosts[0]
 PACKAGE = Path(vpskit.__file__).parent
-PLAN_MODULES = ["vpskit.plan", "vpskit.job_units",
+PLAN_MODULES = ["vpskit.plan", "vpskit.job_units", "vpskit.removal",
                 *(f"vpskit.provision.{p.stem}" for p in sorted((PACKAGE / "provision").glob("*.py"))
                   if p.stem not in ("__init__", "runner"))]
 SSH_LAYER = ("vpskit.remote", "vpskit.ssh", "vpskit.session", "vpskit.pgadmin",
@@ -264,3 +264,41 @@ def test_plans_add_up_in_order():
     assert plan.write([FileSpec("/f", "x")], held(FileSpec("/f", "x"))) == Plan()
     assert plan.write([FileSpec("/f", "x")], {}).changes == ("/f (created)",)
     assert Host("h").roles  # plans take the config's own types
+
+
+def test_remove_plans_exactly_what_of_the_site_is_there():
+    site_facts = removal.SiteFacts(
+        site_units=["shop-production-web@1.service"],
+        site_unit_files=["/etc/systemd/system/shop-production-web@.service"], site_cert=True,
+        site_paths=[render.site_path(ENV), "/srv/shop-production"], site_user=True,
+        site_group=True, ufw="", ufw_sites={})
+    todo = removal.site(ENV, HOST, site_facts)
+    assert todo.changes == (
+        "unit shop-production-web@1.service", "unit files shop-production-*",
+        "certificate shop-production", render.site_path(ENV), "/srv/shop-production",
+        "user shop-production", "group shop-production")
+    assert ["rm", "-rf", "--", "/srv/shop-production"] in runs(todo)
+    assert ["bash", "-c", web.SWITCH_NGINX, "reload-nginx", "10"] in runs(todo)  # after the site
+    nothing = removal.SiteFacts([], [], False, [], False, False, "", {})
+    assert removal.site(ENV, HOST, nothing) == Plan()
+
+
+def test_remove_plans_the_database_through_the_hatch_and_the_redis_instance():
+    found = removal.ServiceFacts(
+        pg_version="15", pg_hba="# vpskit shop-production begin\nx\n# vpskit shop-production end\n",
+        pg_claims={"shop-production": {}}, pg_owners={"shop_production": "shop_production"},
+        pg_roles={"shop_production"}, redis_unit=("enabled", "active"),
+        redis_paths=[cache.conf_path("shop-production")], redis_shared_db="3")
+    todo = removal.services(ENV, HOST, found)
+    assert hatches(todo) == [("drop_database",)]
+    assert todo.actions[0].would == ("database shop_production (dumped first), "
+                                     "role shop_production")
+    assert todo.changes == (
+        "/etc/postgresql/15/main/pg_hba.conf: shop-production block",
+        database.claim_path("shop-production"), cache.unit("shop-production"),
+        cache.conf_path("shop-production"),
+        cache.data_file("shop-production"),  # its stop saves it: gone after, whether there or not
+        "shared redis database 3")
+    assert todo.actions[1].specs[0].content == ""
+    gone = removal.ServiceFacts("15", "", {}, {}, set(), ("", "inactive"), [], None)
+    assert removal.services(ENV, HOST, gone) == Plan()

@@ -32,6 +32,28 @@ PIP_LOG = ".vpskit-pip.log"
 UNPACK_SCRIPT = sh.script("unpack")
 
 
+@dataclass(frozen=True)
+class DeployFacts:
+    """What a deploy reads on each host before it changes anything."""
+    releases: Releases
+    python: tuple[int, int] | None  # the server's python3 (major, minor)
+    provisioned: bool  # the site's env file is there
+    tls: bool  # the site has a certificate
+    upstream_release: str | None  # the release the site's Nginx upstream names
+
+
+def probes(env: Environment) -> list[facts.Probe]:
+    return [
+        releases.probe(env),
+        facts.Probe("python", "python3 -c 'import sys; print(*sys.version_info[:2])'",
+                    lambda out, rc: tuple(int(x) for x in out.split()) if rc == 0 else None),
+        facts.Probe("provisioned", f"test -f {shlex.quote(str(env.env_file))}",
+                    lambda out, rc: rc == 0),
+        facts.nonempty(render.cert_path(env), "tls"),
+        switch.upstream_probe(env),
+    ]
+
+
 @dataclass
 class Deploy:
     """State of one deploy on one host; :func:`vpskit.deploy.deploy_environment` runs its
@@ -84,26 +106,18 @@ class Deploy:
 
     # ---- steps ---------------------------------------------------------------------------------
     def inspect(self) -> list[str]:
-        found = facts.gather(self.remote, [
-            releases.probe(self.env),
-            facts.Probe("python", "python3 -c 'import sys; print(*sys.version_info[:2])'",
-                        lambda out, rc: tuple(int(x) for x in out.split()) if rc == 0 else None),
-            facts.Probe("provisioned", f"test -f {shlex.quote(str(self.env.env_file))}",
-                        lambda out, rc: rc == 0),
-            facts.nonempty(render.cert_path(self.env), "tls"),
-            switch.upstream_probe(self.env),
-            *job_units.probes(self.env),
-        ])
-        if not found["provisioned"]:
+        gathered = facts.gather(self.remote, [*probes(self.env), *job_units.probes(self.env)])
+        found = facts_of(DeployFacts, gathered)
+        if not found.provisioned:
             raise ToolkitError(f"{self.remote.host} is not provisioned for {self.env.site} "
                                f"(no {self.env.env_file}); run: fab provision --env "
                                f"{self.env.name}")
-        check_python(self.source, found["python"])
-        self.before, self.python, self.tls = found["releases"], found["python"], found["tls"]
+        check_python(self.source, found.python)
+        self.before, self.python, self.tls = found.releases, found.python, found.tls
         self.job_units = job_units.units(self.env, self.host,
-                                         facts_of(job_units.JobFacts, found))
+                                         facts_of(job_units.JobFacts, gathered))
         repaired = switch.repair_current(self.remote, self.env, self.before.current,
-                                         found["upstream_release"]) if self.web else None
+                                         found.upstream_release) if self.web else None
         if repaired:
             self.before = releases.load(self.remote, self.env)
         return [repaired] if repaired else []

@@ -40,7 +40,6 @@ REDIS_CONF = "/etc/redis/redis.conf"
 
 LEAVE_SHARED = sh.script("redis-leave-shared")
 RETIRE_SHARED = sh.script("redis-retire-shared")
-REMOVE_INSTANCE = sh.script("redis-remove")
 
 
 def unit(site: str) -> str:
