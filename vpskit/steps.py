@@ -1,6 +1,7 @@
 """Run named steps, time them, and print one line each plus a summary.
 
-A step is a function ``(ctx) -> list[str]`` returning what it changed; [] means unchanged.
+A step is a function ``(ctx) -> list[str]`` returning what it changed; [] means unchanged
+(a provision step applies its plan: :func:`vpskit.applier.step`).
 On a terminal, a step running longer than :data:`LIVE_AFTER` seconds shows a live line
 (``  packages     running      12s``) until its own line replaces it; without a terminal the
 output is only the step lines.
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
-from typing import Any, TextIO
+from typing import TextIO, TypeVar
 
 from vpskit import interrupts
 from vpskit.errors import ToolkitError
@@ -163,10 +164,10 @@ class Reporter:
         self.line(f"  {outcome.name:<12} {state:<12} {outcome.seconds:5.1f}s  {detail}".rstrip())
 
 
-Step = Callable[[Any], list[str]]
+C = TypeVar("C")  # what every step of one run gets: a provision Context, a Deploy, ...
 
 
-def run_steps(ctx: Any, steps: Sequence[tuple[str, Step]], out: Reporter,
+def run_steps(ctx: C, steps: Sequence[tuple[str, Callable[[C], list[str]]]], out: Reporter,
               dry_run: bool = False) -> list[Outcome]:
     """Run ``steps`` in order; the first error stops the run and is re-raised naming the step.
     A stop asked by a signal is raised between steps (see :func:`vpskit.interrupts.check`)."""

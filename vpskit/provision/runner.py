@@ -86,11 +86,9 @@ def base(run: HostRun) -> None:
     """Phase 1, every host: the system, users, SSH, firewall. When the system steps changed
     something (packages installed on a new server), the site's facts are read again."""
     ctx = run.ctx
-    system_facts = system.SystemFacts
-    run.steps([("preflight", step(system.preflight, system_facts)),
-               ("packages", step(system.packages, system_facts)),
-               ("timezone", step(system.timezone, system_facts)),
-               ("swap", step(system.swap, system_facts))])
+    run.steps([(name, step(planner, system.SystemFacts)) for name, planner in (
+        ("preflight", system.preflight), ("packages", system.packages),
+        ("timezone", system.timezone), ("swap", system.swap))])
     if any(outcome.changed for outcome in run.outcomes):
         ctx.facts.update(facts.gather(ctx.remote, site_probes(ctx.env, ctx.host)))
     ctx.facts["app_env"] = envfile.parse(ctx.facts["env_file"] or "", str(ctx.env.env_file))
