@@ -49,8 +49,6 @@ def step(planner: Planner, facts_type: type, *more: tuple[Planner, type]
 def apply(ctx: Context, plan: Plan) -> list[str]:
     """Carry ``plan`` out in order (a dry run writes and runs nothing); return its change
     lines. Its outputs and env values are facts for later steps from here on."""
-    for value in plan.secrets:
-        ctx.remote.add_secret(value)
     _learn(ctx, plan)
     changes = list(plan.changes)
     for action in plan.actions:
@@ -63,14 +61,15 @@ def apply(ctx: Context, plan: Plan) -> list[str]:
             changes += [action.would] if action.would else []
         elif isinstance(action, Hatch):
             result = hatch.HATCHES[action.name](ctx, *action.args)
-            for value in result.secrets:
-                ctx.remote.add_secret(value)
             _learn(ctx, result)
             changes += result.changes
     return changes
 
 
 def _learn(ctx: Context, plan: Plan) -> None:
+    """``plan``'s secrets masked, its outputs and env values facts, from now on."""
+    for value in plan.secrets:
+        ctx.remote.add_secret(value)
     ctx.facts.update(plan.outputs)
     if plan.app_env:
         ctx.facts["managed_env"] = {**ctx.facts.get("managed_env", {}), **plan.app_env}

@@ -153,6 +153,11 @@ def owners(paths: Iterable[str], name: str) -> Probe:
     return Probe(name, f"stat -c '%n %U %G %a' -- {shlex.join(paths)}; true", parse)
 
 
+def group(name: str, probe_name: str) -> Probe:
+    """Whether the group ``name`` exists, as ``probe_name``."""
+    return Probe(probe_name, f"getent group {shlex.quote(name)}", lambda out, rc: rc == 0)
+
+
 def nonempty(path: str, name: str) -> Probe:
     """Whether ``path`` is a non-empty file (a certificate is there), as ``name``."""
     return Probe(name, f"test -s {shlex.quote(path)}", lambda out, rc: rc == 0)

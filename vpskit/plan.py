@@ -111,14 +111,6 @@ def secret(*values: str) -> Plan:
     return Plan(secrets=tuple(v for v in values if v))
 
 
-def total(plans: Iterable[Plan]) -> Plan:
-    """The plans one after the other."""
-    result = Plan()
-    for one in plans:
-        result = result + one
-    return result
-
-
 def writes(plan: Plan) -> list[str]:
     """The paths ``plan`` writes."""
     return [spec.path for action in plan.actions if isinstance(action, Write)

@@ -40,8 +40,8 @@ class SiteFacts:
     site_units: list[str]  # the units named <site>-* systemd has loaded
     site_unit_files: list[str]
     site_cert: bool  # a certificate, and certbot to delete it
-    site_paths: list[str]  # those of the site's paths that exist
-    site_user: bool
+    site_paths: dict[str, tuple[str, ...]]  # those of the site's paths that exist
+    users: dict[str, list[str]]  # the site's system user, when it exists
     site_group: bool
     ufw: str  # probe: firewall
     ufw_sites: dict[str, set[firewall.Rule]]  # probe: firewall
@@ -50,18 +50,14 @@ class SiteFacts:
 def site_probes(env: Environment) -> list[facts.Probe]:
     pattern = shlex.quote(f"{env.site}-*")
     cert_dir = shlex.quote(str(PurePosixPath(render.cert_path(env)).parent))
-    paths = shlex.join([*nginx_paths(env), *other_paths(env)])
     return [
         facts.Probe("site_units", f"systemctl list-units --all --plain --no-legend {pattern} "
                                   "| awk '{print $1}'", _lines),
         facts.Probe("site_unit_files", f"find {render.SYSTEMD_DIR} -name {pattern}", _lines),
         facts.Probe("site_cert", f"test -d {cert_dir} && command -v certbot",
                     lambda out, rc: rc == 0),
-        facts.Probe("site_paths", f'for p in {paths}; do [ -e "$p" ] && echo "$p"; done; true',
-                    _lines),
-        facts.Probe("site_user", f"id -u {shlex.quote(env.site)}", lambda out, rc: rc == 0),
-        facts.Probe("site_group", f"getent group {shlex.quote(env.site)}",
-                    lambda out, rc: rc == 0),
+        facts.owners([*nginx_paths(env), *other_paths(env)], "site_paths"),
+        facts.users([env.site]), facts.group(env.site, "site_group"),
         *firewall.state_probes(),
     ]
 
@@ -86,12 +82,11 @@ def site(env: Environment, host: Host, found: SiteFacts) -> Plan:
     nginx = [path for path in nginx_paths(env) if path in found.site_paths]
     result += _removed(nginx, "-rf") + (web.reload_nginx() if nginx else Plan())
     result += _removed([path for path in other_paths(env) if path in found.site_paths], "-rf")
-    if found.site_user:
+    if env.site in found.users:
         result += plan.run("userdel", env.site, change=f"user {env.site}")
     if found.site_group:  # www-data's membership kept it; userdel may have taken it
         result += plan.run("groupdel", env.site, check=False, change=f"group {env.site}")
-    return result + firewall.forget(env.site, {"ufw": found.ufw, "ufw_sites": found.ufw_sites},
-                                    host.port)
+    return result + firewall.forget(env.site, found.ufw, found.ufw_sites, host.port)
 
 
 @dataclass(frozen=True)
@@ -102,23 +97,19 @@ class ServiceFacts:
     pg_owners: dict[str, str]  # database: its owner (probe: database)
     pg_roles: set[str]
     redis_unit: tuple[str, str]  # (is-enabled, is-active)
-    redis_paths: list[str]  # those of the instance's files that exist
+    redis_paths: dict[str, tuple[str, ...]]  # those of the instance's files that exist
     redis_shared_db: str | None  # its database number on the shared instance of old versions
 
 
 def service_probes(env: Environment) -> list[facts.Probe]:
     site, unit = env.site, cache.unit(env.site)
-    paths = shlex.join(redis_paths(site))
     return [
         *database.cluster_probes(), *database.claim_probes(),
-        facts.Probe("pg_roles", "p=(/usr/lib/postgresql/*/bin/psql); runuser -u postgres -- "
-                                "\"${p[-1]}\" -XAt -c 'SELECT rolname FROM pg_roles'",
-                    lambda out, rc: set(out.split()) if rc == 0 else set()),
+        database.psql_probe("pg_roles", "SELECT rolname FROM pg_roles",
+                            lambda out: set(out.split()), set()),
         facts.units([unit], "redis_unit", lambda states: (states[unit][1], states[unit][0])),
-        facts.Probe("redis_paths", f'for p in {paths}; do [ -e "$p" ] && echo "$p"; done; true',
-                    _lines),
-        facts.Probe("redis_shared_db", f"cat {shlex.quote(f'{cache.SHARED_REGISTRY}/{site}')}",
-                    lambda out, rc: out.strip() if rc == 0 else None),
+        facts.owners(redis_paths(site), "redis_paths"),
+        facts.text(f"{cache.SHARED_REGISTRY}/{site}", "redis_shared_db"),
     ]
 
 
@@ -154,5 +145,5 @@ def services(env: Environment, host: Host, found: ServiceFacts) -> Plan:
         if found.redis_shared_db is not None:
             result += plan.run("bash", "-c", cache.LEAVE_SHARED, "redis-leave-shared",
                                *cache.leave_args(env.site),
-                               change=f"shared redis database {found.redis_shared_db}")
+                               change=f"shared redis database {found.redis_shared_db.strip()}")
     return result

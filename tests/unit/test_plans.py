@@ -260,7 +260,7 @@ def test_plans_add_up_in_order():
     both = one + two
     assert runs(both) == [["a"], ["b"]] and both.changes == ("did a",)
     assert dict(both.outputs) == {"x": 2} and dict(both.app_env) == {"K": "v"}
-    assert both.secrets == ("v",) and plan.total([one, two]) == both
+    assert both.secrets == ("v",)
     assert plan.write([FileSpec("/f", "x")], held(FileSpec("/f", "x"))) == Plan()
     assert plan.write([FileSpec("/f", "x")], {}).changes == ("/f (created)",)
     assert Host("h").roles  # plans take the config's own types
@@ -270,8 +270,9 @@ def test_remove_plans_exactly_what_of_the_site_is_there():
     site_facts = removal.SiteFacts(
         site_units=["shop-production-web@1.service"],
         site_unit_files=["/etc/systemd/system/shop-production-web@.service"], site_cert=True,
-        site_paths=[render.site_path(ENV), "/srv/shop-production"], site_user=True,
-        site_group=True, ufw="", ufw_sites={})
+        site_paths=dict.fromkeys([render.site_path(ENV), "/srv/shop-production"],
+                                 ("root", "root", "755")),
+        users={"shop-production": ["shop-production"]}, site_group=True, ufw="", ufw_sites={})
     todo = removal.site(ENV, HOST, site_facts)
     assert todo.changes == (
         "unit shop-production-web@1.service", "unit files shop-production-*",
@@ -279,7 +280,7 @@ def test_remove_plans_exactly_what_of_the_site_is_there():
         "user shop-production", "group shop-production")
     assert ["rm", "-rf", "--", "/srv/shop-production"] in runs(todo)
     assert ["bash", "-c", web.SWITCH_NGINX, "reload-nginx", "10"] in runs(todo)  # after the site
-    nothing = removal.SiteFacts([], [], False, [], False, False, "", {})
+    nothing = removal.SiteFacts([], [], False, {}, {}, False, "", {})
     assert removal.site(ENV, HOST, nothing) == Plan()
 
 
@@ -288,7 +289,8 @@ def test_remove_plans_the_database_through_the_hatch_and_the_redis_instance():
         pg_version="15", pg_hba="# vpskit shop-production begin\nx\n# vpskit shop-production end\n",
         pg_claims={"shop-production": {}}, pg_owners={"shop_production": "shop_production"},
         pg_roles={"shop_production"}, redis_unit=("enabled", "active"),
-        redis_paths=[cache.conf_path("shop-production")], redis_shared_db="3")
+        redis_paths={cache.conf_path("shop-production"): ("root", "redis", "640")},
+        redis_shared_db="3\n")
     todo = removal.services(ENV, HOST, found)
     assert hatches(todo) == [("drop_database",)]
     assert todo.actions[0].would == ("database shop_production (dumped first), "
@@ -300,5 +302,5 @@ def test_remove_plans_the_database_through_the_hatch_and_the_redis_instance():
         cache.data_file("shop-production"),  # its stop saves it: gone after, whether there or not
         "shared redis database 3")
     assert todo.actions[1].specs[0].content == ""
-    gone = removal.ServiceFacts("15", "", {}, {}, set(), ("", "inactive"), [], None)
+    gone = removal.ServiceFacts("15", "", {}, {}, set(), ("", "inactive"), {}, None)
     assert removal.services(ENV, HOST, gone) == Plan()

@@ -14,11 +14,11 @@ from vpskit import facts, files, render, serverop, sh
 from vpskit.config import Environment
 from vpskit.deploy import applog
 from vpskit.errors import HealthCheckError, RemoteError
+from vpskit.provision.web import SWITCH_NGINX
 from vpskit.remote import Remote
 
 HEALTH_SCRIPT = sh.script("health")
 
-SWITCH_NGINX = sh.script("switch-nginx")
 
 
 def start(remote: Remote, env: Environment, release_id: str) -> None:

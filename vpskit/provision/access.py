@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from vpskit import facts, plan
@@ -36,8 +35,7 @@ def probes(env: Environment, host: Host) -> list[facts.Probe]:
     user = host.user
     return [
         facts.users([user, env.app_user, "www-data"]),
-        facts.Probe("app_group", f"getent group {shlex.quote(env.app_user)}",
-                    lambda out, rc: rc == 0),
+        facts.group(env.app_user, "app_group"),
         file_probe([sudoers_path(user), authorized_keys_path(user), SSHD_DROPIN], "access_files"),
         facts.text("/root/.ssh/authorized_keys", "root_keys"),
     ]

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shlex
 from dataclasses import dataclass
 
 from vpskit import envfile, facts, plan, render
@@ -43,7 +42,7 @@ class AppFacts:
 
 @dataclass(frozen=True)
 class RestartFacts:
-    live_release: str  # the release ``current`` names; "" when none
+    live_release: str  # where ``current`` points (releases/<id>); "" when nothing is deployed
     restart_app: bool = False  # the app step changed the env file or units
 
 
@@ -52,8 +51,7 @@ def probes(env: Environment, host: Host) -> list[facts.Probe]:
         facts.owners([d[0] for d in directories(env, host)], "dirs"),
         facts.text(str(env.env_file), "env_file"),
         file_probe([str(env.env_file), *render.unit_files(env)], "app_files"),
-        facts.Probe("live_release", f"readlink {shlex.quote(str(env.current_link))}",
-                    lambda out, rc: out.strip().rstrip("/").rsplit("/", 1)[-1]),
+        facts.link(str(env.current_link), "live_release"),
     ]
 
 
@@ -109,4 +107,5 @@ def restart(env: Environment, host: Host, found: RestartFacts) -> Plan:
     has finished (the hatch ``restart_app``)."""
     if not found.restart_app or not found.live_release:
         return Plan()
-    return plan.hatch("restart_app", would=f"{found.live_release} would restart as a new release")
+    live = found.live_release.rstrip("/").rsplit("/", 1)[-1]
+    return plan.hatch("restart_app", would=f"{live} would restart as a new release")

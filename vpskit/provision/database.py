@@ -9,6 +9,8 @@ file on the db host, for the other hosts.
 
 from __future__ import annotations
 
+import shlex
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
@@ -42,13 +44,18 @@ def claim_probes() -> list[facts.Probe]:
     before anything changes (provision's first round trip, remove, restore)."""
     return [
         facts.registry(CLAIMS, "pg_claims", claims),
-        # A fixed query, no values of ours in it; the newest version's psql binary itself, not
-        # Debian's wrapper script (a Perl start-up on every provision).
-        facts.Probe("pg_owners", "p=(/usr/lib/postgresql/*/bin/psql); "
-                                 "runuser -u postgres -- \"${p[-1]}\" -XAt -F ' ' -c "
-                                 "'SELECT datname, pg_get_userbyid(datdba) FROM pg_database'",
-                    lambda out, rc: database_owners(out) if rc == 0 else {}),
+        psql_probe("pg_owners", "SELECT datname, pg_get_userbyid(datdba) FROM pg_database",
+                   database_owners, {}),
     ]
+
+
+def psql_probe(name: str, query: str, parse: Callable[[str], Any], none: Any) -> facts.Probe:
+    """The rows of a fixed ``query`` (no values of ours in it), fields separated by a space,
+    as the superuser; ``none`` when Postgres is not there. The newest version's psql binary
+    itself, not Debian's wrapper script (a Perl start-up on every provision)."""
+    return facts.Probe(name, "p=(/usr/lib/postgresql/*/bin/psql); runuser -u postgres -- "
+                             f"\"${{p[-1]}}\" -XAt -F ' ' -c {shlex.quote(query)}",
+                       lambda out, rc: parse(out) if rc == 0 else none)
 
 
 def database_owners(out: str) -> dict[str, str]:

@@ -147,11 +147,11 @@ def firewall(env: Environment, host: Host, found: FirewallFacts) -> Plan:
             + plan.commands(ufw_commands(found.ufw, _needed(others, mine), host.port)))
 
 
-def forget(site: str, found: dict, ssh_port: int) -> Plan:
-    """For ``fab remove``, from :func:`state_probes`' facts: the site's record dropped, and
-    the rules no other site needs (pure)."""
-    if site not in found["ufw_sites"]:
+def forget(site: str, status: str, sites: dict[str, set[Rule]], ssh_port: int) -> Plan:
+    """For ``fab remove``, from :func:`state_probes`' facts (ufw's ``status``, every site's
+    rules): the site's record dropped, and the rules no other site needs (pure)."""
+    if site not in sites:
         return Plan()
-    others = {s: r for s, r in found["ufw_sites"].items() if s != site}
-    return (plan.commands(stale(found["ufw"], _needed(others), ssh_port))
+    others = {s: r for s, r in sites.items() if s != site}
+    return (plan.commands(stale(status, _needed(others), ssh_port))
             + plan.run("rm", "-f", registry_path(site), change=registry_path(site)))

@@ -17,8 +17,8 @@ from vpskit.plan import Plan
 from vpskit.provision import hostca
 
 DEFAULT_SITE = "/etc/nginx/sites-enabled/default"
-LOG_OWNER = ("www-data", "adm", "640")
-SWITCH_NGINX = sh.script("switch-nginx")  # as Debian's logrotate makes them: no site user reads it
+LOG_OWNER = ("www-data", "adm", "640")  # as Debian's logrotate makes them: no site user reads it
+SWITCH_NGINX = sh.script("switch-nginx")  # Nginx's reload, switch and rotation (deploy's too)
 
 
 @dataclass(frozen=True)
