@@ -10,13 +10,13 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from vpskit import files, hatch
+from vpskit import files, hatch, interrupts, readers
 from vpskit.config import Environment, Host
-from vpskit.errors import RemoteError
+from vpskit.errors import RemoteError, ToolkitError
 from vpskit.files import FileSpec
-from vpskit.plan import Hatch, Plan, Run, Write, facts_of
+from vpskit.plan import Hatch, Plan, Run, Undo, Write, facts_of
 from vpskit.remote import Remote
-from vpskit.steps import Reporter
+from vpskit.steps import Reporter, run_steps
 
 
 @dataclass
@@ -46,24 +46,83 @@ def step(planner: Planner, facts_type: type, *more: tuple[Planner, type]
     return run
 
 
+def apply_steps(ctx: Context, steps: Sequence[tuple[str, Plan]]) -> None:
+    """Apply each named step's plan in turn, a line per step (:func:`run_steps`)."""
+    run_steps(ctx, [(name, lambda c, p=p: apply(c, p)) for name, p in steps], ctx.out,
+              ctx.dry_run)
+
+
 def apply(ctx: Context, plan: Plan) -> list[str]:
     """Carry ``plan`` out in order (a dry run writes and runs nothing); return its change
-    lines. Its outputs and env values are facts for later steps from here on."""
+    lines. Its outputs and env values are facts for later steps from here on. Should an
+    action fail or be interrupted, the undos guarding it run, the last registered first."""
     _learn(ctx, plan)
     changes = list(plan.changes)
-    for action in plan.actions:
-        if isinstance(action, Write):
-            _write(ctx, action)
-        elif isinstance(action, Run) and not ctx.dry_run:
-            ctx.remote.run(action.argv, stdin=action.stdin, timeout=action.timeout,
-                           check=action.check)
-        elif isinstance(action, Hatch) and ctx.dry_run:
-            changes += [action.would] if action.would else []
-        elif isinstance(action, Hatch):
-            result = hatch.HATCHES[action.name](ctx, *action.args)
-            _learn(ctx, result)
-            changes += result.changes
+    guards: list[tuple[Undo, int]] = []  # (undo, how many actions it still covers)
+    try:
+        for action in plan.actions:
+            if not isinstance(action, Undo):
+                changes += _act(ctx, action)
+            guards = [(undo, left - 1) for undo, left in guards if left > 1]
+            if isinstance(action, Undo):
+                guards.append((action, action.covers))
+    except BaseException as exc:
+        if guards and not ctx.dry_run:
+            _undo(ctx, [undo for undo, _ in guards], exc)
+        raise
     return changes
+
+
+def _act(ctx: Context, action: Run | Write | Hatch) -> list[str]:
+    """Carry one action out (or show it, in a dry run); the change lines it read or made."""
+    if isinstance(action, Write):
+        _write(ctx, action)
+    elif isinstance(action, Run) and not ctx.dry_run:
+        return _run(ctx, action)
+    elif isinstance(action, Hatch) and ctx.dry_run:
+        return [action.would] if action.would else []
+    elif isinstance(action, Hatch):
+        result = hatch.HATCHES[action.name](ctx, *action.args)
+        _learn(ctx, result)
+        return list(result.changes)
+    return []
+
+
+def _run(ctx: Context, action: Run) -> list[str]:
+    """Run one command; its reader (if any) gives its lines and facts or its one (masked)
+    error, then a failure it let pass fails as any checked command does."""
+    remote = ctx.remote
+    result = remote.run(action.argv, stdin=action.stdin, timeout=action.timeout,
+                        check=action.check and not action.read)
+    if not action.read:
+        return []
+    name, *args = action.read
+    try:
+        made = readers.READERS[name](remote.host, result, *args)
+    except readers.FailedAs as exc:
+        raise remote.error(exc.argv, result) from None
+    except ToolkitError as exc:
+        raise type(exc)(remote.masked(str(exc))) from None
+    if action.check and not result.ok:
+        raise remote.error(action.argv, result)
+    _learn(ctx, made)
+    return list(made.changes)
+
+
+def _undo(ctx: Context, undos: list[Undo], exc: BaseException) -> None:
+    """Run ``undos`` last first, shielded from signals; ``exc`` then says what they did (or
+    that they failed too)."""
+    with interrupts.shielded():
+        try:
+            for undo in reversed(undos):
+                for action in undo.actions:
+                    _act(ctx, action)
+        except Exception as failed:
+            raise RemoteError(ctx.remote.masked(f"{exc}; putting back also failed: {failed}")
+                              ) from exc
+    said = "; ".join(u.said for u in reversed(undos) if u.said)
+    if said and isinstance(exc, ToolkitError) and exc.args:
+        exc.args = (f"{exc.args[0]}; {said}", *exc.args[1:])
 
 
 def _learn(ctx: Context, plan: Plan) -> None:

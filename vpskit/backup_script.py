@@ -1,14 +1,16 @@
 """The script the backup timer runs on the db host, and the names and commands it shares with
-``fab backup`` (:mod:`vpskit.backups`): what a backup is called, how it is made and pruned, and
-the nightly restore check (pure)."""
+``fab backup`` (:mod:`vpskit.backups`): what a backup is called, how it is made and pruned,
+``fab backup``'s steps as plans, and the nightly restore check (pure)."""
 
 from __future__ import annotations
 
 import re
 import shlex
+from dataclasses import dataclass
 
-from vpskit import offsite, sh
+from vpskit import offsite, plan, sh
 from vpskit.config import Environment
+from vpskit.plan import Plan
 from vpskit.sh.prune_backups import STAMP
 
 DUMP, MEDIA = ".dump", "-media.tar.gz"
@@ -34,6 +36,49 @@ def archive_argv(env: Environment, name: str, kind: str) -> list[str]:
     """Make ``name`` in the backup directory: the database (``dump``) or shared/media."""
     source = env.db_name if kind == "dump" else str(env.shared_dir / "media")
     return ["bash", "-c", ARCHIVE_SCRIPT, "archive", str(env.backup_dir), name, kind, source]
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A verified backup file on the server."""
+
+    path: str
+    size: int
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.path.rsplit("/", 1)[-1]
+
+    def __str__(self) -> str:
+        return f"{self.path} ({self.size / 1e6:.1f} MB)"
+
+
+def archived(env: Environment, name: str, kind: str = "dump") -> Plan:
+    """Write, verify and rename ``name`` in the backup directory (always acts); its
+    :class:`Artifact` becomes the fact named by its path."""
+    command = ("pg_dump", env.db_name) if kind == "dump" else ("tar", str(env.shared_dir))
+    return plan.run(*archive_argv(env, name, kind), timeout=3600,
+                    read=("archived", f"{env.backup_dir}/{name}", command))
+
+
+def backup_steps(env: Environment, stamp: str, local: str) -> list[tuple[str, Plan]]:
+    """``fab backup`` at ``stamp``: the dump (and media) on the db host, the off-site copy
+    sent from there, the copies fetched to ``local`` verified, then both sides pruned; a
+    failed step stops the rest, so nothing is pruned after a failure."""
+    names = [backup_name(env.site, stamp)]
+    steps = [("dump", archived(env, names[0]))]
+    if env.backups.media:
+        names.append(backup_name(env.site, stamp, suffix=MEDIA))
+        steps.append(("media", archived(env, names[1], "media")))
+    paths = tuple(f"{env.backup_dir}/{name}" for name in names)
+    if env.offsite.enabled:
+        steps.append(("offsite", plan.run(*offsite.upload_argv(env, list(paths)), timeout=3600,
+                                          check=False, read=("offsite",))))
+    return [*steps, ("copy", plan.hatch("fetch_backups", paths, local)),
+            ("prune", plan.run(*prune_argv(env), check=False,
+                               read=("pruned", str(env.backup_dir)))
+             + plan.hatch("prune_copies", local))]
 
 
 def prune_argv(env: Environment) -> list[str]:

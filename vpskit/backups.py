@@ -19,24 +19,24 @@ import re
 import shlex
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import BinaryIO
 
 import paramiko
 
-from vpskit import facts, offsite, session
-from vpskit.backup_script import DUMP, MEDIA, archive_argv, backup_name, prune_argv
+from vpskit import applier, facts, offsite, plan, readers, session
+from vpskit.applier import Context
+from vpskit.backup_script import DUMP, Artifact, archived, backup_name, backup_steps
 from vpskit.config import Environment, Host
 from vpskit.errors import RemoteError, ToolkitError
+from vpskit.plan import Plan
 from vpskit.remote import Remote, Result
 from vpskit.sh.prune_backups import STAMP, parse_name, prune_dir
-from vpskit.steps import Reporter, run_steps
+from vpskit.steps import Reporter
 
 SAFETY_LABEL = "prerestore"
 AUTOMATIC_LABELS = ("predeploy", SAFETY_LABEL)  # dumps taken by vpskit itself before a change
-NO_SPACE = 28  # exit code of a server script that found too little free space (ENOSPC)
 CHUNK = 1 << 20
 IDLE_TIMEOUT = 300  # seconds without a byte before a transfer counts as dead
 LOCK_QUEUE = 3600  # seconds a backup waits for a deploy, rollback or restore to finish
@@ -91,44 +91,17 @@ def server_backups(env: Environment) -> facts.Probe:
 
 
 # ---- server commands -----------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Artifact:
-    """A verified backup file on the server."""
-
-    path: str
-    size: int
-    sha256: str
-
-    @property
-    def name(self) -> str:
-        return self.path.rsplit("/", 1)[-1]
-
-    def __str__(self) -> str:
-        return f"{self.path} ({self.size / 1e6:.1f} MB)"
-
-
 def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:
-    """Write, verify and rename one backup file on the server (always acts)."""
-    result = remote.run(archive_argv(env, name, kind), check=False, timeout=3600)
-    command = ["pg_dump", env.db_name] if kind == "dump" else ["tar", str(env.shared_dir)]
-    check_room(remote, command, result, "a dump", str(env.backup_dir))
-    size, sha256 = result.stdout.split()[-2:]
-    return Artifact(f"{env.backup_dir}/{name}", int(size), sha256)
-
-
-def no_space(host: str, what: str, path: str, need: int, free: int) -> str:
-    """The one line for too little free space, in MB (pure)."""
-    return (f"{host}: not enough free space for {what} in {path}: it needs about "
-            f"{need / 1e6:.1f} MB, {free / 1e6:.1f} MB are free; free some space (old backups, "
-            f"releases) or grow the disk, then try again")
+    """Write, verify and rename one backup file on the db host (always acts)."""
+    ctx = Context(env, db_host(env), remote, Reporter(quiet=True))
+    applier.apply(ctx, archived(env, name, kind))
+    return ctx.facts[f"{env.backup_dir}/{name}"]
 
 
 def check_room(remote: Remote, argv: list[str], result: Result, what: str, path: str) -> None:
-    """Raise for a failed script: exit 28 with ``NOSPACE <need> <free>`` (bytes) is the one
-    line :func:`no_space` says; any other failure is the command's error."""
-    if result.exited == NO_SPACE and result.stdout.startswith("NOSPACE"):
-        need, free = (int(n) for n in result.stdout.split()[1:3])
-        raise ToolkitError(no_space(remote.host, what, path, need, free))
+    """Raise for a failed script: too little room is one line (:func:`readers.room`); any
+    other failure is the command's error."""
+    readers.room(remote.host, result, what, path)
     if not result.ok:
         raise remote.error(argv, result)
 
@@ -136,6 +109,14 @@ def check_room(remote: Remote, argv: list[str], result: Result, what: str, path:
 def dump(remote: Remote, env: Environment, label: str = "") -> str:
     """Dump the app's database on the server; return its path and size. Always acts."""
     return str(archive(remote, env, dump_name(env.site, label)))
+
+
+def predeploy(env: Environment, release_id: str) -> Plan:
+    """Before release ``release_id``'s commands: a dump on the db host (through the hatch
+    ``predeploy_dump``), when the site has a Postgres of its own."""
+    if not env.own_postgres or env.db_host is None:
+        return Plan()
+    return plan.hatch("predeploy_dump", release_id, would=f"dump {env.db_name}")
 
 
 def automatic_prune_plan(site: str, names: Iterable[str], keep: int) -> list[str]:
@@ -227,61 +208,23 @@ def db_host(env: Environment) -> Host:
     return env.db_host
 
 
-@dataclass
-class Backup:
-    """One backup run on one host; the step methods run in order."""
+def fetch_all(remote: Remote, made: Sequence[Artifact], local: Path) -> str:
+    """Copy each of ``made`` into ``local``, verified (:func:`fetch`); the line saying so."""
+    for artifact in made:
+        fetch(remote, artifact, local / artifact.name)
+    return f"{local}: {', '.join(m.name for m in made)} (sha256 verified)"
 
-    env: Environment
-    remote: Remote
-    local: Path
-    stamp: str
-    made: list[Artifact] = field(default_factory=list)
 
-    def run(self, out: Reporter) -> None:
-        steps = [("dump", Backup.dump)]
-        if self.env.backups.media:
-            steps.append(("media", Backup.media))
-        if self.env.offsite.enabled:
-            steps.append(("offsite", Backup.offsite))
-        run_steps(self, [*steps, ("copy", Backup.copy), ("prune", Backup.prune)], out)
-
-    def dump(self) -> list[str]:
-        self.made.append(archive(self.remote, self.env, backup_name(self.env.site, self.stamp)))
-        return [str(self.made[-1])]
-
-    def media(self) -> list[str]:
-        name = backup_name(self.env.site, self.stamp, suffix=MEDIA)
-        self.made.append(archive(self.remote, self.env, name, "media"))
-        return [str(self.made[-1])]
-
-    def offsite(self) -> list[str]:
-        """Encrypted on the server, sent from it: the copies never pass through here."""
-        argv = offsite.upload_argv(self.env, [m.path for m in self.made])
-        result = self.remote.run(argv, check=False, timeout=3600)
-        if not result.ok:
-            raise ToolkitError(f"{self.remote.host}: "
-                               f"{result.stderr.strip() or 'off-site copy failed'}")
-        return [line.removeprefix("off-site ") for line in result.stdout.splitlines()]
-
-    def copy(self) -> list[str]:
-        for made in self.made:
-            fetch(self.remote, made, self.local / made.name)
-        return [f"{self.local}: {', '.join(m.name for m in self.made)} (sha256 verified)"]
-
-    def prune(self) -> list[str]:
-        """Only ever reached after a good dump and copy: nothing is pruned after a failure."""
-        result = self.remote.run(prune_argv(self.env), check=False)
-        if not result.ok:
-            raise self.remote.error(["prune", str(self.env.backup_dir)], result)
-        server = result.stdout.split()
-        try:
-            here = prune_dir(str(self.local), self.env.site, self.env.backups.keep_days)
-        except OSError as exc:
-            raise ToolkitError(f"cannot prune {self.local}: {exc.strerror or exc}") from None
-        remote = offsite.prune(self.env) if self.env.offsite.enabled else []
-        return [f"{where}: removed {', '.join(gone)}"
-                for where, gone in (("server", server), ("local", here), ("off-site", remote))
-                if gone]
+def prune_copies(env: Environment, local: Path) -> list[str]:
+    """Prune the copies here and off-site (with the operator's credentials) by age; a line
+    for each place something went."""
+    try:
+        here = prune_dir(str(local), env.site, env.backups.keep_days)
+    except OSError as exc:
+        raise ToolkitError(f"cannot prune {local}: {exc.strerror or exc}") from None
+    remote = offsite.prune(env) if env.offsite.enabled else []
+    return [f"{where}: removed {', '.join(gone)}"
+            for where, gone in (("local", here), ("off-site", remote)) if gone]
 
 
 def backup(env: Environment, local: Path, out: Reporter) -> None:
@@ -292,7 +235,8 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
     with session.connected(env, host) as remote, \
             deploy_lock(remote, env.site, "backup", queue=LOCK_QUEUE):
         out.line(f"backup {env.site} on {host.address}")
-        Backup(env, remote, local, datetime.now(UTC).strftime(STAMP)).run(out)
+        steps = backup_steps(env, datetime.now(UTC).strftime(STAMP), str(local))
+        applier.apply_steps(Context(env, host, remote, out), steps)
     out.line(f"backed up {env.site} in {time.monotonic() - start:.1f}s")
 
 

@@ -100,11 +100,81 @@ def offsite_authorize(ctx: Context, public: str) -> Plan:
     return Plan(changes=tuple(sftp_target.authorize(ctx.env, public)))
 
 
+def health(ctx: Context, mode: str, target: str, what: str, unit: str) -> Plan:
+    """Poll the health path (:func:`vpskit.deploy.switch.health_argv`) until it answers; on
+    failure one masked line, naming ``unit``'s last error when given (from its journal)."""
+    from vpskit.deploy import applog, switch
+    from vpskit.errors import HealthCheckError
+    h = ctx.env.health
+    result = ctx.remote.run(switch.health_argv(ctx.env, mode, target), check=False,
+                            timeout=h.retries * (h.timeout + 2) + 30)
+    if result.ok:
+        return Plan()
+    message = f"health check of {what} failed: {result.stdout.strip().removesuffix(':')}"
+    if unit:
+        journal = ctx.remote.run(applog.journal_argv(unit), check=False, timeout=30)
+        error = applog.last_error_line(journal.stdout) if journal.ok else None
+        message += f"; last error in {unit}: {error}" if error else ""
+    raise HealthCheckError(ctx.remote.masked(" ".join(message.split())))
+
+
+def release_command(ctx: Context, release_id: str, argv: tuple[str, ...]) -> Plan:
+    """One release command as a server-side unit; a failure is one line with the output's
+    tail, the whole output kept in the release's log (0600)."""
+    from vpskit import render
+    from vpskit.deploy import appcmd
+    from vpskit.errors import RemoteError
+    env, remote = ctx.env, ctx.remote
+    result = appcmd.run_release_command(remote, env, release_id, argv)
+    if not result.ok:
+        output = result.stdout + result.stderr
+        log = f"{render.release_dir(env, release_id)}/{appcmd.RELEASE_LOG}"
+        files.write(remote, files.FileSpec(log, f"$ {' '.join(argv)}\n{output}", mode=0o600),
+                    check=False)
+        raise RemoteError(remote.error(argv, result).args[0]
+                          + appcmd.lock_timeout_hint(env, output) + f" (full output: {log})")
+    return Plan(changes=(" ".join(argv[:3]),))
+
+
+def predeploy_dump(ctx: Context, release_id: str) -> Plan:
+    """A dump on the db host (this one, or a separate one over a login of its own) before the
+    release commands; then the automatic dumps beyond ``backups.keep_predeploy`` go."""
+    import contextlib
+
+    from vpskit import backups, session
+    env, db = ctx.env, ctx.env.db_host
+    with contextlib.ExitStack() as stack:
+        remote = ctx.remote if db == ctx.host else stack.enter_context(
+            session.connected(env, db))
+        where = "" if db == ctx.host else f"{db.address}: "
+        made = backups.dump(remote, env, label=f"predeploy-{release_id}")
+        pruned = backups.prune_automatic(remote, env)
+    return Plan(changes=(f"{where}{made}", *([f"pruned {len(pruned)} older pre-deploy dump(s)"]
+                                             if pruned else [])))
+
+
+def fetch_backups(ctx: Context, paths: tuple[str, ...], local: str) -> Plan:
+    """The backups just made (facts named by their paths) copied to ``local``, verified."""
+    from pathlib import Path
+
+    from vpskit import backups
+    made = [ctx.facts[path] for path in paths]
+    return Plan(changes=(backups.fetch_all(ctx.remote, made, Path(local)),))
+
+
+def prune_copies(ctx: Context, local: str) -> Plan:
+    """The copies in ``local`` and off-site pruned by age."""
+    from pathlib import Path
+
+    from vpskit import backups
+    return Plan(changes=tuple(backups.prune_copies(ctx.env, Path(local))))
+
+
 def restart_app(ctx: Context) -> Plan:
     """The live release restarted as a new one (new env file or units), once any deploy
     running has finished."""
-    from vpskit.deploy import restart_host
     from vpskit.deploy.lock import deploy_lock
+    from vpskit.deploy.run import restart_host
     from vpskit.steps import Reporter
     with deploy_lock(ctx.remote, ctx.env.site, "provision", queue=600):
         made = restart_host(ctx.env, ctx.host, ctx.remote, "provision: env or units",
@@ -127,5 +197,6 @@ def drop_database(ctx: Context) -> Plan:
 
 HATCHES: dict[str, Callable[..., Plan]] = {
     f.__name__: f for f in (verify_login, issue_certificate, postgres_role, reach,
-                            tls_preflight, offsite_key, offsite_authorize, restart_app,
-                            drop_database)}
+                            tls_preflight, offsite_key, offsite_authorize, health,
+                            release_command, predeploy_dump, fetch_backups, prune_copies,
+                            restart_app, drop_database)}

@@ -9,8 +9,9 @@ from collections.abc import Callable, Sequence
 
 from vpskit import envfile, files, fleet, interrupts, render, session
 from vpskit.config import Environment, Host
-from vpskit.deploy import appcmd, releases, restart_host
+from vpskit.deploy import appcmd, releases
 from vpskit.deploy.lock import deploy_lock
+from vpskit.deploy.run import restart_host
 from vpskit.errors import ToolkitError
 from vpskit.provision.app import base_env
 from vpskit.remote import Remote
@@ -75,7 +76,7 @@ def manage(env: Environment, args: Sequence[str]) -> int:
 def env_vars(env: Environment, settings: Sequence[str], unset: Sequence[str], out: Reporter
              ) -> None:
     """List the app's variables (values hidden), or set/unset some on every app host and
-    restart the app there gracefully (:func:`vpskit.deploy.restart_host`); when it does not
+    restart the app there gracefully (:func:`vpskit.deploy.run.restart_host`); when it does not
     come up with them, the old values are put back."""
     wanted: dict[str, str] = {}
     for item in settings:  # stdin is read once, here, not once per host

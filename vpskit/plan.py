@@ -21,11 +21,14 @@ NOTHING: Mapping[str, Any] = MappingProxyType({})
 @dataclass(frozen=True)
 class Run:
     """A command that changes the server; ``check=False`` lets it fail (a stop of what may
-    not run)."""
+    not run). ``read`` names how its result is read, then the reader's arguments
+    (:data:`vpskit.readers.READERS`): its exit code and output become change lines and facts,
+    or one error."""
     argv: tuple[str, ...]
-    stdin: str | None = None
+    stdin: bytes | str | None = None
     timeout: float | None = None
     check: bool = True
+    read: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -47,7 +50,17 @@ class Hatch:
     would: str = ""
 
 
-Action = Run | Write | Hatch
+@dataclass(frozen=True)
+class Undo:
+    """What puts the server back, registered before the ``covers`` risky actions after it:
+    should one of them fail or be interrupted, the applier runs these (shielded from signals),
+    and the error ends with ``said``."""
+    actions: tuple[Run | Write, ...]
+    covers: int
+    said: str = ""
+
+
+Action = Run | Write | Hatch | Undo
 
 
 @dataclass(frozen=True)
@@ -70,10 +83,10 @@ class Plan:
                     self.secrets + other.secrets)
 
 
-def run(*argv: str, change: str = "", stdin: str | None = None, timeout: float | None = None,
-        check: bool = True) -> Plan:
+def run(*argv: str, change: str = "", stdin: bytes | str | None = None,
+        timeout: float | None = None, check: bool = True, read: tuple[Any, ...] = ()) -> Plan:
     """A plan of one command; ``change`` is its line (none: it is part of another change)."""
-    return Plan((Run(tuple(argv), stdin, timeout, check),), (change,) if change else ())
+    return Plan((Run(tuple(argv), stdin, timeout, check, read),), (change,) if change else ())
 
 
 def commands(argvs: Iterable[Sequence[str]]) -> Plan:
@@ -92,6 +105,20 @@ def write(specs: Iterable[FileSpec], states: Mapping[str, FileState],
         return Plan()
     return Plan((Write(tuple(spec for spec, _ in todo), tuple(validate)),),
                 tuple(f"{spec.path} ({', '.join(why)})" for spec, why in todo))
+
+
+def overwrite(*specs: FileSpec) -> Plan:
+    """A plan writing ``specs`` whatever is there, with no line of its own (part of a change
+    said elsewhere)."""
+    return Plan((Write(specs),))
+
+
+def guarded(risky: Plan, back: Plan, said: str = "") -> Plan:
+    """``risky``, with ``back`` (commands and writes) to put the server back should one of its
+    actions fail."""
+    kept = tuple(a for a in back.actions if isinstance(a, Run | Write))
+    assert len(kept) == len(back.actions), "an undo is commands and writes only"
+    return Plan((Undo(kept, len(risky.actions), said),)) + risky
 
 
 def hatch(name: str, *args: Any, would: str = "") -> Plan:

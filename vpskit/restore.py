@@ -5,7 +5,7 @@ restored in one transaction on the db host, then started and health-checked agai
 before the commit leaves the database as it was and the app running. The replay is a unit of
 its own on the db host (:mod:`vpskit.serverop`): an operator that dies (killed, link lost)
 never cuts it short, and the lock holder there waits for it; the app's start is left to each
-host's lock holder (:func:`arm_undo`).
+host's lock holder (:func:`vpskit.deploy.lock.armed`).
 """
 
 from __future__ import annotations
@@ -20,7 +20,8 @@ from contextlib import ExitStack
 from dataclasses import dataclass
 from pathlib import Path
 
-from vpskit import facts, interrupts, offsite, render, serverop, session, sh
+from vpskit import applier, facts, interrupts, offsite, plan, render, serverop, session, sh
+from vpskit.applier import Context
 from vpskit.backup_script import RESTORE_SCRIPT
 from vpskit.backups import (
     SAFETY_LABEL,
@@ -36,8 +37,9 @@ from vpskit.backups import (
 )
 from vpskit.config import Environment, Host
 from vpskit.deploy import releases, switch
-from vpskit.deploy.lock import arm_undo, deploy_lock, disarm_undo
+from vpskit.deploy.lock import armed, deploy_lock, disarmed
 from vpskit.errors import ToolkitError
+from vpskit.plan import Plan
 from vpskit.provision import database
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
@@ -50,10 +52,14 @@ RESTORE_TIMEOUT = 3600  # seconds the replay of a dump may take
 class AppHost:
     """An app host as the restore finds it: its runner, live release, certificate."""
 
+    env: Environment
     host: Host
     remote: Remote
     live: str | None
     tls: bool
+
+    def apply(self, plan: Plan) -> None:
+        applier.apply(Context(self.env, self.host, self.remote, Reporter(quiet=True)), plan)
 
 
 @dataclass
@@ -106,8 +112,8 @@ class Restore:
         wait = max([env.app.graceful_timeout, *(p.stop_timeout for p in env.processes)]) + 60
         self.stopped = True
         for app in self.apps:  # a dead operator's lock holder starts it again
-            arm_undo(app.remote, env.site, self._start_commands(app))
-            app.remote.run(["systemctl", "stop", render.app_units(env)], timeout=wait)
+            app.apply(armed(env.site, self._start_commands(app))
+                      + plan.run("systemctl", "stop", render.app_units(env), timeout=wait))
         return [f"{env.site}-*@* on {', '.join(a.host.address for a in self.apps)}"]
 
     def _start_commands(self, app: AppHost) -> list[list[str]]:
@@ -122,11 +128,12 @@ class Restore:
         return commands
 
     def restore(self) -> list[str]:
-        args = [f"{self.env.backup_dir}/{self.name}", self.env.db_name, self.env.db_user]
-        result = serverop.run_script(self.remote, self.env.site, "restore", RESTORE_SCRIPT, args,
-                                     RESTORE_TIMEOUT)
-        if not result.ok:
-            raise self.remote.error(["pg_restore", self.name], result)
+        env = self.env
+        args = [f"{env.backup_dir}/{self.name}", env.db_name, env.db_user]
+        applier.apply(Context(env, db_host(env), self.remote, Reporter(quiet=True)), plan.run(
+            *serverop.script_argv(env.site, "restore", args, RESTORE_TIMEOUT),
+            stdin=RESTORE_SCRIPT, timeout=RESTORE_TIMEOUT, check=False,
+            read=("failed_as", "pg_restore", self.name)))
         self.restored = True
         return [f"{self.env.db_name} from {self.name}"]
 
@@ -135,18 +142,19 @@ class Restore:
         healthy = []
         for app in self.apps:
             if app.live and "web" in app.host.roles:
-                switch.check_socket(app.remote, self.env, app.live)
-                switch.check_public(app.remote, self.env, app.tls)
+                app.apply(switch.check_socket(self.env, app.live)
+                          + switch.check_public(self.env, app.tls))
                 healthy.append(f"{app.host.address}: {app.live} healthy")
         return healthy
 
     def _start(self) -> None:
         for app in self.apps:
+            started = Plan()
             if app.live and "web" in app.host.roles:
-                switch.start(app.remote, self.env, app.live)
+                started += switch.start(self.env, app.live)
             if app.live and "worker" in app.host.roles:
-                switch.restart_processes(app.remote, self.env, wait=True)
-            disarm_undo(app.remote, self.env.site)
+                started += switch.restart_processes(self.env, wait=True)
+            app.apply(started + disarmed(self.env.site))
         self.stopped = False
 
     def recover(self) -> str:
@@ -230,7 +238,7 @@ def restore(env: Environment, file: str, yes: bool, out: Reporter,
 def _app_host(env: Environment, host: Host, remote: Remote) -> AppHost:
     found = facts.gather(remote, [releases.probe(env),
                                   facts.nonempty(render.cert_path(env), "tls")])
-    return AppHost(host, remote, found["releases"].current, found["tls"])
+    return AppHost(env, host, remote, found["releases"].current, found["tls"])
 
 
 def confirm(env: Environment, host: Host, name: str, upload_from: Path | None,

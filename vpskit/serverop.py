@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import Sequence
+from typing import TYPE_CHECKING
 
 from vpskit import sh
-from vpskit.remote import Remote, Result
+
+if TYPE_CHECKING:
+    from vpskit.remote import Remote, Result
 
 SCRIPT = sh.script("server-op")
 SCRIPTS_DIR = "/run/vpskit-ops"  # root-only: a script sent on stdin waits here for its unit
@@ -36,7 +39,7 @@ def argv(unit: str, options: Sequence[str], command: Sequence[str], timeout: flo
 
 
 def script_command(unit: str, args: Sequence[str]) -> list[str]:
-    """The unit's command for a script sent on stdin to :func:`run` (pure)."""
+    """The unit's command for a script sent on its stdin (:func:`script_argv`) (pure)."""
     return ["bash", f"{SCRIPTS_DIR}/{unit}.sh", *args]
 
 
@@ -46,8 +49,8 @@ def run(remote: Remote, unit_argv: Sequence[str], timeout: float, script: str = 
     return remote.run(unit_argv, stdin=script, check=False, timeout=timeout)
 
 
-def run_script(remote: Remote, site: str, what: str, script: str, args: Sequence[str],
-               timeout: float) -> Result:
-    """Run the shell ``script`` with ``args`` as a new unit of ``site`` doing ``what``."""
+def script_argv(site: str, what: str, args: Sequence[str], timeout: float) -> list[str]:
+    """The remote command running a shell script sent on its stdin, with ``args``, as a new
+    unit of ``site`` doing ``what`` (pure but for the unit's name)."""
     unit = unit_name(site, what)
-    return run(remote, argv(unit, [], script_command(unit, args), timeout), timeout, script)
+    return argv(unit, [], script_command(unit, args), timeout)

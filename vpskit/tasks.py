@@ -72,7 +72,7 @@ def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="
     """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
     size = positive_int("--batch", batch)
     environment = load_env(env, inventory)
-    from vpskit.deploy import deploy_environment
+    from vpskit.deploy.run import deploy_environment
     deploy_environment(environment, ref, _reporter(), _selected(environment, hosts, role),
                        batch=size, with_maintenance=maintenance)
 
@@ -86,13 +86,15 @@ def maintenance(c, state, env=None, inventory=None):
     switch_environment(load_env(env, inventory), on, _reporter())
 
 
-@task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)"})
+@task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)",
+            "dry_run": "say what each step would do (diffs included), change nothing"})
 @exits
-def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None):
+def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None, dry_run=False):
     """Switch back to the previous good release."""
     environment = load_env(env, inventory)
-    from vpskit.deploy import rollback_environment
-    rollback_environment(environment, to, _reporter(), _selected(environment, hosts, role))
+    from vpskit.deploy.run import rollback_environment
+    rollback_environment(environment, to, _reporter(), _selected(environment, hosts, role),
+                         dry_run=dry_run)
 
 
 @task(help=ENV)

@@ -25,6 +25,18 @@ FAB = Path(sys.executable).parent / "fab"
 SECRET_KEY = "test-secret-key-that-must-never-be-printed-7f3a9c"
 
 
+def step_states(output: str) -> dict[str, str]:
+    """``{step: changed, unchanged, would change or failed}`` from a task's step lines."""
+    return dict(re.findall(r"^  (\S+)\s+(changed|unchanged|would change|failed)\b", output,
+                           re.M))
+
+
+def step_changes(output: str) -> dict[str, str]:
+    """``{step: its change details}`` of the steps that changed or would change."""
+    return {name.strip(): detail for name, detail in re.findall(
+        r"^  (\S.{11}) (?:changed|would change)\s+[\d.]+s  (.*)$", output, re.M)}
+
+
 @dataclass
 class Site:
     dir: Path

@@ -247,8 +247,8 @@ def test_list_shows_both_sides_with_sizes_and_ages(site):
 
 
 def test_retention_removes_only_what_is_older_than_keep_days(site):
-    doomed = [old_name(30), old_name(10), old_name(10, backups.MEDIA)]
-    kept = [old_name(3), old_name(3, backups.MEDIA), old_name(40, site_name="shop-staging")]
+    doomed = [old_name(30), old_name(10), old_name(10, backup_script.MEDIA)]
+    kept = [old_name(3), old_name(3, backup_script.MEDIA), old_name(40, site_name="shop-staging")]
     plant(site, doomed + kept)
     site.sh(f"touch {SERVER_DIR}/notes.txt")
     site.fab("backup")
@@ -262,7 +262,7 @@ def test_retention_removes_only_what_is_older_than_keep_days(site):
 
 def test_retention_keeps_the_newest_backup_whatever_its_age(site):
     """The program the server runs, on the server's own Python, over only old backups."""
-    names = [old_name(400), old_name(300), old_name(200), old_name(250, backups.MEDIA)]
+    names = [old_name(400), old_name(300), old_name(200), old_name(250, backup_script.MEDIA)]
     scratch = "/var/tmp/vpskit-prune-test"
     site.sh(f"rm -rf {scratch}; mkdir {scratch}; cd {scratch}; touch {' '.join(names)}")
     remote = site.remote()
@@ -277,7 +277,7 @@ def test_retention_keeps_the_newest_backup_whatever_its_age(site):
 
 @pytest.mark.parametrize("breakage", ["postgres stopped", "pg_dump dies midway"])
 def test_failed_dump_exits_nonzero_leaves_no_partial_and_prunes_nothing(site, breakage):
-    old = [old_name(30), old_name(30, backups.MEDIA)]
+    old = [old_name(30), old_name(30, backup_script.MEDIA)]
     plant(site, old)
     if breakage == "postgres stopped":
         break_it, fix_it = "systemctl stop postgresql", "systemctl start postgresql"

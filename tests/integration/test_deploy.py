@@ -14,7 +14,7 @@ import pytest
 
 from harness.devtasks.load import Load
 from harness.devtasks.sandbox import ROOT
-from tests.helpers.site import FAB, SECRET_KEY, Site
+from tests.helpers.site import FAB, SECRET_KEY, Site, step_changes
 from vpskit import envfile, pgadmin, render
 from vpskit.deploy.lock import deploy_lock
 
@@ -172,9 +172,13 @@ def test_rollback_returns_to_the_previous_good_release(site, deployed):
     site.fab("deploy")
     assert served_version(site) == "4.0.0"
     rolled_back = site.live_release()
+    planned = step_changes(site.fab("rollback", "--dry-run").stdout)
+    assert served_version(site) == "4.0.0" and site.live_release() == rolled_back
     result = site.fab("rollback")
     assert "rolled back shop-production" in result.stdout
     assert served_version(site) == "2.0.0"
+    assert step_changes(result.stdout) == planned, (planned, result.stdout)
+    assert planned["stop old"] == f"stopping {rolled_back}, marked bad", planned
     assert site.release_states()[rolled_back] == "bad"
     site.fab("rollback", "--to", rolled_back)  # an explicit target may be a bad one
     assert served_version(site) == "4.0.0" and site.release_states()[rolled_back] == "ok"

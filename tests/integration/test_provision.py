@@ -14,16 +14,12 @@ import paramiko
 import psycopg
 import pytest
 
-from tests.helpers.site import SECRET_KEY
+from tests.helpers.site import SECRET_KEY, step_changes, step_states
 from vpskit import envfile, ssh
 from vpskit.config import Host
 from vpskit.errors import ConnectError
 
 pytestmark = pytest.mark.vps
-
-
-def step_states(output: str) -> dict[str, str]:
-    return dict(re.findall(r"^  (\S+)\s+(changed|unchanged|would change)\b", output, re.M))
 
 
 def test_first_provision_changes_every_step_and_reports_it(provisioned):
@@ -147,12 +143,6 @@ def test_dry_run_shows_a_masked_diff_and_changes_nothing(site, provisioned):
         assert site.sh("sha256sum /etc/systemd/system/shop-production-web@.service") == before
     finally:
         inventory.write_text(original)
-
-
-def step_changes(output: str) -> dict[str, str]:
-    """``{step: its change details}`` of the steps that changed or would change."""
-    return {name.strip(): detail for name, detail in re.findall(
-        r"^  (\S.{11}) (?:changed|would change)\s+[\d.]+s  (.*)$", output, re.M)}
 
 
 def test_dry_run_says_what_apply_then_does(site, provisioned):

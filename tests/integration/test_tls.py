@@ -20,7 +20,7 @@ import pytest
 
 from harness.testvps import network, state
 from tests.helpers import machines
-from tests.helpers.site import Site
+from tests.helpers.site import Site, step_states
 
 pytestmark = pytest.mark.vps
 T = TypeVar("T")
@@ -68,10 +68,6 @@ def provisioned(site) -> dict:
 @pytest.fixture(scope="module")
 def deployed(site, provisioned) -> dict:
     return {"first": site.fab("deploy")}
-
-
-def step_states(output: str) -> dict[str, str]:
-    return dict(re.findall(r"^  (\S+)\s+(changed|unchanged|failed)\b", output, re.M))
 
 
 def tls_context(site: Site, version: ssl.TLSVersion | None = None) -> ssl.SSLContext:

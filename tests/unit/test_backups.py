@@ -11,14 +11,15 @@ from pathlib import Path
 
 import pytest
 
-from tests.unit.planned import runs
-from vpskit import backup_script, backups, render, restore
+from tests.unit.planned import hatches, runs
+from vpskit import backup_script, backups, readers, render, restore
 from vpskit.config import App, Backups, Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileState
 from vpskit.plan import Plan, writes
 from vpskit.provision import backup_timer
 from vpskit.provision.backup_timer import BackupTimerFacts
+from vpskit.remote import Result
 from vpskit.sh import prune_backups
 from vpskit.steps import Reporter
 
@@ -47,7 +48,7 @@ def test_names_round_trip():
     assert backups.parse_name(SITE, named(0)) == ("20260331T120000Z", "", ".dump")
     assert backups.parse_name(SITE, named(0, "predeploy-20260331T115959Z-abc1234")) == (
         "20260331T120000Z", "predeploy-20260331T115959Z-abc1234", ".dump")
-    assert backups.parse_name(SITE, named(0, suffix=backups.MEDIA)) == (
+    assert backups.parse_name(SITE, named(0, suffix=backup_script.MEDIA)) == (
         "20260331T120000Z", "", "-media.tar.gz")
     assert backups.backup_name(SITE, "20260331T120000Z", "a b/c") == (
         "shop-production-20260331T120000Z-a-b-c.dump")
@@ -57,18 +58,18 @@ def test_names_round_trip():
 
 
 def test_prune_plan_keeps_the_last_days_and_the_newest_of_each_kind():
-    names = [named(40), named(40, suffix=backups.MEDIA), named(31), named(29),
-             named(10, "predeploy-x"), named(1), named(0.5, suffix=backups.MEDIA),
+    names = [named(40), named(40, suffix=backup_script.MEDIA), named(31), named(29),
+             named(10, "predeploy-x"), named(1), named(0.5, suffix=backup_script.MEDIA),
              named(90, site="shop-staging"), "notes.txt", f".{named(60)}.partial"]
     assert prune_backups.prune_plan(SITE, names, cutoff(30)) == [
-        named(40, suffix=backups.MEDIA), named(40), named(31)]
+        named(40, suffix=backup_script.MEDIA), named(40), named(31)]
     assert prune_backups.prune_plan(SITE, names, cutoff(2)) == [
-        named(40, suffix=backups.MEDIA), named(40), named(31), named(29),
+        named(40, suffix=backup_script.MEDIA), named(40), named(31), named(29),
         named(10, "predeploy-x")]
 
 
 def test_prune_plan_never_removes_the_newest_backup_whatever_its_age():
-    names = [named(400), named(300), named(200), named(250, suffix=backups.MEDIA)]
+    names = [named(400), named(300), named(200), named(250, suffix=backup_script.MEDIA)]
     assert prune_backups.prune_plan(SITE, names, cutoff(30)) == [named(400), named(300)]
     assert prune_backups.prune_plan(SITE, [named(365)], cutoff(1)) == []
     assert prune_backups.prune_plan(SITE, [], cutoff(1)) == []
@@ -85,7 +86,7 @@ def test_prune_dir_deletes_only_the_plan(tmp_path):
 
 def test_the_program_shipped_to_the_server_prunes_like_the_plan(tmp_path):
     now = datetime.now(UTC)
-    names = [named(400, now=now), named(40, now=now), named(40, suffix=backups.MEDIA, now=now),
+    names = [named(400, now=now), named(40, now=now), named(40, suffix=backup_script.MEDIA, now=now),
              named(0, now=now), "notes.txt"]
     for name in names:
         (tmp_path / name).write_bytes(b"x")
@@ -99,7 +100,7 @@ def test_the_program_shipped_to_the_server_prunes_like_the_plan(tmp_path):
 
 def test_latest_skips_safety_dumps_and_media():
     names = [named(3), named(2, "predeploy-x"), named(1, backups.SAFETY_LABEL),
-             named(0, suffix=backups.MEDIA)]
+             named(0, suffix=backup_script.MEDIA)]
     assert backups.latest(SITE, names) == named(2, "predeploy-x")
     assert backups.latest(SITE, [named(0, backups.SAFETY_LABEL)]) is None
 
@@ -205,7 +206,46 @@ def test_automatic_dumps_beyond_the_newest_n_are_pruned_others_never():
 
 
 def test_too_little_space_is_one_line_in_megabytes():
-    line = backups.no_space("10.0.0.2", "a dump", "/var/backups/shop", 12_500_000, 65_536)
+    line = readers.no_space("10.0.0.2", "a dump", "/var/backups/shop", 12_500_000, 65_536)
     assert line == ("10.0.0.2: not enough free space for a dump in /var/backups/shop: it needs "
                     "about 12.5 MB, 0.1 MB are free; free some space (old backups, releases) or "
                     "grow the disk, then try again")
+
+
+# ---- fab backup as plans -------------------------------------------------------------------------
+def test_backup_steps_dump_copy_then_prune_and_nothing_after_a_failed_step():
+    steps = dict(backup_script.backup_steps(env(), "20260331T120000Z", "/home/op/backups"))
+    assert list(steps) == ["dump", "copy", "prune"]
+    dump = f"/var/backups/{SITE}/{SITE}-20260331T120000Z.dump"
+    (run,) = steps["dump"].actions
+    assert run.read == ("archived", dump, ("pg_dump", "shop_production"))
+    assert run.argv[3:] == ("archive", f"/var/backups/{SITE}", f"{SITE}-20260331T120000Z.dump",
+                            "dump", "shop_production")
+    assert hatches(steps["copy"]) == [("fetch_backups", (dump,), "/home/op/backups")]
+    assert runs(steps["prune"])[0][:2] == ["python3", "-c"]
+    assert hatches(steps["prune"]) == [("prune_copies", "/home/op/backups")]
+    with_media = dict(backup_script.backup_steps(env(media=True), "20260331T120000Z", "/b"))
+    assert list(with_media) == ["dump", "media", "copy", "prune"]
+    assert hatches(with_media["copy"])[0][1][1].endswith("-20260331T120000Z-media.tar.gz")
+
+
+def test_reading_an_archive_gives_its_line_and_fact_or_the_dumps_own_error():
+    made = readers.archived("h", Result("writing\n3000000 ab12\n", "", 0), "/b/x.dump",
+                            ("pg_dump", "shop"))
+    artifact = backup_script.Artifact("/b/x.dump", 3_000_000, "ab12")
+    assert made.changes == ("/b/x.dump (3.0 MB)",) and made.outputs == {"/b/x.dump": artifact}
+    with pytest.raises(readers.FailedAs) as caught:
+        readers.archived("h", Result("", "pg_dump: error", 1), "/b/x.dump", ("pg_dump", "shop"))
+    assert caught.value.argv == ["pg_dump", "shop"]
+    with pytest.raises(ToolkitError, match=r"^h: not enough free space for a dump in /b: "):
+        readers.archived("h", Result("NOSPACE 2000000 1000\n", "", 28), "/b/x.dump", ("x",))
+
+
+def test_pruning_and_the_offsite_copy_read_as_lines():
+    assert readers.pruned("h", Result("a.dump b.dump\n", "", 0), "/b").changes == \
+        ("server: removed a.dump, b.dump",)
+    assert readers.pruned("h", Result("", "", 0), "/b").changes == ()
+    assert readers.offsite("h", Result("off-site sent x (1 MB)\n", "", 0)).changes == \
+        ("sent x (1 MB)",)
+    with pytest.raises(ToolkitError, match=r"^h: bucket gone$"):
+        readers.offsite("h", Result("", "bucket gone\n", 1))

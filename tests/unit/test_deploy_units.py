@@ -12,6 +12,9 @@ from vpskit.config import App, Environment, Host, Postgres
 from vpskit.deploy import appcmd, lock, releases, source, switch
 from vpskit.deploy.pipeline import check_python
 from vpskit.errors import ToolkitError
+from vpskit.plan import Plan, Write
+
+from .planned import runs
 
 
 def env(**app) -> Environment:
@@ -176,22 +179,12 @@ def test_the_release_nginx_serves_is_read_from_its_upstream_file():
     assert switch.upstream_release("") is None
 
 
-class RecordingRemote:
-    def __init__(self):
-        self.argvs = []
-
-    def run(self, argv, **kwargs):
-        self.argvs.append(argv)
-
-
 def test_current_is_repaired_to_what_nginx_serves_and_left_alone_when_they_agree():
-    remote = RecordingRemote()
-    assert switch.repair_current(remote, env(), "r1", "r1") is None
-    assert switch.repair_current(remote, env(), "r1", None) is None
-    assert remote.argvs == []
-    said = switch.repair_current(remote, env(), "r1", "r2")
-    assert said == "repaired: current -> r2, the release nginx serves (was r1)"
-    assert remote.argvs[0][-4:] == ["releases/r2", f"{env().current_link}.vpskit-new",
+    assert switch.repair_current(env(), "r1", "r1") == Plan()
+    assert switch.repair_current(env(), "r1", None) == Plan()
+    repair = switch.repair_current(env(), "r1", "r2")
+    assert repair.changes == ("repaired: current -> r2, the release nginx serves (was r1)",)
+    assert runs(repair)[0][-4:] == ["releases/r2", f"{env().current_link}.vpskit-new",
                                     str(env().current_link), "shop-production-web@r2.service"]
 
 
@@ -254,3 +247,12 @@ def test_what_the_lock_holder_did_for_a_dead_holder_is_told_to_the_next_one_once
     again = []
     hold(path, again).stdin.close()
     assert again == []
+
+
+def test_an_undo_journal_is_root_only_and_holds_each_command_on_a_line():
+    journal = lock.armed("shop-production", [["systemctl", "start", "a b.service"], ["true"]])
+    (spec,) = [spec for action in journal.actions if isinstance(action, Write)
+               for spec in action.specs]
+    assert (spec.path, spec.mode) == (lock.undo_path("shop-production"), 0o600)
+    assert spec.content == "systemctl start 'a b.service'\ntrue\n"
+    assert runs(lock.disarmed("shop-production")) == [["rm", "-f", spec.path]]

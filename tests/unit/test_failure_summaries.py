@@ -2,11 +2,14 @@
 journal, and how the virtualenv step and the socket health check use them; commands that run
 over their time."""
 
+import hashlib
 from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
 
+from vpskit import applier, readers
+from vpskit.applier import Context
 from vpskit.config import App, Environment, Host
 from vpskit.deploy import appcmd, applog, pipeline, switch
 from vpskit.deploy.pipfail import summarize_pip_failure
@@ -90,14 +93,14 @@ def deploy(remote: Remote, **fields) -> pipeline.Deploy:
 
 def test_virtualenv_pip_failure_is_one_masked_line_naming_the_log():
     output = (PIP / "django-6.log").read_text() + "token hunter2 leaked\n"
-    remote = ScriptedRemote({"venv": Result(output, "", pipeline.PIP_FAILED)},
+    remote = ScriptedRemote({"venv": Result(output, "", readers.PIP_FAILED)},
                             secrets=["hunter2"])
     with pytest.raises(RemoteError) as caught:
         deploy(remote, python=(3, 11)).virtualenv()
     assert str(caught.value) == (f"192.0.2.1: pip install -r requirements.txt failed: {DJANGO6} "
                                  f"(full output: {ENV.releases_dir}/{RID}/.vpskit-pip.log)")
     remote = ScriptedRemote({"venv": Result("Collecting x\nERROR: bad token hunter2\n", "",
-                                            pipeline.PIP_FAILED)}, secrets=["hunter2"])
+                                            readers.PIP_FAILED)}, secrets=["hunter2"])
     with pytest.raises(RemoteError, match=r"pip: bad token \*\*\* \(full output"):
         deploy(remote).virtualenv()
 
@@ -106,7 +109,7 @@ def test_virtualenv_other_failures_and_success_read_as_before():
     remote = ScriptedRemote({"venv": Result("", "ensurepip is not available", 1)})
     with pytest.raises(RemoteError, match=r"`venv .*` exited 1: ensurepip is not available"):
         deploy(remote).virtualenv()
-    key = pipeline.hashlib.sha256(b"Django>=6.0\n").hexdigest()[:16]
+    key = hashlib.sha256(b"Django>=6.0\n").hexdigest()[:16]
     built = deploy(ScriptedRemote({"venv": Result("built\n", "", 0)})).virtualenv()
     assert built == [f"built venvs/{key}"]
     assert deploy(ScriptedRemote({})).virtualenv() == [f"reused venvs/{key}"]
@@ -257,13 +260,17 @@ def test_last_error_line(journal, line):
     assert applog.last_error_line(journal) == line
 
 
+def applied(remote, plan):
+    return applier.apply(Context(ENV, ENV.hosts[0], remote, Reporter(quiet=True)), plan)
+
+
 def test_failed_socket_health_check_names_the_apps_last_error_masked_on_one_line():
     journal = GUNICORN_DJANGO_SETTINGS.replace("must not be empty.", "is 'pa55word' (bad)")
     remote = ScriptedRemote({
         "health": Result("no 200 after 20 attempts in 31.2s; last status 000:\n", "", 1),
         "journalctl": Result(journal, "", 0)}, secrets=["pa55word"])
     with pytest.raises(HealthCheckError) as caught:
-        switch.check_socket(remote, ENV, RID)
+        applied(remote, switch.check_socket(ENV, RID))
     unit = f"shop-production-web@{RID}.service"
     assert str(caught.value) == (
         f"health check of release {RID} on its socket failed: no 200 after 20 attempts in "
@@ -279,7 +286,7 @@ def test_failed_health_check_body_is_masked_and_a_silent_journal_adds_nothing():
                          "", 1),
         "journalctl": Result(HEALTHY, "", 0)}, secrets=["pa55word"])
     with pytest.raises(HealthCheckError) as caught:
-        switch.check_socket(remote, ENV, RID)
+        applied(remote, switch.check_socket(ENV, RID))
     assert str(caught.value) == (f"health check of release {RID} on its socket failed: no 200 "
                                  f"after 3 attempts in 2.0s; last status 500: key=***")
 
@@ -289,7 +296,7 @@ def test_public_health_check_reads_no_journal():
                                               "", 1)})
     with pytest.raises(HealthCheckError, match=r"through nginx failed: no 200 after 3 "
                                                r"attempts; last status 502$"):
-        switch.check_public(remote, ENV, tls=False)
+        applied(remote, switch.check_public(ENV, tls=False))
     assert not any("journalctl" in line for line in remote.lines)
 
 

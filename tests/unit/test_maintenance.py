@@ -9,8 +9,9 @@ import pytest
 
 from tests.unit.test_inventory import GOOD, write
 from tests.unit.test_render import RELEASE, certificate, make_env, nginx_test  # noqa: F401
-from vpskit import deploy, inventory, maintenance, render
+from vpskit import inventory, maintenance, render
 from vpskit.config import Host, Maintenance
+from vpskit.deploy import run as deploy
 from vpskit.errors import InventoryError, ToolkitError
 
 ALLOWED = Maintenance(allow=("203.0.113.7", "2001:db8::/32"), retry_after=120)

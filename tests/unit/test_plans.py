@@ -34,11 +34,13 @@ from vpskit.provision import (
 ENV = make_env()
 HOST = ENV.hosts[0]
 PACKAGE = Path(vpskit.__file__).parent
-PLAN_MODULES = ["vpskit.plan", "vpskit.job_units", "vpskit.removal",
+PLAN_MODULES = ["vpskit.plan", "vpskit.job_units", "vpskit.removal", "vpskit.backup_script",
+                "vpskit.deploy.switch", "vpskit.deploy.releases",
                 *(f"vpskit.provision.{p.stem}" for p in sorted((PACKAGE / "provision").glob("*.py"))
                   if p.stem not in ("__init__", "runner"))]
 SSH_LAYER = ("vpskit.remote", "vpskit.ssh", "vpskit.session", "vpskit.pgadmin",
-             "vpskit.sftp_target", "vpskit.applier", "vpskit.hatch", "vpskit.deploy", "fabric",
+             "vpskit.sftp_target", "vpskit.applier", "vpskit.hatch", "vpskit.deploy.run",
+             "vpskit.deploy.pipeline", "vpskit.deploy.lock", "fabric",
              "paramiko", "invoke", "psycopg")
 
 

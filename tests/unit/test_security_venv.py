@@ -17,8 +17,9 @@ from types import SimpleNamespace
 import pytest
 
 from tests.unit.test_failure_summaries import DJANGO6
+from vpskit import readers
 from vpskit.config import App, Environment, Host
-from vpskit.deploy import pipeline
+from vpskit.deploy import pipeline, releases
 from vpskit.deploy.pipfail import summarize_pip_failure
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.remote import Remote, Result
@@ -72,9 +73,9 @@ def venv_script(base: Path, df_free: int | None = None) -> subprocess.CompletedP
     if df_free is not None:
         fake_df(base, df_free)
     env = {**os.environ, "PATH": f"{base / 'bin'}:{os.environ['PATH']}"}
-    return subprocess.run(["bash", "-c", pipeline.VENV_SCRIPT, "venv", str(base / "venvs"), "k",
+    return subprocess.run(["bash", "-c", releases.VENV_SCRIPT, "venv", str(base / "venvs"), "k",
                            str(base / "release"), "requirements.txt",
-                           str(base / "release" / pipeline.PIP_LOG), USER],
+                           str(base / "release" / releases.PIP_LOG), USER],
                           capture_output=True, text=True, env=env, timeout=60)
 
 
@@ -95,7 +96,7 @@ def test_security_venv_is_built_by_the_app_user_then_root_owned_and_read_only(ba
     assert venv.stat().st_gid == pwd.getpwnam(USER).pw_gid  # the app reads it through its group
     assert stat.S_IMODE(venv.stat().st_mode) == 0o750
     assert sorted(p.name for p in venv.iterdir()) == [".vpskit-complete", "bin", "lib"]
-    log = base / "release" / pipeline.PIP_LOG
+    log = base / "release" / releases.PIP_LOG
     assert stat.S_IMODE(log.stat().st_mode) == 0o600 and log.stat().st_uid == 0
     assert log.read_text() == (
         f"pip install --disable-pip-version-check --no-input --progress-bar off -r "
@@ -110,8 +111,8 @@ def test_security_venv_pip_failure_keeps_its_output_in_a_private_log(base):
     (base / "pip-output").write_text((PIP / "django-6.log").read_text())
     (base / "pip-exit").write_text("1")
     failed = venv_script(base)
-    log = base / "release" / pipeline.PIP_LOG
-    assert failed.returncode == pipeline.PIP_FAILED and failed.stdout == log.read_text()
+    log = base / "release" / releases.PIP_LOG
+    assert failed.returncode == readers.PIP_FAILED and failed.stdout == log.read_text()
     assert stat.S_IMODE(log.stat().st_mode) == 0o600
     assert summarize_pip_failure(failed.stdout, (3, 11)) == DJANGO6
 
@@ -154,14 +155,14 @@ def test_security_venv_build_needs_300_mb_or_the_largest_venv_and_a_fifth(base):
 def test_security_unpack_needs_the_archive_and_a_fifth_and_50_mb(tmp_path):
     (tmp_path / "bin").mkdir()
     fake_df(tmp_path, 1000)
-    releases = tmp_path / "releases"
-    releases.mkdir()
+    where = tmp_path / "releases"
+    where.mkdir()
     env = {**os.environ, "PATH": f"{tmp_path / 'bin'}:{os.environ['PATH']}"}
-    short = subprocess.run(["bash", "-c", pipeline.UNPACK_SCRIPT, "unpack",
-                            str(releases / "r1"), "root", "abc", "1000000"],
+    short = subprocess.run(["bash", "-c", releases.UNPACK_SCRIPT, "unpack",
+                            str(where / "r1"), "root", "abc", "1000000"],
                            input=b"x" * 5_000_000, capture_output=True, env=env, timeout=60)
     assert (short.returncode, short.stdout) == (28, b"NOSPACE 51200000 1000\n")
-    assert not (releases / "r1").exists()
+    assert not (where / "r1").exists()
 
 
 # ---- the Python side -----------------------------------------------------------------------------

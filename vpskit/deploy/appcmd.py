@@ -13,8 +13,9 @@ import secrets
 import shlex
 from collections.abc import Sequence
 
-from vpskit import render, serverop
+from vpskit import plan, render, serverop
 from vpskit.config import App, Environment
+from vpskit.plan import Plan
 from vpskit.remote import Remote, Result
 
 DEFAULT_RELEASE_COMMANDS = {
@@ -86,6 +87,19 @@ def lock_timeout_hint(env: Environment, output: str) -> str:
     return (f"; it waited over {env.postgres.lock_timeout} s for a table lock held by another "
             "transaction (a long query or a worker): the old release still serves; deploy again "
             "when it is done, or raise postgres.lock_timeout")
+
+
+RELEASE_LOG = ".vpskit-release.log"
+
+
+def release_plan(env: Environment, release_id: str) -> Plan:
+    """The release commands (:func:`release_commands`) of release ``release_id``, in order,
+    each as a server-side unit through the hatch ``release_command``."""
+    result = Plan()
+    for argv in release_commands(env.app):
+        result += plan.hatch("release_command", release_id, tuple(argv),
+                             would=" ".join(argv[:3]))
+    return result
 
 
 def run_release_command(remote: Remote, env: Environment, release_id: str, argv: Sequence[str],

@@ -8,7 +8,7 @@ nothing has to guess whether the holder is gone. A holder file says who holds it
 and with which pid.
 
 Before a step that leaves the site down until a later one (a restore stops the app), the holder
-arms an undo journal (:func:`arm_undo`): commands the lock's server-side process runs, still
+arms an undo journal (:func:`armed`): commands the lock's server-side process runs, still
 holding the lock, if the holder's session ends before the journal is removed, and which the
 next holder runs first if even that process was killed.
 """
@@ -27,8 +27,9 @@ from contextlib import contextmanager
 from datetime import UTC, datetime
 from typing import Any
 
-from vpskit import facts, files, serverop, sh
+from vpskit import facts, files, plan, serverop, sh
 from vpskit.errors import LockHeldError, RemoteError
+from vpskit.plan import Plan
 from vpskit.remote import Remote
 from vpskit.render import lock_path
 
@@ -121,13 +122,13 @@ def undo_path(site: str) -> str:
     return f"{lock_path(site)}.undo"
 
 
-def arm_undo(remote: Remote, site: str, commands: Sequence[Sequence[str]]) -> None:
+def armed(site: str, commands: Sequence[Sequence[str]]) -> Plan:
     """Leave ``commands`` to the lock's server-side process: it runs them if this holder's
-    session ends before :func:`disarm_undo` (killed, link lost)."""
+    session ends before the journal is :func:`disarmed` (killed, link lost)."""
     text = "".join(shlex.join(command) + "\n" for command in commands)
-    files.write(remote, files.FileSpec(undo_path(site), text, mode=0o600))
+    return plan.overwrite(files.FileSpec(undo_path(site), text, mode=0o600))
 
 
-def disarm_undo(remote: Remote, site: str) -> None:
-    """What :func:`arm_undo` left is done (or undone) by this holder itself."""
-    remote.run(["rm", "-f", undo_path(site)])
+def disarmed(site: str) -> Plan:
+    """What :func:`armed` left is done (or undone) by this holder itself."""
+    return plan.run("rm", "-f", undo_path(site))

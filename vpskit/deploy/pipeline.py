@@ -7,29 +7,21 @@ after it switches back to the old release (still running) and marks the new one 
 
 from __future__ import annotations
 
-import contextlib
 import getpass
-import hashlib
 import shlex
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from vpskit import applier, backups, facts, files, job_units, render, session, sh
+from vpskit import applier, backups, facts, job_units, render
 from vpskit.applier import Context
 from vpskit.config import Environment, Host
-from vpskit.deploy import appcmd, pipfail, releases, switch
+from vpskit.deploy import appcmd, releases, switch
 from vpskit.deploy.releases import Release, Releases
 from vpskit.deploy.source import Source, required_python
-from vpskit.errors import RemoteError, ToolkitError
+from vpskit.errors import ToolkitError
 from vpskit.plan import Plan, facts_of
 from vpskit.remote import Remote
 from vpskit.steps import Reporter, run_steps
-
-VENV_SCRIPT = sh.script("venv")
-PIP_FAILED = 3  # VENV_SCRIPT's exit code when pip failed; its output is then pip's log
-PIP_LOG = ".vpskit-pip.log"
-
-UNPACK_SCRIPT = sh.script("unpack")
 
 
 @dataclass(frozen=True)
@@ -56,7 +48,7 @@ def probes(env: Environment) -> list[facts.Probe]:
 
 @dataclass
 class Deploy:
-    """State of one deploy on one host; :func:`vpskit.deploy.deploy_environment` runs its
+    """State of one deploy on one host; :func:`vpskit.deploy.run.deploy_environment` runs its
     phases across the hosts (see :meth:`phase`)."""
 
     env: Environment
@@ -116,116 +108,69 @@ class Deploy:
         self.before, self.python, self.tls = found.releases, found.python, found.tls
         self.job_units = job_units.units(self.env, self.host,
                                          facts_of(job_units.JobFacts, gathered))
-        repaired = switch.repair_current(self.remote, self.env, self.before.current,
-                                         found.upstream_release) if self.web else None
+        repaired = self._apply(switch.repair_current(
+            self.env, self.before.current, found.upstream_release)) if self.web else []
         if repaired:
             self.before = releases.load(self.remote, self.env)
-        return [repaired] if repaired else []
+        return repaired
 
     def upload(self) -> list[str]:
-        """Unpack the commit's tree as the new release, root's and read-only for the app; too
-        little free space for it is one line."""
-        archive = self.source.archive()
-        argv = ["bash", "-c", UNPACK_SCRIPT, "unpack", self.release_dir, self.env.app_user,
-                self.source.sha, str(len(archive))]
-        result = self.remote.run(argv, stdin=archive, timeout=600, check=False)
-        backups.check_room(self.remote, argv, result, "the release", str(self.env.releases_dir))
+        self._apply(releases.unpack(self.env, self._release("new"), self.source.archive()))
         self.uploaded = True
-        self._meta("new")
         return [f"{self.release_id} ({self.source.ref} = {self.source.short})"]
 
     def virtualenv(self) -> list[str]:
-        """Build the venv for this requirements file as the app user, then make it root's and
-        read-only for the app (reused when built before); a pip failure is one line, with pip's
-        full output left in the release's .vpskit-pip.log (0600), and so is too little space."""
-        name = self.env.app.requirements
-        key = hashlib.sha256(self.source.read(name) or b"").hexdigest()[:16]
-        log = f"{self.release_dir}/{PIP_LOG}"
-        venvs = f"{self.env.root}/venvs"
-        argv = ["bash", "-c", VENV_SCRIPT, "venv", venvs, key, self.release_dir, name, log,
-                self.env.app_user]
-        result = self.remote.run(argv, check=False, timeout=1800)
-        if result.exited == PIP_FAILED:
-            summary = pipfail.summarize_pip_failure(result.stdout, self.python)
-            raise RemoteError(self.remote.masked(
-                f"{self.remote.host}: pip install -r {name} failed: {summary} (full output: "
-                f"{log})"))
-        backups.check_room(self.remote, argv, result, "a virtualenv", venvs)
-        return [f"built venvs/{key}" if "built" in result.stdout else f"reused venvs/{key}"]
+        return self._apply(releases.virtualenv(self.env, self.release_id,
+                                               self.source.read(self.env.app.requirements),
+                                               self.python))
 
     def backup(self) -> list[str]:
-        """A dump on the db host (this one or a separate one) before the release commands;
-        then the automatic dumps beyond ``backups.keep_predeploy`` go."""
-        db = self.env.db_host
-        if not self.env.own_postgres or db is None:
-            return []
-        with contextlib.ExitStack() as stack:
-            remote = self.remote if db == self.host else stack.enter_context(
-                session.connected(self.env, db))
-            where = "" if db == self.host else f"{db.address}: "
-            made = backups.dump(remote, self.env, label=f"predeploy-{self.release_id}")
-            pruned = backups.prune_automatic(remote, self.env)
-        return [f"{where}{made}", *([f"pruned {len(pruned)} older pre-deploy dump(s)"]
-                                    if pruned else [])]
+        return self._apply(backups.predeploy(self.env, self.release_id))
 
     def release_commands(self) -> list[str]:
-        done = []
-        for argv in appcmd.release_commands(self.env.app):
-            result = appcmd.run_release_command(self.remote, self.env, self.release_id, argv)
-            if not result.ok:
-                output = result.stdout + result.stderr
-                log = self._save_log(" ".join(argv), output)
-                raise RemoteError(self.remote.error(argv, result).args[0]
-                                  + appcmd.lock_timeout_hint(self.env, output)
-                                  + f" (full output: {log})")
-            done.append(" ".join(argv[:3]))
-        return done
+        return self._apply(appcmd.release_plan(self.env, self.release_id))
 
     def start(self) -> list[str]:
         self.started = True
-        switch.start(self.remote, self.env, self.release_id)
+        self._apply(switch.start(self.env, self.release_id))
         return [f"{self.env.site}-web@{self.release_id}"]
 
     def health(self) -> list[str]:
-        switch.check_socket(self.remote, self.env, self.release_id)
+        self._apply(switch.check_socket(self.env, self.release_id))
         return [f"{self.env.health.path} answered {self.env.health.status}"]
 
     def switch(self) -> list[str]:
         self.switched = True  # before the first change: an interrupt inside it is undone too
-        switch.point_nginx(self.remote, self.env, self.release_id, self.live)
-        switch.point_current(self.remote, self.env, self.release_id, web=True)
+        self._apply(switch.point_nginx(self.env, self.release_id, self.live))
+        self._apply(switch.point_current(self.env, self.release_id, web=True))
         return [f"nginx -> {self.release_id}"]
 
     def current(self) -> list[str]:
         """A host without web: the ``current`` link its processes run from."""
         self.switched = True
-        switch.point_current(self.remote, self.env, self.release_id, web=False)
+        self._apply(switch.point_current(self.env, self.release_id, web=False))
         self._meta("ok")
         return [f"current -> {self.release_id}"]
 
     def public_health(self) -> list[str]:
-        return [switch.check_public(self.remote, self.env, self.tls)]
+        self._apply(switch.check_public(self.env, self.tls))
+        return [switch.public_url(self.env, self.tls)[2]]
 
     def stop_old(self) -> list[str]:
         """The release that served before, and any other left running (by a deploy killed
         before it could stop them), stop in the background."""
         self._meta("ok")
-        stopped = switch.stop_all_but(self.remote, self.env, self.release_id)
-        return [f"stopping {', '.join(stopped)}"] if stopped else []
+        return self._apply(switch.stop_all_but(self.env, self.release_id))
 
     def processes(self) -> list[str]:
-        return switch.restart_processes(self.remote, self.env)
+        return self._apply(switch.restart_processes(self.env))
 
     def jobs(self) -> list[str]:
         """The inventory's scheduled jobs, on the live release from now on (:mod:`vpskit.jobs`)."""
-        return applier.apply(Context(self.env, self.host, self.remote, self.out),
-                             self.job_units or Plan())
+        return self._apply(self.job_units or Plan())
 
     def prune(self) -> list[str]:
-        doomed = releases.load(self.remote, self.env).to_prune(self.env.releases_keep)
-        if doomed:
-            self.remote.run(["bash", "-c", PRUNE_SCRIPT, "prune", str(self.env.root), *doomed])
-        return [f"removed {len(doomed)} old release(s)"] if doomed else []
+        return self._apply(releases.pruned(self.env, releases.load(self.remote, self.env)))
 
     # ---- failure -------------------------------------------------------------------------------
     def recover(self) -> str:
@@ -239,13 +184,13 @@ class Deploy:
         try:
             if self.switched and self.live:
                 if self.web:
-                    switch.point_nginx(self.remote, self.env, self.live, self.release_id)
-                switch.point_current(self.remote, self.env, self.live, web=self.web)
+                    self._apply(switch.point_nginx(self.env, self.live, self.release_id))
+                self._apply(switch.point_current(self.env, self.live, web=self.web))
                 if "worker" in self.host.roles:
-                    switch.restart_processes(self.remote, self.env)
+                    self._apply(switch.restart_processes(self.env))
                 notes.append(f"rolled back to {self.live}")
             if self.started:
-                switch.stop(self.remote, self.env, self.release_id)
+                self._apply(switch.stop(self.env, self.release_id))
             if self.uploaded:
                 self._meta("bad" if self.switched else "failed")
         except Exception as exc:  # a lost connection too: say so, keep the first error
@@ -257,18 +202,14 @@ class Deploy:
         return "; ".join(notes)
 
     def _meta(self, state: str) -> None:
-        releases.write_meta(self.remote, self.env, Release(
-            self.release_id, self.source.sha, self.source.ref, state,
-            datetime.now(UTC).isoformat(timespec="seconds"), getpass.getuser()))
+        self._apply(releases.record(self.env, self._release(state)))
 
-    def _save_log(self, what: str, output: str) -> str:
-        path = f"{self.release_dir}/.vpskit-release.log"
-        files.write(self.remote, files.FileSpec(path, f"$ {what}\n{output}", mode=0o600),
-                    check=False)
-        return path
+    def _release(self, state: str) -> Release:
+        return Release(self.release_id, self.source.sha, self.source.ref, state,
+                       datetime.now(UTC).isoformat(timespec="seconds"), getpass.getuser())
 
-
-PRUNE_SCRIPT = sh.script("prune-releases")
+    def _apply(self, plan: Plan) -> list[str]:
+        return applier.apply(Context(self.env, self.host, self.remote, self.out), plan)
 
 
 def check_python(source: Source, server: tuple[int, int] | None) -> None:
