@@ -25,7 +25,7 @@ from typing import BinaryIO
 
 import paramiko
 
-from vpskit import applier, facts, offsite, plan, readers, session
+from vpskit import applier, facts, offsite, plan, session
 from vpskit.applier import Context
 from vpskit.backup_script import DUMP, Artifact, archived, backup_name, backup_steps
 from vpskit.config import Environment, Host
@@ -96,14 +96,6 @@ def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> 
     ctx = Context(env, db_host(env), remote, Reporter(quiet=True))
     applier.apply(ctx, archived(env, name, kind))
     return ctx.facts[f"{env.backup_dir}/{name}"]
-
-
-def check_room(remote: Remote, argv: list[str], result: Result, what: str, path: str) -> None:
-    """Raise for a failed script: too little room is one line (:func:`readers.room`); any
-    other failure is the command's error."""
-    readers.room(remote.host, result, what, path)
-    if not result.ok:
-        raise remote.error(argv, result)
 
 
 def dump(remote: Remote, env: Environment, label: str = "") -> str:

@@ -67,10 +67,6 @@ class Deploy:
     committed: bool = False  # every web host serves it: a later failure never rolls back
 
     @property
-    def release_dir(self) -> str:
-        return render.release_dir(self.env, self.release_id)
-
-    @property
     def live(self) -> str | None:
         return self.before.current if self.before else None
 
