@@ -8,7 +8,7 @@ import re
 import shlex
 from dataclasses import dataclass
 
-from vpskit import offsite, plan, sh
+from vpskit import ci_login, offsite, plan, render, sh
 from vpskit.config import Environment
 from vpskit.plan import Plan
 from vpskit.sh.prune_backups import STAMP
@@ -75,10 +75,21 @@ def backup_steps(env: Environment, stamp: str, local: str) -> list[tuple[str, Pl
     if env.offsite.enabled:
         steps.append(("offsite", plan.run(*offsite.upload_argv(env, list(paths)), timeout=3600,
                                           check=False, read=("offsite",))))
-    return [*steps, ("copy", plan.hatch("fetch_backups", paths, local)),
+    return [*steps, ("copy", plan.hatch("fetch_backups", local, ("cat", "--"))),
             ("prune", plan.run(*prune_argv(env), check=False,
                                read=("pruned", str(env.backup_dir)))
              + plan.hatch("prune_copies", local))]
+
+
+def service_backup_steps(env: Environment, local: str) -> list[tuple[str, Plan]]:
+    """``fab backup`` through the CI login: the server's backup service run by ``vpskit-site``
+    (it waits for the site's lock, and also checks a restore and prunes the server), then the
+    copies fetched to ``local`` verified, and the copies here and off-site pruned."""
+    unit = render.backup_unit_name(env, "service")
+    return [("backup", plan.run(*ci_login.argv("backup", env),  # it stops itself: no `timeout`
+                                read=("made", str(env.backup_dir), unit))),
+            ("copy", plan.hatch("fetch_backups", local, tuple(ci_login.argv("fetch", env)))),
+            ("prune", plan.hatch("prune_copies", local))]
 
 
 def prune_argv(env: Environment) -> list[str]:

@@ -7,7 +7,9 @@ to ``<site>-<UTC>[-label].dump`` / ``<site>-<UTC>-media.tar.gz`` (0600 in a 0700
 The copy streams over SSH (``sudo cat``: the deploy user cannot read root's files) into a
 temporary name here and is renamed once its sha256 matches the server's. Retention keeps
 ``backups.keep_days`` days by the UTC time in the names, never the newest dump or media archive,
-and runs only after a backup succeeded. The server-side timer runs the same commands.
+and runs only after a backup succeeded. The server-side timer runs the same commands; with a
+CI login (``hosts[].ci_user``), ``fab backup`` runs the timer's service itself through
+``vpskit-site`` and fetches through it too (:mod:`vpskit.ci_login`).
 """
 
 from __future__ import annotations
@@ -25,9 +27,16 @@ from typing import BinaryIO
 
 import paramiko
 
-from vpskit import applier, facts, offsite, plan, session
+from vpskit import applier, ci_login, facts, offsite, plan, session
 from vpskit.applier import Context
-from vpskit.backup_script import DUMP, Artifact, archived, backup_name, backup_steps
+from vpskit.backup_script import (
+    DUMP,
+    Artifact,
+    archived,
+    backup_name,
+    backup_steps,
+    service_backup_steps,
+)
 from vpskit.config import Environment, Host
 from vpskit.errors import RemoteError, ToolkitError
 from vpskit.plan import Plan
@@ -159,15 +168,16 @@ def stream(remote: Remote, argv: Sequence[str], what: Sequence[str],
         raise remote.error(what, Result("", err.decode(errors="replace"), code))
 
 
-def fetch(remote: Remote, made: Artifact, dest: Path) -> None:
-    """Copy ``made`` to ``dest`` (0600, directory 0700) under a temporary name; rename only
-    when the sha256 of what arrived matches the server's."""
+def fetch(remote: Remote, made: Artifact, dest: Path, via: Sequence[str]) -> None:
+    """Copy ``made`` to ``dest`` (0600, directory 0700) under a temporary name, by ``via``
+    (the command printing a file, given its path); rename only when the sha256 of what
+    arrived matches the server's."""
     tmp = dest.with_name(f".{dest.name}.partial")
     digest = hashlib.sha256()
     try:
         dest.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as out:
-            stream(remote, ["cat", "--", made.path], ["cat", made.path],
+            stream(remote, [*via, made.path], [via[0], made.path],
                    sink=lambda data: (digest.update(data), out.write(data)))
             out.flush()
             os.fsync(out.fileno())
@@ -200,10 +210,11 @@ def db_host(env: Environment) -> Host:
     return env.db_host
 
 
-def fetch_all(remote: Remote, made: Sequence[Artifact], local: Path) -> str:
-    """Copy each of ``made`` into ``local``, verified (:func:`fetch`); the line saying so."""
+def fetch_all(remote: Remote, made: Sequence[Artifact], local: Path, via: Sequence[str]) -> str:
+    """Copy each of ``made`` into ``local`` by ``via``, verified (:func:`fetch`); the line
+    saying so."""
     for artifact in made:
-        fetch(remote, artifact, local / artifact.name)
+        fetch(remote, artifact, local / artifact.name, via)
     return f"{local}: {', '.join(m.name for m in made)} (sha256 verified)"
 
 
@@ -224,19 +235,29 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
     from vpskit.deploy.lock import deploy_lock  # here: the deploy package is not provision's
     host = db_host(env)
     start = time.monotonic()
-    with session.connected(env, host) as remote, \
-            deploy_lock(remote, env.site, "backup", queue=LOCK_QUEUE):
-        out.line(f"backup {env.site} on {host.address}")
-        steps = backup_steps(env, datetime.now(UTC).strftime(STAMP), str(local))
-        applier.apply_steps(Context(env, host, remote, out), steps)
+    if host.ci_user:  # the server's backup service, which takes the lock itself
+        with session.connected(env, host.ci) as remote:
+            out.line(f"backup {env.site} on {host.address} as {host.ci_user}")
+            applier.apply_steps(Context(env, host, remote, out),
+                                service_backup_steps(env, str(local)))
+    else:
+        with session.connected(env, host) as remote, \
+                deploy_lock(remote, env.site, "backup", queue=LOCK_QUEUE):
+            out.line(f"backup {env.site} on {host.address}")
+            steps = backup_steps(env, datetime.now(UTC).strftime(STAMP), str(local))
+            applier.apply_steps(Context(env, host, remote, out), steps)
     out.line(f"backed up {env.site} in {time.monotonic() - start:.1f}s")
 
 
 def list_backups(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup --list``: the site's backups on the server and here, sizes and ages."""
     host = db_host(env)
-    with session.connected(env, host) as remote:
-        server = facts.gather(remote, [server_backups(env)])["backups"]
+    if host.ci_user:
+        with session.connected(env, host.ci) as remote:
+            server = server_backups(env).parse(remote.run(ci_login.argv("backups", env)).stdout, 0)
+    else:
+        with session.connected(env, host) as remote:
+            server = facts.gather(remote, [server_backups(env)])["backups"]
     now = time.time()
     places = [(f"{host.address}:{env.backup_dir}", server, env.backups.keep_days),
               (str(local), local_backups(env, local), env.backups.keep_days)]

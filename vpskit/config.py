@@ -7,7 +7,7 @@ sockets, database and role, Nginx server block, certificate and backup directory
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from vpskit.secret import Secret
@@ -39,10 +39,17 @@ class Host:
     known_hosts: str | None = None  # pinned keys file; None = ~/.ssh/known_hosts (accept-new)
     roles: tuple[str, ...] = ("web", "worker", "db")
     private_address: str = ""  # how the other hosts reach it; "" = address
+    ci_user: str = ""  # the login for CI and cron: sudo for vpskit-site only; "" = none
+    ci_key: str | None = None  # its private key (required with ci_user)
 
     @property
     def private(self) -> str:
         return self.private_address or self.address
+
+    @property
+    def ci(self) -> Host:
+        """This host as CI and cron log in to it: ``ci_user`` with ``ci_key``."""
+        return replace(self, user=self.ci_user, key=self.ci_key)
 
     @property
     def serves_app(self) -> bool:

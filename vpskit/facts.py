@@ -130,8 +130,8 @@ def units(names: Iterable[str], name: str = "units",
     return Probe(name, UNITS_SHOW + shlex.join(names) if names else "true", parse, units=names)
 
 
-def users(names: Iterable[str]) -> Probe:
-    """``{user: [groups]}`` for the users that exist."""
+def users(names: Iterable[str], name: str = "users") -> Probe:
+    """``{user: [groups]}`` for the users that exist, as ``name``."""
     names = list(names)
 
     def parse(out: str, rc: int) -> dict[str, list[str]]:
@@ -142,7 +142,7 @@ def users(names: Iterable[str]) -> Probe:
         return found
     cmd = (f"for u in {shlex.join(names)}; do "
            'g=$(id -nG "$u" 2>/dev/null) && echo "$u: $g"; done; true')
-    return Probe("users", cmd, parse)
+    return Probe(name, cmd, parse)
 
 
 def owners(paths: Iterable[str], name: str) -> Probe:

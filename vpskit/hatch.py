@@ -153,13 +153,15 @@ def predeploy_dump(ctx: Context, release_id: str) -> Plan:
                                              if pruned else [])))
 
 
-def fetch_backups(ctx: Context, paths: tuple[str, ...], local: str) -> Plan:
-    """The backups just made (facts named by their paths) copied to ``local``, verified."""
+def fetch_backups(ctx: Context, local: str, via: tuple[str, ...]) -> Plan:
+    """The backups just made (the :class:`Artifact` facts) copied to ``local`` by ``via``
+    (the command that prints a file, given its path), verified."""
     from pathlib import Path
 
     from vpskit import backups
-    made = [ctx.facts[path] for path in paths]
-    return Plan(changes=(backups.fetch_all(ctx.remote, made, Path(local)),))
+    from vpskit.backup_script import Artifact
+    made = [fact for fact in ctx.facts.values() if isinstance(fact, Artifact)]
+    return Plan(changes=(backups.fetch_all(ctx.remote, made, Path(local), via),))
 
 
 def prune_copies(ctx: Context, local: str) -> Plan:

@@ -204,6 +204,7 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
                           "expected an IP address or a DNS name, e.g. 203.0.113.10"),
     ("host", "user"): USER_RULE,
     ("host", "bootstrap_user"): USER_RULE,
+    ("host", "ci_user"): USER_RULE,
     ("host", "private_address"): (lambda v: not v or endpoints.is_ip(v),
                                   "expected the IP address the other hosts reach it at"),
 }
@@ -722,10 +723,11 @@ def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
         port = values.get("port", 22)
         if not 1 <= port <= 65535:
             doc.fail(item_path + ("port",), f"{port} is not a TCP port (1-65535)")
-        for path_key in ("key", "known_hosts"):
+        for path_key in ("key", "known_hosts", "ci_key"):
             if values.get(path_key):
                 values[path_key] = _expanded(doc, item_path + (path_key,), values[path_key])
         host = config.Host(**values)
+        _check_ci_login(doc, item_path, host)
         ident = (host.address, host.port)
         if ident in seen:
             doc.fail(item_path + ("address",),
@@ -734,6 +736,21 @@ def _hosts(doc: _Doc, env: str, body: dict) -> tuple[config.Host, ...]:
         seen[ident] = i
         hosts.append(host)
     return tuple(hosts)
+
+
+def _check_ci_login(doc: _Doc, path: tuple[str, ...], host: config.Host) -> None:
+    """``ci_user`` is a login of its own (never root, the deploy user or the bootstrap user),
+    and comes with the key CI and cron log in with."""
+    if not host.ci_user:
+        if host.ci_key:
+            doc.fail(path + ("ci_key",), "ci_key without ci_user; set ci_user (e.g. 'ci') too")
+        return
+    if host.ci_user in ("root", host.user, host.bootstrap_user):
+        doc.fail(path + ("ci_user",), f"'{host.ci_user}' is a login with full sudo; name a user "
+                                      f"of its own, e.g. 'ci'")
+    if not host.ci_key:
+        doc.fail(path + ("ci_user",), "ci_user needs ci_key: the private key CI and cron log "
+                                      "in with (its .pub is authorized on the server)")
 
 
 def _domains(doc: _Doc, env: str, body: dict) -> tuple[str, ...]:

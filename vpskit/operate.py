@@ -7,7 +7,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable, Sequence
 
-from vpskit import envfile, files, fleet, interrupts, render, session
+from vpskit import ci_login, envfile, files, fleet, interrupts, render, session
 from vpskit.config import Environment, Host
 from vpskit.deploy import appcmd, releases
 from vpskit.deploy.lock import deploy_lock
@@ -20,10 +20,11 @@ from vpskit.steps import Reporter
 
 
 def _on_app_hosts(env: Environment, job: Callable[[Host, Remote, Reporter], None],
-                  out: Reporter, what: str) -> None:
-    """``job(host, remote, reporter)`` on every web/worker host at once."""
+                  out: Reporter, what: str, ci: bool = False) -> None:
+    """``job(host, remote, reporter)`` on every web/worker host at once; with ``ci``, logged
+    in as the host's CI login where it has one."""
     def one(host: Host, host_out: Reporter) -> None:
-        with session.connected(env, host) as remote:
+        with session.connected(env, host.ci if ci and host.ci_user else host) as remote:
             job(host, remote, host_out)
     fleet.each_or_raise(env.app_hosts, one, out, what)
 
@@ -44,11 +45,14 @@ def _releases(env: Environment, host: Host, remote: Remote, out: Reporter) -> No
 def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
     """The app's journal (every release's web unit, the processes and the scheduled jobs),
     optionally followed."""
-    argv = ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
-            "-u", render.app_units(env), "-u", render.job_unit_name(env, "*", "service"),
-            *(["-f"] if follow else [])]
-    _on_app_hosts(env, lambda host, remote, o: remote.run(argv, on_stdout=o.line, timeout=None),
-                  out, "logs")
+    def show(host: Host, remote: Remote, host_out: Reporter) -> None:
+        argv = (ci_login.argv("logs", env, str(lines), *(["--follow"] if follow else []))
+                if host.ci_user else
+                ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
+                 "-u", render.app_units(env), "-u", render.job_unit_name(env, "*", "service"),
+                 *(["-f"] if follow else [])])
+        remote.run(argv, on_stdout=host_out.line, timeout=None)
+    _on_app_hosts(env, show, out, "logs", ci=True)
 
 
 def manage(env: Environment, args: Sequence[str]) -> int:

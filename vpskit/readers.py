@@ -56,6 +56,21 @@ def archived(host: str, result: Result, path: str, command: tuple[str, ...]) -> 
     return Plan(changes=(str(made),)) + plan.outputs(**{path: made})
 
 
+def made(host: str, result: Result, directory: str, unit: str) -> Plan:
+    """``vpskit-site backup`` ran the site's backup service (``unit``): each file it made in
+    ``directory`` ("made NAME SIZE SHA256") as a change line and an :class:`Artifact` fact
+    named by its path; its failure as the service's last line."""
+    if not result.ok:
+        said = [line for line in result.stderr.splitlines() if line.strip()]
+        raise ToolkitError(f"{host}: {said[-1] if said else unit + ' failed'} "
+                           f"(journalctl -u {unit})")
+    found = [Artifact(f"{directory}/{name}", int(size), sha256) for word, name, size, sha256
+             in (line.split() for line in result.stdout.splitlines()) if word == "made"]
+    if not found:
+        raise ToolkitError(f"{host}: {unit} made no new backup (journalctl -u {unit})")
+    return Plan(changes=tuple(map(str, found))) + plan.outputs(**{a.path: a for a in found})
+
+
 def failed_as(host: str, result: Result, *argv: str) -> Plan:
     """A failure says so as ``argv`` would (a short name for a long server command)."""
     if not result.ok:
@@ -104,5 +119,5 @@ def venv(host: str, result: Result, key: str, requirements: str, log: str, venvs
 
 
 READERS: dict[str, Callable[..., Plan]] = {
-    f.__name__: f for f in (room, archived, failed_as, nginx_switch, offsite, pruned, stopped,
-                            venv)}
+    f.__name__: f for f in (room, archived, made, failed_as, nginx_switch, offsite, pruned,
+                            stopped, venv)}

@@ -9,7 +9,7 @@ import shlex
 from dataclasses import dataclass
 from pathlib import PurePosixPath
 
-from vpskit import facts, plan, render
+from vpskit import ci_login, facts, plan, render
 from vpskit.config import Environment, Host
 from vpskit.files import FileSpec
 from vpskit.plan import Plan
@@ -23,7 +23,8 @@ def nginx_paths(env: Environment) -> list[str]:
 
 def other_paths(env: Environment) -> list[str]:
     return [str(env.root), str(env.run_dir), render.backup_script(env),
-            database.credentials_path(env), render.maintenance_page_path(env)]
+            database.credentials_path(env), render.maintenance_page_path(env),
+            ci_login.registry_path(env)]
 
 
 def _lines(out: str, rc: int) -> list[str]:

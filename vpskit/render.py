@@ -385,14 +385,19 @@ def web_unit(env: Environment) -> str:
     )
 
 
+def backup_service(env: Environment) -> tuple[str, str]:
+    """Path and text of the backup service (its timer starts it, as does ``vpskit-site``)."""
+    return (f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}",
+            render_template("systemd/backup.service.j2", site=env.site,
+                            script=backup_script(env), lock=lock_path(env.site)))
+
+
 def backup_units(env: Environment) -> dict[str, str]:
     """Path -> text of the backup service and its timer; empty when ``backups.timer`` is unset."""
     if not env.backups.timer:
         return {}
     return {
-        f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": render_template(
-            "systemd/backup.service.j2", site=env.site, script=backup_script(env),
-            lock=lock_path(env.site)),
+        **dict([backup_service(env)]),
         f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": render_template(
             "systemd/backup.timer.j2", site=env.site,
             on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),

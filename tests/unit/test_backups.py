@@ -221,12 +221,12 @@ def test_backup_steps_dump_copy_then_prune_and_nothing_after_a_failed_step():
     assert run.read == ("archived", dump, ("pg_dump", "shop_production"))
     assert run.argv[3:] == ("archive", f"/var/backups/{SITE}", f"{SITE}-20260331T120000Z.dump",
                             "dump", "shop_production")
-    assert hatches(steps["copy"]) == [("fetch_backups", (dump,), "/home/op/backups")]
+    assert hatches(steps["copy"]) == [("fetch_backups", "/home/op/backups", ("cat", "--"))]
     assert runs(steps["prune"])[0][:2] == ["python3", "-c"]
     assert hatches(steps["prune"]) == [("prune_copies", "/home/op/backups")]
     with_media = dict(backup_script.backup_steps(env(media=True), "20260331T120000Z", "/b"))
     assert list(with_media) == ["dump", "media", "copy", "prune"]
-    assert hatches(with_media["copy"])[0][1][1].endswith("-20260331T120000Z-media.tar.gz")
+    assert with_media["media"].actions[0].read[1].endswith("-20260331T120000Z-media.tar.gz")
 
 
 def test_reading_an_archive_gives_its_line_and_fact_or_the_dumps_own_error():

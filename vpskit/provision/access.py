@@ -77,14 +77,19 @@ def users(env: Environment, host: Host, found: AccessFacts) -> Plan:
     if not keys:
         raise ToolkitError(f"no public key to give user {user}: set the host's 'key' in the "
                            f"inventory or put your key in root's authorized_keys")
-    if authorized_keys_path(user) not in found.access_files:
+    return result + login(user, keys, f"{user} ALL=(ALL:ALL) NOPASSWD:ALL\n", found.access_files)
+
+
+def login(user: str, keys: str, sudo_rule: str, files: dict[str, FileState]) -> Plan:
+    """``user`` (who exists) logs in with ``keys`` and has the sudo of ``sudo_rule``;
+    ``files`` are the states of its authorized_keys and sudoers file (pure)."""
+    result = Plan()
+    if authorized_keys_path(user) not in files:
         result += plan.run("install", "-d", "-m", "700", "-o", user, "-g", user,
                            f"/home/{user}/.ssh")
-    specs = [
-        FileSpec(authorized_keys_path(user), keys.rstrip("\n") + "\n", user, user, 0o600),
-        FileSpec(sudoers_path(user), f"{user} ALL=(ALL:ALL) NOPASSWD:ALL\n", mode=0o440),
-    ]
-    return result + plan.write(specs, found.access_files)
+    specs = [FileSpec(authorized_keys_path(user), keys.rstrip("\n") + "\n", user, user, 0o600),
+             FileSpec(sudoers_path(user), sudo_rule, mode=0o440)]
+    return result + plan.write(specs, files, validate=["visudo", "-c", "-q"])
 
 
 def harden_ssh(env: Environment, host: Host, found: AccessFacts) -> Plan:

@@ -24,6 +24,7 @@ from vpskit.provision import (
     app,
     backup_timer,
     cache,
+    ci,
     database,
     firewall,
     hostca,
@@ -68,7 +69,8 @@ def first_facts(run: HostRun) -> None:
     ctx.facts.update(facts.gather(ctx.remote, [*system.probes(env, host), *claims,
                                                *site_probes(env, host)]))
     database.check_claims(env, host, ctx.facts)
-    ctx.facts.update(public_key=session.public_key(host), managed_env={})
+    ctx.facts.update(public_key=session.public_key(host), managed_env={},
+                     ci_public_key=session.public_key(host.ci) if host.ci_user else None)
     if env.offsite.enabled and env.offsite.sftp and host == env.db_host:
         ctx.facts["offsite_host_keys"] = sftp_target.host_keys(env)
 
@@ -79,7 +81,8 @@ def site_probes(env: Environment, host: Host) -> list[facts.Probe]:
             *database.probes(env, host), *hostca.probes(env), *cache.probes(env, host),
             *app.probes(env, host), *web.probes(env, host), *tls.probes(env, host),
             *backup_timer.probes(env, host), *job_units.probes(env),
-            *mail.probes(env, host), *watchdog.probes(env, host), *offsite.probes(env, host)]
+            *mail.probes(env, host), *watchdog.probes(env, host), *offsite.probes(env, host),
+            *ci.probes(env, host)]
 
 
 def base(run: HostRun) -> None:
@@ -137,7 +140,8 @@ def site(run: HostRun, db_access: ServiceAccess, db: Host | None,
     if host in ctx.env.public_hosts:
         steps.append(("tls", step(tls.tls, tls.TlsFacts)))
     steps += [("mail", step(mail.mail, mail.MailFacts)),
-              ("watchdog", step(watchdog.watchdog, watchdog.WatchdogFacts))]
+              ("watchdog", step(watchdog.watchdog, watchdog.WatchdogFacts)),
+              ("ci login", step(ci.ci_access, ci.CiFacts))]
     run.steps(steps)
     if ctx.facts.get("restart_app"):
         run.steps([("restart", step(app.restart, app.RestartFacts))])
