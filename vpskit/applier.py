@@ -52,6 +52,14 @@ def apply_steps(ctx: Context, steps: Sequence[tuple[str, Plan]]) -> None:
               ctx.dry_run)
 
 
+def apply_quietly(env: Environment, host: Host, remote: Remote, plan: Plan) -> Context:
+    """:func:`apply` ``plan`` on ``host`` with no lines of its own (a part of a step said
+    elsewhere); the context, holding the facts it learnt."""
+    ctx = Context(env, host, remote, Reporter(quiet=True))
+    apply(ctx, plan)
+    return ctx
+
+
 def apply(ctx: Context, plan: Plan) -> list[str]:
     """Carry ``plan`` out in order (a dry run writes and runs nothing); return its change
     lines. Its outputs and env values are facts for later steps from here on. Should an

@@ -102,8 +102,7 @@ def server_backups(env: Environment) -> facts.Probe:
 # ---- server commands -----------------------------------------------------------------------------
 def archive(remote: Remote, env: Environment, name: str, kind: str = "dump") -> Artifact:
     """Write, verify and rename one backup file on the db host (always acts)."""
-    ctx = Context(env, db_host(env), remote, Reporter(quiet=True))
-    applier.apply(ctx, archived(env, name, kind))
+    ctx = applier.apply_quietly(env, db_host(env), remote, archived(env, name, kind))
     return ctx.facts[f"{env.backup_dir}/{name}"]
 
 

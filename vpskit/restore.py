@@ -21,7 +21,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from vpskit import applier, facts, interrupts, offsite, plan, render, serverop, session, sh
-from vpskit.applier import Context
 from vpskit.backup_script import RESTORE_SCRIPT
 from vpskit.backups import (
     SAFETY_LABEL,
@@ -59,7 +58,7 @@ class AppHost:
     tls: bool
 
     def apply(self, plan: Plan) -> None:
-        applier.apply(Context(self.env, self.host, self.remote, Reporter(quiet=True)), plan)
+        applier.apply_quietly(self.env, self.host, self.remote, plan)
 
 
 @dataclass
@@ -130,7 +129,7 @@ class Restore:
     def restore(self) -> list[str]:
         env = self.env
         args = [f"{env.backup_dir}/{self.name}", env.db_name, env.db_user]
-        applier.apply(Context(env, db_host(env), self.remote, Reporter(quiet=True)), plan.run(
+        applier.apply_quietly(env, db_host(env), self.remote, plan.run(
             *serverop.script_argv(env.site, "restore", args, RESTORE_TIMEOUT),
             stdin=RESTORE_SCRIPT, timeout=RESTORE_TIMEOUT, check=False,
             read=("failed_as", "pg_restore", self.name)))

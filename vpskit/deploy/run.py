@@ -170,7 +170,7 @@ def _switch_batch(env: Environment, lb: Remote | None, hosts: list[Host],
 
 
 def _on_lb(env: Environment, lb: Remote, plan: Plan) -> None:
-    applier.apply(Context(env, env.lb_host, lb, Reporter(quiet=True)), plan)
+    applier.apply_quietly(env, env.lb_host, lb, plan)
 
 
 def _has_cert(remote: Remote, env: Environment) -> bool:
