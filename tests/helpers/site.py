@@ -14,6 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from harness.devtasks import sandbox
 from harness.devtasks.sandbox import git
 from vpskit import inventory, session
@@ -90,6 +92,29 @@ class Site:
                 if seen(line):
                     break
             yield running, lines
+
+    @contextmanager
+    def ci_login(self) -> Iterator[str]:
+        """The site's first host given a CI login (``ci``, a new key) and provisioned; yields
+        an inventory holding that key only, as cron or CI would (the deploy user's key path
+        leads nowhere). On the way out the login is gone from ``inventory.yml`` again (the
+        caller provisions, to take it off the server)."""
+        key, path = self.dir / "ci_key", self.dir / "inventory.yml"
+        if not key.exists():
+            subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f",
+                            str(key)], check=True, timeout=30)
+        original = path.read_text()
+        doc = yaml.safe_load(original)
+        host = doc["environments"][self.env_name]["hosts"][0]
+        host.update(ci_user="ci", ci_key=str(key))
+        path.write_text(yaml.safe_dump(doc, sort_keys=False))
+        try:
+            self.fab("provision")
+            host["key"] = str(self.dir / "no-such-deploy-key")
+            (self.dir / "ci.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
+            yield "ci.yml"
+        finally:
+            path.write_text(original)
 
     def env(self) -> Environment:
         return inventory.load(self.dir / "inventory.yml", self.env_name,

@@ -65,3 +65,14 @@ def test_example_app_deploys_on_python_313(trixie):
     assert status == 200, body
     python = site.sh("readlink -f /srv/shop-production/current/.venv/bin/python")
     assert "python3.13" in python
+
+
+def test_ci_login_backs_up_and_reads_logs_on_debian_13(trixie):
+    """``vpskit-site`` (the CI login's one sudo command) runs on the server's Python 3.13."""
+    _, site = trixie
+    site.fab("provision")
+    with site.ci_login() as ci_inventory:
+        backed_up = site.fab("backup", "--verbose", "--inventory", ci_inventory).stdout
+        assert "as ci" in backed_up and "sha256 verified" in backed_up, backed_up
+        site.fab("logs", "--inventory", ci_inventory)
+    site.fab("provision")  # the login's rights on the site taken away again

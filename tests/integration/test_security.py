@@ -287,29 +287,18 @@ def test_security_ci_login_backs_up_and_reads_logs_but_sudo_refuses_the_rest(sho
     ``fab logs`` work from an inventory holding the CI key only; the CI user's sudo refuses a
     shell, ``cat /etc/shadow`` and another site; with ``ci_user`` gone, its rights on the site
     are gone too."""
-    key = shop.dir / "ci_key"
-    if not key.exists():
-        subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", "ci", "-f",
-                        str(key)], check=True, timeout=30)
-    host_of = lambda doc: doc["environments"]["production"]["hosts"][0]  # noqa: E731
-    edit_inventory(shop, lambda doc: host_of(doc).update(ci_user="ci", ci_key=str(key)))
-    try:
-        provisioned = shop.fab("provision").stdout
-        assert "user ci created (sudo: /usr/local/sbin/vpskit-site only)" in provisioned
-        doc = yaml.safe_load((shop.dir / "inventory.yml").read_text())
-        host_of(doc)["key"] = str(shop.dir / "no-such-deploy-key")  # what CI holds: ci_key only
-        (shop.dir / "ci.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
-
-        backed_up = shop.fab("backup", "--verbose", "--inventory", "ci.yml").stdout
+    with shop.ci_login() as ci_inventory:
+        assert "user ci created (sudo: /usr/local/sbin/vpskit-site only)" in shop.outputs[-1]
+        backed_up = shop.fab("backup", "--verbose", "--inventory", ci_inventory).stdout
         assert "as ci" in backed_up and "sha256 verified" in backed_up, backed_up
         made = re.search(r"/var/backups/shop-production/(shop-production-\S+\.dump)", backed_up)
         local = shop.dir / "backups" / made[1]
         server_sum = shop.sh(f"sha256sum /var/backups/shop-production/{made[1]}").split()[0]
         assert subprocess.run(["sha256sum", str(local)], capture_output=True, text=True,
                               check=True).stdout.split()[0] == server_sum
-        assert made[1] in shop.fab("backup", "--list", "--inventory", "ci.yml").stdout
+        assert made[1] in shop.fab("backup", "--list", "--inventory", ci_inventory).stdout
         assert "Booting worker" in shop.fab("logs", "--lines", "400", "--inventory",
-                                            "ci.yml").stdout
+                                            ci_inventory).stdout
 
         def as_ci(command: str) -> str:
             return shop.sh(f"runuser -u ci -- {command} 2>&1; echo rc=$?", check=False)
@@ -321,8 +310,6 @@ def test_security_ci_login_backs_up_and_reads_logs_but_sudo_refuses_the_rest(sho
                                                "shop-staging")
         other = depot.env().site
         assert f"no site {other}" in as_ci(f"sudo -n /usr/local/sbin/vpskit-site backups {other}")
-    finally:
-        edit_inventory(shop, lambda doc: [host_of(doc).pop(k) for k in ("ci_user", "ci_key")])
     assert f"removed /etc/vpskit/ci/{shop.env().site}.json" in shop.fab("provision").stdout
     assert "no site shop-production" in shop.sh(
         "runuser -u ci -- sudo -n /usr/local/sbin/vpskit-site backups shop-production 2>&1",
