@@ -131,7 +131,8 @@ def test_reading_the_services_backup_gives_each_file_or_its_last_line():
 def helper(tmp_path):
     """Run ``vpskit-site ARGS`` as ``user`` against a registry in ``tmp_path``: (code, out,
     err)."""
-    program = (sh.program("site_helper").replace('"/etc/vpskit/ci"', repr(str(tmp_path / "ci")))
+    program = (sh.program("site_helper")
+               .replace(f'"{ci_login.REGISTRY}"', repr(str(tmp_path / "ci")))
                .replace(f'"{ci.LIBRARY}"', repr(str(tmp_path))))
     (tmp_path / "site_helper.py").write_text(program)
     (tmp_path / "prune_backups.py").write_text(sh.program("prune_backups"))
