@@ -36,7 +36,7 @@ def entry(env: Environment, host: Host) -> str:
     """The site's registry entry on ``host``: who may act, and on what."""
     found = {"site": env.site, "users": [host.ci_user]}
     if host.serves_app:
-        found["units"] = [render.app_units(env), render.job_unit_name(env, "*", "service")]
+        found["units"] = render.log_units(env)
     if backs_up(env, host):
         found.update(backup_dir=str(env.backup_dir),
                      backup_unit=render.backup_unit_name(env, "service"))

@@ -49,7 +49,7 @@ def logs(env: Environment, follow: bool, lines: int, out: Reporter) -> None:
         argv = (ci_login.argv("logs", env, str(lines), *(["--follow"] if follow else []))
                 if host.ci_user else
                 ["journalctl", "--no-pager", "-o", "short-iso", "-n", str(lines),
-                 "-u", render.app_units(env), "-u", render.job_unit_name(env, "*", "service"),
+                 *(word for unit in render.log_units(env) for word in ("-u", unit)),
                  *(["-f"] if follow else [])])
         remote.run(argv, on_stdout=host_out.line, timeout=None)
     _on_app_hosts(env, show, out, "logs", ci=True)

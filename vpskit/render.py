@@ -67,6 +67,11 @@ def app_units(env: Environment) -> str:
     return f"{env.site}-*@*.service"
 
 
+def log_units(env: Environment) -> list[str]:
+    """What ``fab logs`` shows: the site's web and process instances, its scheduled jobs."""
+    return [app_units(env), job_unit_name(env, "*", "service")]
+
+
 def web_socket(env: Environment, release_id: str | None) -> str:
     """The Unix socket a release's web process listens on; ``None`` = nothing deployed yet."""
     return f"{env.run_dir}/web-{release_id or 'none'}.sock"
@@ -385,11 +390,11 @@ def web_unit(env: Environment) -> str:
     )
 
 
-def backup_service(env: Environment) -> tuple[str, str]:
-    """Path and text of the backup service (its timer starts it, as does ``vpskit-site``)."""
-    return (f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}",
-            render_template("systemd/backup.service.j2", site=env.site,
-                            script=backup_script(env), lock=lock_path(env.site)))
+def backup_service(env: Environment) -> dict[str, str]:
+    """Path -> text of the backup service (its timer starts it, as does ``vpskit-site``)."""
+    return {f"{SYSTEMD_DIR}/{backup_unit_name(env, 'service')}": render_template(
+        "systemd/backup.service.j2", site=env.site, script=backup_script(env),
+        lock=lock_path(env.site))}
 
 
 def backup_units(env: Environment) -> dict[str, str]:
@@ -397,7 +402,7 @@ def backup_units(env: Environment) -> dict[str, str]:
     if not env.backups.timer:
         return {}
     return {
-        **dict([backup_service(env)]),
+        **backup_service(env),
         f"{SYSTEMD_DIR}/{backup_unit_name(env, 'timer')}": render_template(
             "systemd/backup.timer.j2", site=env.site,
             on_calendar=_checked(env.backups.timer, _CALENDAR, "backups.timer")),

@@ -22,7 +22,7 @@ def paths(env: Environment) -> list[str]:
 def specs(env: Environment) -> list[FileSpec]:
     """The files the timer or the CI login needs, else [] (pure)."""
     units = render.backup_units(env) or (
-        dict([render.backup_service(env)]) if ci_login.backs_up(env, env.db_host) else {})
+        render.backup_service(env) if ci_login.backs_up(env, env.db_host) else {})
     if not units:
         return []
     script = FileSpec(render.backup_script(env), backup_script.server_script(env), mode=0o700)

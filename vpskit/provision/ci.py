@@ -24,9 +24,11 @@ class CiFacts:
 
 
 def paths(env: Environment, host: Host) -> list[str]:
-    login = [access.authorized_keys_path(host.ci_user), access.sudoers_path(host.ci_user)]
-    return [ci_login.HELPER, f"{LIBRARY}/prune_backups.py", ci_login.registry_path(env),
-            *(login if host.ci_user else [])]
+    """The helper, its module, the site's entry; with a ``ci_user``, its key and sudoers files."""
+    found = [ci_login.HELPER, f"{LIBRARY}/prune_backups.py", ci_login.registry_path(env)]
+    if host.ci_user:
+        found += [access.authorized_keys_path(host.ci_user), access.sudoers_path(host.ci_user)]
+    return found
 
 
 def probes(env: Environment, host: Host) -> list[facts.Probe]:
