@@ -76,7 +76,8 @@ def list_backups(found: dict) -> int:
 
 def backup(found: dict) -> int:
     """Run the site's backup service (it waits for the site's lock), stopped after
-    ``BACKUP_HOURS``; then name each file it made; on failure, its journal on stderr."""
+    ``BACKUP_HOURS``; then name each file it made; on failure, what the service itself wrote
+    (not what PAM or systemd logged for it) on stderr."""
     before = backups(found)
     unit = found["backup_unit"]
     try:
@@ -90,7 +91,8 @@ def backup(found: dict) -> int:
         invocation = subprocess.run(["systemctl", "show", "-p", "InvocationID", "--value", unit],
                                     capture_output=True, text=True).stdout.strip()
         subprocess.run(["journalctl", "--no-pager", "-o", "cat",
-                        f"_SYSTEMD_INVOCATION_ID={invocation}"], stdout=sys.stderr)
+                        f"_SYSTEMD_INVOCATION_ID={invocation}", "_TRANSPORT=stdout"],
+                       stdout=sys.stderr)
         return 1
     for name in sorted(set(backups(found)) - set(before)):
         digest = hashlib.sha256()
