@@ -18,14 +18,18 @@ def up(
 
     The first call per ``suite`` builds the cached rootfs with debootstrap (1-2 min); later ones
     start in seconds. Each of ``domains`` gets a line in the host's /etc/hosts, so Pebble (and
-    the host) resolve it to the VPS. A name or index in use, or a stale veth, fails before
-    anything is touched; a failure after that tears down what was made.
+    the host) resolve it to the VPS. What a run killed before its teardown left on ``name`` or
+    ``index`` (its supervisor gone: a SIGKILL, a reboot) is torn down first; a name or index in
+    use by a VPS that runs, or a stale veth, fails before anything is touched; a failure after
+    that tears down what was made.
     """
     domains = tuple(domains)
     check_args(name, index, suite, domains)
     with state.lock():
         ensure_packages(*HOST_PACKAGES)
     rootfs.ensure_base(suite)
+    for dead in _left_by_killed_runs(name, index):
+        down(dead)
     claimed = False
     try:
         with state.lock():
@@ -38,6 +42,15 @@ def up(
             down(name)
         raise
     return vps
+
+
+def _left_by_killed_runs(name: str, index: int) -> list[str]:
+    """Names of the VPSes on ``name`` or ``index`` whose supervisor is gone: ``up`` makes the
+    folder, the record and the supervisor under the lock, so no run is half way through."""
+    with state.lock():
+        names = {vps.name for vps in state.load_all() if vps.index == index}
+        names.update([name] if vps_dir(name).exists() else [])
+        return sorted(other for other in names if not machine.running(other))
 
 
 def _check_free(name: str, index: int) -> None:

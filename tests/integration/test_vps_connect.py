@@ -3,12 +3,18 @@
 from __future__ import annotations
 
 import dataclasses
+import json
+import os
+import signal
 import socket
 import time
+from pathlib import Path
 
 import pytest
 
 from harness import testvps
+from harness.testvps import cgroup
+from harness.testvps.state import vps_dir
 from tests.helpers import machines
 from vpskit.errors import ConnectError, RemoteError
 from vpskit.remote import Remote
@@ -148,3 +154,29 @@ def test_reboot_comes_back(vps):
         time.sleep(0.5)
     assert testvps.is_running(vps)
     assert run(vps, "systemctl is-system-running --wait") in ("running", "degraded")
+
+
+def killed_like_a_reboot(vps) -> None:
+    """What a SIGKILL of the test run, then a reboot of this machine, leaves of ``vps``: its
+    record, folder, rootfs and network lines, but no supervisor and no process."""
+    os.kill(vps.pid, signal.SIGKILL)
+    saved = vps_dir(vps.name) / "cgroups.json"
+    cgroup.kill_and_remove([Path(d) for d in json.loads(saved.read_text())])
+    assert not testvps.is_running(vps)
+
+
+def test_a_vps_left_by_a_killed_run_is_reclaimed_by_the_next_one():
+    """A run killed before its teardown (a CI job cancelled, the machine rebooted) leaves a
+    VPS record behind; the next ``up`` of that name, or of another name on its index, tears it
+    down and boots, instead of refusing a VPS that no longer runs."""
+    index = machines.INDEX + 1  # free while this module runs (test_backup's, in a test)
+    names = (f"vpskit-k{index}", f"vpskit-j{index}")
+    try:
+        for name in (names[0], names[0], names[1]):
+            vps = testvps.up(name=name, index=index)
+            assert run(vps, "hostname") == name
+            killed_like_a_reboot(vps)
+        assert [v.name for v in testvps.status() if v.index == index] == [names[1]]
+    finally:
+        for name in names:
+            testvps.down(name)
