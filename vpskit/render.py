@@ -68,8 +68,10 @@ def app_units(env: Environment) -> str:
 
 
 def log_units(env: Environment) -> list[str]:
-    """What ``fab logs`` shows: the site's web and process instances, its scheduled jobs."""
-    return [app_units(env), job_unit_name(env, "*", "service")]
+    """What ``fab logs`` shows: the site's web and process instances, its scheduled jobs. The
+    web template's own name is there too: journalctl 257 (Debian 13) fails when every unit it
+    is given is a glob that matches nothing yet (a site never deployed)."""
+    return [web_unit_name(env, ""), app_units(env), job_unit_name(env, "*", "service")]
 
 
 def web_socket(env: Environment, release_id: str | None) -> str:

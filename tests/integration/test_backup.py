@@ -347,7 +347,9 @@ def test_nightly_timer_by_default_runs_a_backup_and_is_removed(site):
         assert old_name(30) not in after
         assert "catalog_item" in site.sh(f"pg_restore --list {SERVER_DIR}/{dump}")
         journal = site.sh(f"journalctl -u {service} --no-pager -o cat")
-        assert re.search(rf"^restore check: {dump} restored \d+ tables$", journal, re.M), journal
+        checked = re.search(rf"^restore check: {dump} restored (\d+) tables \(the dump holds "
+                            rf"(\d+)\)$", journal, re.M)
+        assert checked and int(checked[1]) == int(checked[2]) > 1, journal
         assert "restorecheck" not in site.sh("runuser -u postgres -- psql -XAtc 'SELECT datname "
                                              "FROM pg_database'")  # the scratch one is gone
         assert re.search(r"^  backups\s+unchanged", site.fab("provision").stdout, re.M)
@@ -360,18 +362,30 @@ def test_nightly_timer_by_default_runs_a_backup_and_is_removed(site):
 
 
 def check_restore_failure_fails_the_unit(site: Site, service: str) -> None:
-    """A dump that restores no table (pg_dump of an empty database) fails the nightly unit:
-    the watchdog's failed-unit check tells of it."""
-    site.sh(f"printf '#!/bin/sh\\nexec /usr/bin/pg_dump --format=custom postgres\\n' "
-            f"> {FAKE_PG_DUMP}; chmod 755 {FAKE_PG_DUMP}")
-    before = server_files(site)
-    try:
-        site.sh(f"systemctl start {service}", check=False)
-    finally:
-        site.sh(f"rm -f {FAKE_PG_DUMP}")
-    site.sh(f"rm {SERVER_DIR}/{new_regular_dump(before, server_files(site))}")  # not a backup
-    assert site.sh(f"systemctl is-failed {service} || true").strip() == "failed"
-    assert "restored no table" in site.sh(f"journalctl -u {service} --no-pager -o cat")
+    """The nightly unit's restore check with other dumps in place of the site's: a database
+    with no table (a site never deployed) passes; a dump the site's role cannot restore (a
+    publication of all tables, which needs a superuser) fails the unit, which the watchdog's
+    failed-unit check tells of."""
+    for source, ends, said in (("empty", "inactive", "restored 0 tables (the dump holds 0)"),
+                               ("unrestorable", "failed", "did not restore")):
+        site.sh(f"runuser -u postgres -- createdb vpskit_{source}")
+        if source == "unrestorable":
+            site.sh("runuser -u postgres -- psql -Xq -d vpskit_unrestorable -c 'CREATE TABLE t "
+                    "(x int); CREATE PUBLICATION everything FOR ALL TABLES' 2>&1")
+        site.sh(f"printf '#!/bin/sh\\nexec /usr/bin/pg_dump --format=custom vpskit_{source}\\n' "
+                f"> {FAKE_PG_DUMP}; chmod 755 {FAKE_PG_DUMP}")
+        before = server_files(site)
+        try:
+            site.sh(f"systemctl start {service}", check=False)
+        finally:
+            site.sh(f"rm -f {FAKE_PG_DUMP}; runuser -u postgres -- dropdb vpskit_{source}")
+        dump = new_regular_dump(before, server_files(site))
+        site.sh(f"rm -f {SERVER_DIR}/{dump} {SERVER_DIR}/{dump.replace('.dump', '-media.tar.gz')}"
+                )  # not a backup of the site
+        assert site.sh(f"systemctl show -P ActiveState {service}").strip() == ends
+        run = site.sh(f"systemctl show -P InvocationID {service}").strip()
+        told = site.sh(f"journalctl _SYSTEMD_INVOCATION_ID={run} --no-pager -o cat")
+        assert f"restore check: {dump} {said}" in told, told
     site.sh(f"systemctl reset-failed {service}")
 
 

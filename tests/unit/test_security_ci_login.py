@@ -82,8 +82,8 @@ def test_security_ci_login_plan_names_only_the_helper_in_sudoers():
     registry = specs[f"/etc/vpskit/ci/{SITE}.json"]
     assert (registry.owner, registry.mode) == ("root", 0o600)
     assert json.loads(registry.content) == {
-        "site": SITE, "users": ["ci"], "units": [f"{SITE}-*@*.service",
-                                                 f"{SITE}-job-*.service"],
+        "site": SITE, "users": ["ci"],
+        "units": [f"{SITE}-web@.service", f"{SITE}-*@*.service", f"{SITE}-job-*.service"],
         "backup_dir": f"/var/backups/{SITE}", "backup_unit": f"{SITE}-backup.service"}
     again = ci.CiFacts(ci_files=states(specs.values()), ci_users={"ci": ["ci"]},
                        ci_public_key=KEY)
