@@ -229,12 +229,18 @@ def prune_copies(env: Environment, local: Path) -> list[str]:
             for where, gone in (("local", here), ("off-site", remote)) if gone]
 
 
+def through_ci_login(env: Environment) -> bool:
+    """Whether ``fab backup`` logs into the db host as its CI login (``vpskit-site``), which
+    sends none of the app's secrets: cron then needs neither them nor a root key."""
+    return bool(db_host(env).ci_user)
+
+
 def backup(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup``: dump (and media) on the server, copy here verified, prune both sides."""
     from vpskit.deploy.lock import deploy_lock  # here: the deploy package is not provision's
     host = db_host(env)
     start = time.monotonic()
-    if host.ci_user:  # the server's backup service, which takes the lock itself
+    if through_ci_login(env):  # the server's backup service, which takes the lock itself
         with session.connected(env, host.ci) as remote:
             out.line(f"backup {env.site} on {host.address} as {host.ci_user}")
             applier.apply_steps(Context(env, host, remote, out),
@@ -251,7 +257,7 @@ def backup(env: Environment, local: Path, out: Reporter) -> None:
 def list_backups(env: Environment, local: Path, out: Reporter) -> None:
     """``fab backup --list``: the site's backups on the server and here, sizes and ages."""
     host = db_host(env)
-    if host.ci_user:
+    if through_ci_login(env):
         with session.connected(env, host.ci) as remote:
             server = server_backups(env).parse(remote.run(ci_login.argv("backups", env)).stdout, 0)
     else:

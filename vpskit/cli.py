@@ -26,14 +26,16 @@ def inventory_path(given: str | None = None) -> str:
     return given or os.environ.get("VPSKIT_INVENTORY", DEFAULT_INVENTORY)
 
 
-def load_env(env: str | None, given_path: str | None = None) -> Environment:
-    """The validated environment; ``--env`` is required."""
+def load_env(env: str | None, given_path: str | None = None, every_secret: bool = True
+             ) -> Environment:
+    """The validated environment; ``--env`` is required (``every_secret``: see
+    :func:`vpskit.inventory.load`)."""
     from vpskit import inventory  # here, so ``--help`` never loads YAML
     path = inventory_path(given_path)
     if not env:
         names = ", ".join(inventory.environment_names(path))
         raise ToolkitError(f"which environment? pass --env (one of: {names})")
-    return inventory.load(path, env)
+    return inventory.load(path, env, every_secret=every_secret)
 
 
 def exits(func: Callable[..., Any]) -> Callable[..., Any]:

@@ -296,17 +296,20 @@ def environment_names(path: str | Path) -> list[str]:
     return list(_environments(doc))
 
 
-def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = None
-         ) -> config.Environment:
+def load(path: str | Path, env_name: str, environ: Mapping[str, str] | None = None,
+         every_secret: bool = True) -> config.Environment:
     """Validate the inventory and build the config of ``env_name``, secrets resolved.
 
     Example: ``load("inventory.yml", "production")``. Reads ``.env.<env_name>`` beside the
-    inventory when present; the operator's environment (``environ``) wins over that file.
+    inventory when present; the operator's environment (``environ``) wins over that file. Not
+    ``every_secret``: a required secret that is not set is left out instead of an error (for
+    what sends the app's secrets nowhere, e.g. ``fab backup`` through a CI login).
     """
     path = Path(path)
     doc, envs, others = _validated(path, env_name)
     environ = os.environ if environ is None else environ
-    env = _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ))
+    env = _build(doc, env_name, envs, secrets=_secret_values(path, env_name, environ),
+                 every_secret=every_secret)
     _check_databases_unique(doc, envs, {**others, env_name: env})
     return env
 
@@ -431,7 +434,8 @@ def _check_domains_unique(doc: _Doc, envs: dict[str, dict[str, Any]]) -> None:
 
 
 def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
-           secrets: dict[str, str | None] | None) -> config.Environment:
+           secrets: dict[str, str | None] | None, every_secret: bool = True
+           ) -> config.Environment:
     body = envs[name]
     base = ("environments", name)
     sections = {key: _section(doc, name, key, body) for key in SECTIONS}
@@ -446,7 +450,8 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
         if key in required or key in optional:
             doc.fail(_key_path(doc, body, name, "env", key),
                      "also listed as a secret; keep secrets out of 'env'")
-    resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets)
+    resolved = {} if secrets is None else _resolve(doc, name, body, required, optional, secrets,
+                                                   every_secret)
     _check_alert_secrets(doc, name, body, sections["alerts"], required + optional, resolved)
     sections["offsite"] = _check_offsite(doc, name, body, sections["offsite"], required + optional,
                                          resolved)
@@ -540,9 +545,9 @@ def _served(doc: _Doc, env: str, body: dict, app: config.App) -> config.App:
 
 
 def _resolve(doc: _Doc, env: str, body: dict, required: list[str], optional: list[str],
-             secrets: dict[str, str | None]) -> dict[str, Secret]:
-    """The values of the secrets; one required but unset, or any with a line break, is an
-    error (the app's env file holds one line per variable)."""
+             secrets: dict[str, str | None], every_secret: bool) -> dict[str, Secret]:
+    """The values of the secrets; one with a line break is an error (the app's env file holds
+    one line per variable), and so is one required but unset if ``every_secret``."""
     resolved: dict[str, Secret] = {}
     for key in required + optional:
         value = secrets.get(key)
@@ -559,7 +564,7 @@ def _resolve(doc: _Doc, env: str, body: dict, required: list[str], optional: lis
                                      f"(the environment or .env.{env})") from None
         if value:
             resolved[key] = Secret(value)
-        elif key in required:
+        elif key in required and every_secret:
             raise InventoryError(f"{where} is not set; export {key}=... or add it to "
                                  f"{doc.path.parent / ('.env.' + env)} (mode 0600)")
     return resolved

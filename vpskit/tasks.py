@@ -152,8 +152,10 @@ def env_(c, env=None, set=None, unset=None, inventory=None):  # noqa: A002 - CLI
 @exits
 def backup(c, env=None, list=False, verbose=False, inventory=None):  # noqa: A002 - CLI flag
     """Dump the database on the server, verify it, copy it here, prune old backups."""
-    environment = load_env(env, inventory)
     from vpskit import backups
+    environment = load_env(env, inventory, every_secret=False)
+    if not backups.through_ci_login(environment):  # as root: the same inventory as a deploy
+        environment = load_env(env, inventory)
     local = backups.local_dir(environment, inventory_path(inventory))
     if list:
         backups.list_backups(environment, local, _reporter())

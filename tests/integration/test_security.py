@@ -284,19 +284,26 @@ def test_security_two_sites_sharing_a_database_is_a_one_line_error(shop, depot):
 # ---- the CI login: the key given to CI and cron is not root -------------------------------------
 def test_security_ci_login_backs_up_and_reads_logs_but_sudo_refuses_the_rest(shop, depot):
     """With ``ci_user``/``ci_key`` on the host, ``fab backup`` (dump, verified copy here) and
-    ``fab logs`` work from an inventory holding the CI key only; the CI user's sudo refuses a
-    shell, ``cat /etc/shadow`` and another site; with ``ci_user`` gone, its rights on the site
-    are gone too."""
+    ``fab logs`` work from an inventory holding the CI key only, and the backup from a machine
+    without the app's secrets file either (what cron needs); the CI user's sudo refuses a shell,
+    ``cat /etc/shadow`` and another site; with ``ci_user`` gone, its rights on the site are
+    gone too."""
     with shop.ci_login() as ci_inventory:
         assert "user ci created (sudo: /usr/local/sbin/vpskit-site only)" in shop.outputs[-1]
-        backed_up = shop.fab("backup", "--verbose", "--inventory", ci_inventory).stdout
+        secrets = shop.dir / ".env.production"
+        hidden = secrets.rename(shop.dir / "secrets-kept-elsewhere")
+        try:
+            backed_up = shop.fab("backup", "--verbose", "--inventory", ci_inventory).stdout
+            listed = shop.fab("backup", "--list", "--inventory", ci_inventory).stdout
+        finally:
+            hidden.rename(secrets)
         assert "as ci" in backed_up and "sha256 verified" in backed_up, backed_up
         made = re.search(r"/var/backups/shop-production/(shop-production-\S+\.dump)", backed_up)
         local = shop.dir / "backups" / made[1]
         server_sum = shop.sh(f"sha256sum /var/backups/shop-production/{made[1]}").split()[0]
         assert subprocess.run(["sha256sum", str(local)], capture_output=True, text=True,
                               check=True).stdout.split()[0] == server_sum
-        assert made[1] in shop.fab("backup", "--list", "--inventory", ci_inventory).stdout
+        assert made[1] in listed
         assert "Booting worker" in shop.fab("logs", "--lines", "400", "--inventory",
                                             ci_inventory).stdout
 

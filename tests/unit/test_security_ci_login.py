@@ -193,3 +193,24 @@ def test_with_the_timer_off_the_ci_login_still_gets_the_backup_service():
                                      ).actions == ()
     plain = dataclasses.replace(e, hosts=(Host("192.0.2.1"),))
     assert backup_timer.specs(plain) == []
+
+
+@pytest.mark.parametrize("extra, loads", [
+    ("        ci_user: ci\n        ci_key: ci_key\n", True), ("", False)])
+def test_security_fab_backup_through_the_ci_login_needs_none_of_the_apps_secrets(
+        tmp_path, monkeypatch, extra, loads):
+    """What cron holds for ``fab backup`` through a CI login: the inventory and that key, no
+    secrets file; the deploy user's backup loads the inventory as a deploy does."""
+    from invoke import Exit
+
+    from vpskit import backups, tasks
+    monkeypatch.delenv("SECRET_KEY", raising=False)
+    path = write(tmp_path, with_host(extra))
+    seen: list[Environment] = []
+    monkeypatch.setattr(backups, "backup", lambda env_, local, out: seen.append(env_))
+    if loads:
+        tasks.backup.body(None, env="staging", inventory=str(path))
+        assert seen[0].hosts[0].ci_user == "ci" and not seen[0].secrets
+    else:
+        with pytest.raises(Exit, match="secret 'SECRET_KEY' of environment 'staging' is not set"):
+            tasks.backup.body(None, env="staging", inventory=str(path))
