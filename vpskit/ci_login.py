@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 
-from vpskit import render
+from vpskit import render, resident
 from vpskit.config import Environment, Host
 
 HELPER = "/usr/local/sbin/vpskit-site"
@@ -40,6 +40,8 @@ def entry(env: Environment, host: Host) -> str:
     if backs_up(env, host):
         found.update(backup_dir=str(env.backup_dir),
                      backup_unit=render.backup_unit_name(env, "service"))
+    if resident.serves(env, host):
+        found.update(env=env.name, config=resident.config_dir(env))
     return json.dumps(found, indent=1, sort_keys=True) + "\n"
 
 

@@ -263,6 +263,7 @@ class Environment:
     processes: tuple[Process, ...] = ()
     schedule: tuple[Job, ...] = ()
     inventory_dir: str = ""  # the inventory's directory, where hooks run; "" = the working one
+    inventory_file: str = ""  # the inventory itself ("" = none: built in code)
 
     # ---- names derived from the site -------------------------------------------------------
     @property

@@ -470,7 +470,7 @@ def _build(doc: _Doc, name: str, envs: dict[str, dict[str, Any]],
     return config.Environment(
         name=name, hosts=hosts, domains=domains, releases_keep=releases_keep,
         env=env_vars, secrets=resolved, processes=processes, schedule=jobs, **sections,
-        inventory_dir=str(doc.path.parent.resolve()),
+        inventory_dir=str(doc.path.parent.resolve()), inventory_file=str(doc.path.resolve()),
     )
 
 

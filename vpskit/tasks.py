@@ -14,16 +14,26 @@ from pathlib import Path
 from invoke import Collection, task
 
 from vpskit.cli import exits, inventory_path, load_env, positive_int, remainder
+from vpskit.errors import ToolkitError
 
 ENV = {"env": "environment from the inventory (e.g. production)",
        "inventory": "inventory file (default inventory.yml or $VPSKIT_INVENTORY)"}
 HOSTS = {"hosts": "only these hosts (comma-separated addresses)",
          "role": "only the hosts with this role (web, worker, db, lb)"}
+CI = ("through the host's ci_user (a one-host environment): its resident vpskit does it, with "
+      "the inventory and secrets of the last fab provision")
 
 
 def _reporter(quiet: bool = False):
     from vpskit.steps import Reporter
     return Reporter(quiet=quiet)
+
+
+def _only_flag(flag: str, **others) -> None:
+    """A one-line error when ``flag`` comes with any of ``others``, which it does not take."""
+    given = [f"--{name.replace('_', '-')}" for name, value in others.items() if value]
+    if given:
+        raise ToolkitError(f"{flag} does not take {', '.join(given)}")
 
 
 def _selected(environment, hosts, role):
@@ -65,12 +75,18 @@ def provision(c, env=None, dry_run=False, inventory=None, hosts=None, role=None)
 @task(help={**ENV, **HOSTS, "ref": "branch, tag or sha to deploy (default: app.ref)",
             "batch": "web hosts switched at a time (default 1)",
             "maintenance": "503 (maintenance mode) from before the release commands until after "
-                           "the switch: for migrations the old release cannot run with"})
+                           "the switch: for migrations the old release cannot run with",
+            "ci": CI})
 @exits
 def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="1",
-           maintenance=False):
+           maintenance=False, ci=False):
     """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
     size = positive_int("--batch", batch)
+    if ci:
+        _only_flag("--ci", hosts=hosts, role=role, batch=size != 1, maintenance=maintenance)
+        from vpskit import through_ci
+        through_ci.deploy(load_env(env, inventory, every_secret=False), ref, _reporter())
+        return
     environment = load_env(env, inventory)
     from vpskit.deploy.run import deploy_environment
     deploy_environment(environment, ref, _reporter(), _selected(environment, hosts, role),
@@ -87,10 +103,17 @@ def maintenance(c, state, env=None, inventory=None):
 
 
 @task(help={**ENV, **HOSTS, "to": "release id (default: the previous good release)",
-            "dry_run": "say what each step would do (diffs included), change nothing"})
+            "dry_run": "say what each step would do (diffs included), change nothing",
+            "ci": CI})
 @exits
-def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None, dry_run=False):
+def rollback(c, env=None, to=None, inventory=None, hosts=None, role=None, dry_run=False,
+             ci=False):
     """Switch back to the previous good release."""
+    if ci:
+        _only_flag("--ci", hosts=hosts, role=role, dry_run=dry_run)
+        from vpskit import through_ci
+        through_ci.rollback(load_env(env, inventory, every_secret=False), to, _reporter())
+        return
     environment = load_env(env, inventory)
     from vpskit.deploy.run import rollback_environment
     rollback_environment(environment, to, _reporter(), _selected(environment, hosts, role),
@@ -191,10 +214,18 @@ def remove(c, env=None, yes=False, inventory=None, dry_run=False):
                            "backup's name on the server, or a local file to upload",
             "yes": "do not ask for confirmation (needed when stdin is not a terminal)",
             "from": "server (default) or offsite: fetch the copy from the bucket and decrypt "
-                    "it here first (--file names one; default the newest)"})
+                    "it here first (--file names one; default the newest)",
+            "ci": CI + " (with --yes; --file names a backup on the server)"})
 @exits
-def restore(c, env=None, file="latest", yes=False, inventory=None, from_="server"):
+def restore(c, env=None, file="latest", yes=False, inventory=None, from_="server", ci=False):
     """Restore the database from a backup (after a safety dump), restart the app, check it."""
+    if ci:
+        if not yes or from_ != "server":
+            raise ToolkitError("--ci restores a backup on the server with --yes (the server "
+                               "cannot ask); drop --from, add --yes")
+        from vpskit import through_ci
+        through_ci.restore(load_env(env, inventory, every_secret=False), file, _reporter())
+        return
     environment = load_env(env, inventory)
     from vpskit.restore import restore as restore_database
     restore_database(environment, file, yes, _reporter(), source=from_)

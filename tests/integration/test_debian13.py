@@ -67,14 +67,19 @@ def test_example_app_deploys_on_python_313(trixie):
     assert "python3.13" in python
 
 
-def test_ci_login_backs_up_and_reads_logs_on_debian_13(trixie):
-    """``vpskit-site`` (the CI login's one sudo command) runs on the server's Python 3.13.
-    Its backup checks a restore of the dump: it passes before the first deploy too (no table
-    in the database, none in the dump)."""
+def test_ci_login_backs_up_reads_logs_and_deploys_on_debian_13(trixie):
+    """``vpskit-site`` (the CI login's one sudo command) and the resident vpskit it deploys
+    with run on the server's Python 3.13. The backup checks a restore of the dump: it passes
+    before the first deploy too (no table in the database, none in the dump)."""
     _, site = trixie
     site.fab("provision")
     with site.ci_login() as ci_inventory:
         backed_up = site.fab("backup", "--verbose", "--inventory", ci_inventory).stdout
         assert "as ci" in backed_up and "sha256 verified" in backed_up, backed_up
         site.fab("logs", "--inventory", ci_inventory)
+        deployed = site.fab("deploy", "--ci", "--inventory", ci_inventory).stdout
+        assert "deployed shop-production" in deployed, deployed
+        assert site.get("/health/")[0] == 200
+        assert "python3.13" in site.sh("readlink -f /usr/local/lib/vpskit-site/resident/venv/"
+                                       "bin/python")
     site.fab("provision")  # the login's rights on the site taken away again

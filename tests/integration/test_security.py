@@ -321,3 +321,45 @@ def test_security_ci_login_backs_up_and_reads_logs_but_sudo_refuses_the_rest(sho
     assert "no site shop-production" in shop.sh(
         "runuser -u ci -- sudo -n /usr/local/sbin/vpskit-site backups shop-production 2>&1",
         check=False)
+
+
+def live_sha(site: Site) -> str:
+    """The commit of the release ``current`` points at."""
+    return json.loads(site.sh("cat /srv/shop-production/current/.vpskit-release.json"))["sha"]
+
+
+def test_security_ci_login_deploys_and_rolls_back_through_the_resident_vpskit(shop):
+    """On a one-host environment, ``fab deploy --ci``, ``rollback --ci`` and ``restore --ci``
+    work from a machine holding the CI key and the inventory only (no secrets file): the host's
+    resident vpskit ships the commit sent as a git bundle, with the inventory and secrets of the
+    last provision (which installs it once: a second changes nothing). What the CI user gives is a commit or a release id: anything else is refused
+    before acting. Without ``ci_user``, the copy goes."""
+    before = shop.live_release()
+    with shop.ci_login() as ci_inventory:
+        assert "resident vpskit installed" in shop.outputs[-1], shop.outputs[-1]
+        sha = shop.commit("shipped by the CI login", {"VERSION": "7.0.0\n"})
+        secrets = shop.dir / ".env.production"
+        hidden = secrets.rename(shop.dir / "secrets-kept-elsewhere")
+        try:
+            deployed = shop.fab("deploy", "--ci", "--inventory", ci_inventory).stdout
+            shipped = (shop.live_release(), live_sha(shop))
+            rolled = shop.fab("rollback", "--ci", "--inventory", ci_inventory).stdout
+            shop.fab("backup", "--inventory", ci_inventory)
+            restored = shop.fab("restore", "--ci", "--yes", "--inventory", ci_inventory).stdout
+        finally:
+            hidden.rename(secrets)
+        assert f"deploy shop-production {sha[:7]}" in deployed and "as ci" in deployed, deployed
+        assert shipped[0] != before and shipped[1] == sha, (shipped, deployed)
+        assert "rolled back shop-production" in rolled and shop.live_release() == before, rolled
+        assert "restored shop-production from shop-production-" in restored, restored
+        assert re.search(r"^  resident\s+unchanged", shop.fab("provision").stdout, re.M)
+
+        def as_ci(args: str) -> str:
+            return shop.sh(f"runuser -u ci -- sudo -n /usr/local/sbin/vpskit-site {args} "
+                           f"</dev/null 2>&1; echo rc=$?", check=False)
+        for args, says in ((f"deploy shop-production {'0' * 40}", "not a git bundle holding"),
+                           ("deploy shop-production 'HEAD;id'", "not a full commit sha"),
+                           ("rollback shop-production --to=x", "not a release id")):
+            out = as_ci(args)
+            assert "refused" in out and says in out and "rc=2" in out, out
+    assert "removed /etc/vpskit/ci/shop-production.d" in shop.fab("provision").stdout

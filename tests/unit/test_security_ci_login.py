@@ -84,7 +84,8 @@ def test_security_ci_login_plan_names_only_the_helper_in_sudoers():
     assert json.loads(registry.content) == {
         "site": SITE, "users": ["ci"],
         "units": [f"{SITE}-web@.service", f"{SITE}-*@*.service", f"{SITE}-job-*.service"],
-        "backup_dir": f"/var/backups/{SITE}", "backup_unit": f"{SITE}-backup.service"}
+        "backup_dir": f"/var/backups/{SITE}", "backup_unit": f"{SITE}-backup.service",
+        "env": "production", "config": f"/etc/vpskit/ci/{SITE}.d"}  # one host: it deploys
     again = ci.CiFacts(ci_files=states(specs.values()), ci_users={"ci": ["ci"]},
                        ci_public_key=KEY)
     assert ci.ci_access(env(host), host, again).actions == ()
@@ -170,7 +171,7 @@ def test_security_site_helper_lists_and_fetches_only_the_sites_backups(helper):
     (("backups", "../ci/shop-production"), "ci", "is not a site name"),
     (("logs", SITE, "10; id"), "ci", "usage: vpskit-site logs"),
     (("logs", SITE, "10", "--since=yesterday"), "ci", "usage: vpskit-site logs"),
-    (("shell", SITE), "ci", "usage: vpskit-site {logs,backups,backup,fetch}"),
+    (("shell", SITE), "ci", "usage: vpskit-site {logs,backups,backup,fetch,deploy,rollback,"),
     (("backup", SITE, "extra"), "ci", "wrong number of arguments"),
 ])
 def test_security_site_helper_refuses_before_acting(helper, args, user, says):

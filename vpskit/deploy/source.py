@@ -7,6 +7,7 @@ streamed to it. A remote URL is mirrored once into ``~/.cache/vpskit/repos`` and
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import subprocess
 import tomllib
@@ -44,6 +45,16 @@ class Source:
     def archive(self) -> bytes:
         """The commit's tree as an uncompressed tar."""
         return _git(self.repo, "archive", "--format=tar", self.sha, binary=True)
+
+    def bundle(self) -> bytes:
+        """The commit and its history as a git bundle (under a ref of its own while it is
+        made: a bundle names refs, not commits)."""
+        ref = f"refs/vpskit/bundle-{os.getpid()}"
+        _git(self.repo, "update-ref", ref, self.sha)
+        try:
+            return _git(self.repo, "bundle", "create", "-", ref, binary=True)
+        finally:
+            _git(self.repo, "update-ref", "-d", ref)
 
 
 def resolve(repo: str, ref: str) -> Source:

@@ -5,8 +5,10 @@ branch is ``app.ref``, the app's secrets come from repository secrets of the sam
 the SSH key and pinned host keys (repository secrets ``VPSKIT_SSH_KEY``, ``VPSKIT_KNOWN_HOSTS``)
 are written, mode 0600, to the paths the hosts' ``key`` and ``known_hosts`` name, as written
 (``~`` being the runner's home; ``~/.ssh/id_ed25519`` and ``~/.ssh/known_hosts`` where a host
-names none). vpskit itself is installed from the repository variable ``VPSKIT_PIP_SPEC``.
-Local: nothing here touches a server.
+names none). An environment of one host with a ``ci_user`` deploys with ``--ci``: the key is
+that login's (``ci_key``), which is not root, and no app secret goes to CI (the server's
+resident vpskit has them). vpskit itself is installed from the repository variable
+``VPSKIT_PIP_SPEC``. Local: nothing here touches a server.
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from vpskit import inventory, render
+from vpskit import inventory, render, resident
 from vpskit.errors import ToolkitError
 
 WORKFLOWS = {"github": Path(".github/workflows/deploy.yml")}
@@ -42,9 +44,10 @@ class Target:
 
     env_name: str
     branch: str
-    secrets: tuple[str, ...]  # the app's, required then optional
-    keys: tuple[str, ...]  # hosts[].key as written
+    secrets: tuple[str, ...]  # the app's, required then optional (none with ``ci``)
+    keys: tuple[str, ...]  # hosts[].key as written (hosts[].ci_key with ``ci``)
     known_hosts: tuple[str, ...]  # hosts[].known_hosts as written
+    ci: bool = False  # deploys through the CI login (``vpskit deploy --ci``)
 
 
 def workflow_path(app_dir: Path, provider: str, force: bool = False) -> Path:
@@ -66,9 +69,12 @@ def read_target(inventory_path: Path, env_name: str = ENV_NAME) -> Target:
                            f"name one (letters, digits, '.', '_', '/', '+', '-')")
     hosts = yaml.safe_load(inventory_path.read_text())["environments"][env_name]["hosts"]
     written = [h if isinstance(h, dict) else {} for h in hosts]  # a bare address names none
+    known_hosts = _unique(str(h.get("known_hosts") or DEFAULT_KNOWN_HOSTS) for h in written)
+    if resident.serves(env, env.hosts[0]):
+        return Target(env_name, env.app.ref, (), (str(written[0]["ci_key"]),), known_hosts,
+                      ci=True)
     return Target(env_name, env.app.ref, tuple(secrets),
-                  _unique(str(h.get("key") or DEFAULT_KEY) for h in written),
-                  _unique(str(h.get("known_hosts") or DEFAULT_KNOWN_HOSTS) for h in written))
+                  _unique(str(h.get("key") or DEFAULT_KEY) for h in written), known_hosts)
 
 
 def _unique(items: Iterable[str]) -> tuple[str, ...]:

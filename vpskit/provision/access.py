@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vpskit import facts, plan
+from vpskit import facts, plan, resident
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, FileState, file_probe
@@ -44,10 +44,13 @@ def probes(env: Environment, host: Host) -> list[facts.Probe]:
 def sshd_config(root_login: bool) -> str:
     """Key-only logins; root only when the inventory logs in as root. A client that stops
     answering (a laptop gone, a dropped link) is cut after about 30 s, which ends its
-    commands' sessions and so frees the site lock it held (pure)."""
+    commands' sessions and so frees the site lock it held. Besides each user's own keys, the
+    root-only key of the host's resident vpskit, which that file allows from loopback only
+    (pure)."""
     return (
         "# managed by vpskit\n"
         f"PermitRootLogin {'prohibit-password' if root_login else 'no'}\n"
+        f"AuthorizedKeysFile .ssh/authorized_keys {resident.SELF_AUTHORIZED}\n"
         "PasswordAuthentication no\n"
         "KbdInteractiveAuthentication no\n"
         "PubkeyAuthentication yes\n"

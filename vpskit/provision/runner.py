@@ -30,6 +30,7 @@ from vpskit.provision import (
     hostca,
     mail,
     offsite,
+    resident,
     system,
     tls,
     watchdog,
@@ -70,7 +71,8 @@ def first_facts(run: HostRun) -> None:
                                                *site_probes(env, host)]))
     database.check_claims(env, host, ctx.facts)
     ctx.facts.update(public_key=session.public_key(host), managed_env={},
-                     ci_public_key=session.public_key(host.ci) if host.ci_user else None)
+                     ci_public_key=session.public_key(host.ci) if host.ci_user else None,
+                     **resident.local_facts(env, host))
     if env.offsite.enabled and env.offsite.sftp and host == env.db_host:
         ctx.facts["offsite_host_keys"] = sftp_target.host_keys(env)
 
@@ -82,7 +84,7 @@ def site_probes(env: Environment, host: Host) -> list[facts.Probe]:
             *app.probes(env, host), *web.probes(env, host), *tls.probes(env, host),
             *backup_timer.probes(env, host), *job_units.probes(env),
             *mail.probes(env, host), *watchdog.probes(env, host), *offsite.probes(env, host),
-            *ci.probes(env, host)]
+            *ci.probes(env, host), *resident.probes(env, host)]
 
 
 def base(run: HostRun) -> None:
@@ -141,7 +143,8 @@ def site(run: HostRun, db_access: ServiceAccess, db: Host | None,
         steps.append(("tls", step(tls.tls, tls.TlsFacts)))
     steps += [("mail", step(mail.mail, mail.MailFacts)),
               ("watchdog", step(watchdog.watchdog, watchdog.WatchdogFacts)),
-              ("ci login", step(ci.ci_access, ci.CiFacts))]
+              ("ci login", step(ci.ci_access, ci.CiFacts)),
+              ("resident", step(resident.resident_vpskit, resident.ResidentFacts))]
     run.steps(steps)
     if ctx.facts.get("restart_app"):
         run.steps([("restart", step(app.restart, app.RestartFacts))])

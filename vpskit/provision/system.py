@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass
 
-from vpskit import facts, files, plan, sh
+from vpskit import facts, files, plan, resident, sh
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
 from vpskit.files import FileSpec, FileState, file_probe
@@ -13,6 +13,7 @@ from vpskit.plan import Plan
 from vpskit.provision import mail
 
 SUPPORTED = {("debian", "12"), ("debian", "13"), ("ubuntu", "22.04"), ("ubuntu", "24.04")}
+RESIDENT_PACKAGES = ("git", "python3-venv")  # vpskit/resident.py
 BASE_PACKAGES = ("ca-certificates", "curl", "sudo", "ufw", "unattended-upgrades", "tzdata", "socat")
 ROLE_PACKAGES = {"web": ("python3", "python3-venv", "nginx", "certbot"),
                  "worker": ("python3", "python3-venv"),
@@ -28,17 +29,20 @@ APT_ENV = ["env", "DEBIAN_FRONTEND=noninteractive", "apt-get", "-q", "-y",
            "-o", "Dpkg::Options::=--force-confold"]
 
 
-def packages_for(roles: tuple[str, ...], offsite: bool = False, mta: bool = False) -> list[str]:
+def packages_for(roles: tuple[str, ...], offsite: bool = False, mta: bool = False,
+                 resident: bool = False) -> list[str]:
     """What a host with ``roles`` needs installed; ``age`` on the host that encrypts the
-    off-site copies, Postfix where alerts are mailed (pure)."""
+    off-site copies, Postfix where alerts are mailed, git and a virtualenv where a resident
+    vpskit deploys (pure)."""
     wanted = [*BASE_PACKAGES, *(p for role in roles for p in ROLE_PACKAGES[role]),
-              *(["age"] if offsite else []), *(mail.PACKAGES if mta else ())]
+              *(["age"] if offsite else []), *(mail.PACKAGES if mta else ()),
+              *(RESIDENT_PACKAGES if resident else ())]
     return list(dict.fromkeys(wanted))
 
 
 def wanted_packages(env: Environment, host: Host, mta: bool = True) -> list[str]:
     return packages_for(host.roles, env.offsite.enabled and host == env.db_host,
-                        mta and mail.wanted(env))
+                        mta and mail.wanted(env), resident.serves(env, host))
 
 
 @dataclass(frozen=True)

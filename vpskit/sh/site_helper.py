@@ -5,11 +5,16 @@
     vpskit-site backups SITE                 "SIZE NAME" of each of its backups here
     vpskit-site backup SITE                  its backup service run; "made NAME SIZE SHA256"
     vpskit-site fetch SITE PATH              one of its backups, on stdout
+    vpskit-site deploy SITE SHA              that commit, from the git bundle on stdin, deployed
+    vpskit-site rollback SITE [RELEASE]      back to the previous good release (or RELEASE)
+    vpskit-site restore SITE NAME            its database from that backup here (or "latest")
 
 A verb acts on SITE only as its entry in the root-only registry (/etc/vpskit/ci/SITE.json)
 says, and only for a user that entry lists (sudo's SUDO_USER); every argument is matched whole
 before anything runs. A refusal is one line on stderr and exit code 2. Standard library only,
-beside ``prune_backups`` (which names a site's backups).
+beside ``prune_backups`` (which names a site's backups). ``deploy``, ``rollback`` and
+``restore`` run the host's resident vpskit (vpskit/resident.py) with the site's copy of its
+inventory and secrets, written by ``fab provision``, in a root-only folder of the run's own.
 """
 
 from __future__ import annotations
@@ -18,8 +23,12 @@ import hashlib
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 
 sys.path.insert(0, "/usr/local/lib/vpskit-site")  # root-only: this program's own modules
 from prune_backups import parse_name  # noqa: E402
@@ -29,6 +38,12 @@ SITE = re.compile(r"[a-z0-9][a-z0-9-]{0,62}")
 LINES = re.compile(r"[1-9][0-9]{0,5}")
 CHUNK = 1 << 20
 BACKUP_HOURS = 2  # a backup still running then is stopped
+SHA = re.compile(r"[0-9a-f]{40}")
+RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+RESIDENT = "/usr/local/lib/vpskit-site/resident/venv/bin/python"
+RUNS = "/var/lib/vpskit-site"  # root-only: a folder per deploy or rollback
+MAX_BUNDLE = 4 << 30  # bytes of git bundle read from stdin, at most
+PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 
 class Refused(Exception):
@@ -116,8 +131,72 @@ def fetch(found: dict, path: str) -> int:
     return 0
 
 
-VERBS = {"logs": logs, "backups": list_backups, "backup": backup, "fetch": fetch}
-ARITY = {"logs": (1, 2), "backups": (0, 0), "backup": (0, 0), "fetch": (1, 1)}
+def deploy(found: dict, sha: str) -> int:
+    """Fetch the commit from the git bundle on stdin, then the resident vpskit deploys it."""
+    if not SHA.fullmatch(sha):
+        raise Refused(f"{sha!r} is not a full commit sha")
+    with run_folder(found) as folder:
+        bundle, repo = os.path.join(folder, "bundle"), os.path.join(folder, "repo")
+        with open(bundle, "wb") as f:
+            size = 0
+            while chunk := sys.stdin.buffer.read(CHUNK):
+                size += len(chunk)
+                if size > MAX_BUNDLE:
+                    raise Refused(f"the git bundle is over {MAX_BUNDLE >> 30} GB")
+                f.write(chunk)
+        for git in (["init", "--quiet", "--bare", repo],
+                    ["-C", repo, "-c", "fetch.fsckObjects=true", "fetch", "--quiet", bundle,
+                     "+refs/*:refs/*"],  # fsck: no tree with '..' or '.git' gets in
+                    ["-C", repo, "cat-file", "-e", f"{sha}^{{commit}}"]):
+            if subprocess.run(["git", *git], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL).returncode:
+                raise Refused(f"stdin is not a git bundle holding commit {sha}")
+        return resident(found, folder, "deploy", "--ref", sha)
+
+
+def rollback(found: dict, *to: str) -> int:
+    if to and not RELEASE.fullmatch(to[0]):
+        raise Refused(f"{to[0]!r} is not a release id")
+    with run_folder(found) as folder:
+        return resident(found, folder, "rollback", *(["--to", to[0]] if to else []))
+
+
+def restore(found: dict, name: str) -> int:
+    if name != "latest" and name not in backups(found):
+        raise Refused(f"{name} is not a backup of {found['site']} on this host")
+    with run_folder(found) as folder:
+        return resident(found, folder, "restore", "--file", name, "--yes")
+
+
+@contextmanager
+def run_folder(found: dict) -> Iterator[str]:
+    """A root-only folder holding the site's copy of its inventory and secrets, gone after."""
+    if "config" not in found:
+        raise Refused(f"{found['site']} is not deployed by the CI login on this host (its "
+                      f"environment has more hosts than this one)")
+    os.makedirs(RUNS, mode=0o700, exist_ok=True)
+    folder = tempfile.mkdtemp(prefix=f"{found['site']}-", dir=RUNS)
+    try:
+        for name in ("inventory.yml", f".env.{found['env']}"):
+            shutil.copyfile(os.path.join(found["config"], name), os.path.join(folder, name))
+            os.chmod(os.path.join(folder, name), 0o600)
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def resident(found: dict, folder: str, task: str, *args: str) -> int:
+    """``vpskit TASK`` of the resident vpskit on the copy in ``folder``; its exit code."""
+    argv = [RESIDENT, "-m", "vpskit", task, "--env", found["env"], "--inventory",
+            os.path.join(folder, "inventory.yml"), *args]
+    return subprocess.run(argv, cwd=folder, stdin=subprocess.DEVNULL,
+                          env={"PATH": PATH, "HOME": "/root", "LANG": "C.UTF-8"}).returncode
+
+
+VERBS = {"logs": logs, "backups": list_backups, "backup": backup, "fetch": fetch,
+         "deploy": deploy, "rollback": rollback, "restore": restore}
+ARITY = {"logs": (1, 2), "backups": (0, 0), "backup": (0, 0), "fetch": (1, 1),
+         "deploy": (1, 1), "rollback": (0, 1), "restore": (1, 1)}
 
 
 def main(argv: list[str]) -> int:
