@@ -131,6 +131,8 @@ def ci_checkout(site: Site, base: Path) -> Path:
     for body in doc["environments"].values():
         for host in body["hosts"]:
             host.update(key="~/.ssh/vpskit-deploy", known_hosts="~/.ssh/vpskit-known-hosts")
+            if "ci_key" in host:
+                host["ci_key"] = "~/.ssh/vpskit-ci"
     (checkout / "inventory.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
     return checkout
 
@@ -140,21 +142,24 @@ def substituted(value: str, expressions: dict[str, str]) -> str:
     return re.sub(r"\$\{\{\s*(.*?)\s*\}\}", lambda m: expressions[m[1]], value)
 
 
-def test_ci_workflow_deploys_from_clean_shells(site, deployed, wheel, tmp_path):
-    checkout = ci_checkout(site, tmp_path)
+def run_workflow(site: Site, wheel: Path, base: Path, ssh_key: str,
+                 secrets: dict[str, str]) -> tuple[Path, subprocess.CompletedProcess]:
+    """``vpskit init --ci github`` in a checkout of the site, then each ``run:`` step of the
+    workflow in a clean shell, as the runner would (``ssh_key`` and ``secrets`` as the
+    repository's secrets); the runner's home and the last step's result."""
+    checkout = ci_checkout(site, base)
     said = subprocess.run([str(FAB.parent / "vpskit"), "init", "--ci", "github"], cwd=checkout,
                           capture_output=True, text=True, check=True, stdin=subprocess.DEVNULL)
     assert "kept inventory.yml" in said.stdout.splitlines()
     workflow = yaml.safe_load((checkout / ".github/workflows/deploy.yml").read_text())
-    host = site.env().hosts[0]
-    sha = git(checkout, "rev-parse", "HEAD").strip()
-    home, temp = tmp_path / "home", tmp_path / "runner-temp"
+    home, temp = base / "home", base / "runner-temp"
     home.mkdir()
     temp.mkdir()
-    expressions = {"secrets.VPSKIT_SSH_KEY": Path(host.key).read_text(),
-                   "secrets.VPSKIT_KNOWN_HOSTS": Path(host.known_hosts).read_text(),
-                   "secrets.SECRET_KEY": SECRET_KEY, "vars.VPSKIT_PIP_SPEC": str(wheel),
-                   "runner.temp": str(temp), "github.sha": sha}
+    expressions = {"secrets.VPSKIT_SSH_KEY": ssh_key,
+                   "secrets.VPSKIT_KNOWN_HOSTS": Path(site.env().hosts[0].known_hosts).read_text(),
+                   "vars.VPSKIT_PIP_SPEC": str(wheel), "runner.temp": str(temp),
+                   "github.sha": git(checkout, "rev-parse", "HEAD").strip(),
+                   **{f"secrets.{name}": value for name, value in secrets.items()}}
     runs = [step for step in workflow["jobs"]["deploy"]["steps"] if "run" in step]
     assert [step["name"] for step in runs] == ["Install vpskit", "SSH key and pinned host keys",
                                                "Deploy"]
@@ -165,8 +170,30 @@ def test_ci_workflow_deploys_from_clean_shells(site, deployed, wheel, tmp_path):
                                step["run"]], cwd=checkout, env=env, stdin=subprocess.DEVNULL,
                               capture_output=True, text=True, timeout=900)
         assert done.returncode == 0, f"{step['name']}:\n{done.stdout}\n{done.stderr}"
+    return home, done
+
+
+def test_ci_workflow_deploys_from_clean_shells(site, deployed, wheel, tmp_path):
+    host = site.env().hosts[0]
+    home, done = run_workflow(site, wheel, tmp_path, Path(host.key).read_text(),
+                              {"SECRET_KEY": SECRET_KEY})
     for name in ("vpskit-deploy", "vpskit-known-hosts"):
         assert os.stat(home / ".ssh" / name).st_mode & 0o777 == 0o600
     release = deployed_release(done)
+    sha = git(site.app, "rev-parse", "HEAD").strip()
     assert release.endswith(sha[:7]) and site.live_release() == release
     assert SECRET_KEY not in done.stdout + done.stderr
+
+
+def test_ci_workflow_through_the_ci_login_holds_no_root_key_and_no_app_secret(
+        site, deployed, wheel, tmp_path):
+    """With a ``ci_user`` on production's one host, the workflow deploys with ``--ci``: the
+    repository holds that login's key (not root) and none of the app's secrets."""
+    with site.ci_login():
+        home, done = run_workflow(site, wheel, tmp_path, (site.dir / "ci_key").read_text(), {})
+        assert os.stat(home / ".ssh" / "vpskit-ci").st_mode & 0o777 == 0o600
+        assert not (home / ".ssh" / "vpskit-deploy").exists()
+        sha = git(site.app, "rev-parse", "HEAD").strip()
+        assert f"deploy shop-production {sha[:7]} (" in done.stdout and " as ci" in done.stdout
+        assert site.live_release() == deployed_release(done)
+    site.fab("provision")  # the CI login gone again: the session's site goes on without it

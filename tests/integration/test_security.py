@@ -336,7 +336,9 @@ def test_security_ci_login_deploys_and_rolls_back_through_the_resident_vpskit(sh
     before acting. Without ``ci_user``, the copy goes."""
     before = shop.live_release()
     with shop.ci_login() as ci_inventory:
-        assert "resident vpskit installed" in shop.outputs[-1], shop.outputs[-1]
+        assert "shop-production.d/.env.production (created)" in shop.outputs[-1]
+        assert shop.sh("stat -c '%U %a' /usr/local/lib/vpskit-site/resident/venv "
+                       "/etc/vpskit/self/id_ed25519").split() == ["root", "755", "root", "600"]
         sha = shop.commit("shipped by the CI login", {"VERSION": "7.0.0\n"})
         secrets = shop.dir / ".env.production"
         hidden = secrets.rename(shop.dir / "secrets-kept-elsewhere")

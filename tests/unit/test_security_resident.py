@@ -200,7 +200,7 @@ def test_security_site_helper_deploys_the_bundles_commit_through_the_resident(he
     (("deploy", SITE, "HEAD;id"), b"", "'HEAD;id' is not a full commit sha"),
     (("deploy", SITE, "0" * 40), b"not a bundle", f"not a git bundle holding commit {'0' * 40}"),
     (("rollback", SITE, "--to=x"), b"", "'--to=x' is not a release id"),
-    (("rollback", "other-production"), b"", "other-production is not deployed by the CI login"),
+    (("rollback", "other-production"), b"", "other-production has no resident vpskit on this host"),
     (("restore", SITE, "/etc/shadow"), b"", f"/etc/shadow is not a backup of {SITE}"),
     (("restore", SITE, "other-production-20261202T010000Z.dump"), b"", "is not a backup of"),
     (("deploy", SITE), b"", "wrong number of arguments"),

@@ -172,8 +172,8 @@ def restore(found: dict, name: str) -> int:
 def run_folder(found: dict) -> Iterator[str]:
     """A root-only folder holding the site's copy of its inventory and secrets, gone after."""
     if "config" not in found:
-        raise Refused(f"{found['site']} is not deployed by the CI login on this host (its "
-                      f"environment has more hosts than this one)")
+        raise Refused(f"{found['site']} has no resident vpskit on this host: its environment "
+                      f"must be this host alone, with ci_user, provisioned so")
     os.makedirs(RUNS, mode=0o700, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"{found['site']}-", dir=RUNS)
     try:
