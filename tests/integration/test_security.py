@@ -365,3 +365,20 @@ def test_security_ci_login_deploys_and_rolls_back_through_the_resident_vpskit(sh
             out = as_ci(args)
             assert "refused" in out and says in out and "rc=2" in out, out
     assert "removed /etc/vpskit/ci/shop-production.d" in shop.fab("provision").stdout
+
+
+def test_ci_killed_mid_deploy_through_the_ci_login_leaves_the_site_serving_and_unlocked(shop):
+    """CI dies (a cancelled job) while the resident vpskit deploys for it: the server side ends
+    on its own, a release serves, and the next ``fab deploy --ci`` ships."""
+    with shop.ci_login() as ci_inventory:
+        shop.commit("cut off", {"VERSION": "7.1.0\n"})
+        with shop.fab_until("deploy", "--ci", "--inventory", ci_inventory,
+                            seen=lambda line: line.strip().startswith("upload")) as (running, _):
+            running.kill()
+        shop.sh("for i in $(seq 240); do pgrep -f 'vpskit-site deploy' > /dev/null || exit 0; "
+                "sleep 0.5; done; exit 1")  # the run CI left ends by itself
+        assert shop.get("/health/")[0] == 200
+        sha = shop.commit("after the cut", {"VERSION": "7.2.0\n"})
+        shop.fab("deploy", "--ci", "--inventory", ci_inventory)
+        assert live_sha(shop) == sha and shop.get("/health/")[0] == 200
+    shop.fab("provision")
