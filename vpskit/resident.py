@@ -1,12 +1,13 @@
 """The resident vpskit: a copy of this vpskit that ``fab provision`` keeps on the host of a
-one-host environment with a CI login, so that login ships and rolls back releases without sudo
-of its own (``vpskit-site deploy|rollback`` runs it as root).
+one-host environment with a CI login, so that login ships and rolls back releases and restores
+the database without sudo of its own (``vpskit-site deploy|rollback|restore`` runs it as root).
 
 It logs into its own host as the deploy user over loopback, with a root-only key that sshd
 takes from 127.0.0.1 only, and reads the environment as the last ``fab provision`` left it: the
 inventory without its hooks (they would run as root there) and the secrets, both root-only.
-What CI sends is a git bundle and the commit to deploy from it, or the release to roll back
-to: never a command, a unit or a file of its choosing (pure names and texts here).
+What CI sends is a git bundle and the commit to deploy from it, the release to roll back to or
+the backup to restore: never a command, a unit or a file of its choosing (pure names and texts
+here).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ STAMP = f"{HOME}/stamp"  # the digest of what is installed
 SELF_KEY = "/etc/vpskit/self/id_ed25519"  # root-only: the host logging into itself
 SELF_KNOWN_HOSTS = "/etc/vpskit/self/known_hosts"
 SELF_AUTHORIZED = "/etc/ssh/vpskit_self_keys"  # sshd's second AuthorizedKeysFile
+SELF_OPTIONS = 'from="127.0.0.1,::1",restrict'  # the self key's line there: loopback, commands
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
 REPO = "repo"  # the copy's app.repo: where vpskit-site fetches the bundle, beside the copy
 # Distribution: what pip installs (binary wheels only: no build step runs as root).
@@ -54,9 +56,9 @@ def inventory_text(env: Environment, original: str) -> str:
     host = env.hosts[0]
     for section in (doc, body):
         section.pop("hooks", None)
-        if "repo" in section.get("app", {}):
-            section["app"]["repo"] = REPO
     doc.setdefault("app", {})["repo"] = REPO
+    if "repo" in body.get("app", {}):
+        body["app"]["repo"] = REPO
     body["hosts"] = [{"address": "127.0.0.1", "port": host.port, "user": host.user,
                       "key": SELF_KEY, "known_hosts": SELF_KNOWN_HOSTS,
                       "roles": list(host.roles)}]
@@ -79,7 +81,7 @@ def known_hosts_text(host: Host, host_key: str) -> str:
 
 def authorized_text(public_key: str) -> str:
     """The self key, for any login from loopback only, with nothing but commands."""
-    return f'from="127.0.0.1,::1",restrict {public_key.strip()}\n'
+    return f"{SELF_OPTIONS} {public_key.strip()}\n"
 
 
 def pins() -> list[str]:

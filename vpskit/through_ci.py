@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 
-from vpskit import ci_login, session
+from vpskit import ci_login, resident, session
 from vpskit.config import Environment, Host
 from vpskit.deploy.source import refuse_unsafe_files, resolve
 from vpskit.errors import ToolkitError
@@ -16,8 +16,8 @@ from vpskit.steps import Reporter
 
 
 def ci_host(env: Environment) -> Host:
-    """The one host of ``env``, with a CI login; else the one-line error."""
-    if len(env.hosts) != 1 or not env.hosts[0].ci_user:
+    """The one host of ``env``, where its resident vpskit lives; else the one-line error."""
+    if not resident.serves(env, env.hosts[0]):
         raise ToolkitError(f"--ci: environment '{env.name}' needs to be one host with a ci_user "
                            f"(that host's resident vpskit deploys); it has {len(env.hosts)} "
                            f"host(s){' without ci_user' if len(env.hosts) == 1 else ''}")

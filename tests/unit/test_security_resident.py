@@ -81,7 +81,8 @@ def test_security_resident_plan_installs_once_and_makes_the_self_key_once():
     install, key = runs(first)
     assert install[:5] == ["bash", "-c", step.INSTALL_SCRIPT, "resident-install", resident.HOME]
     assert install[5:] == [digest, "fabric==3.2.3"]
-    assert key[3:] == ["self-key", resident.SELF_KEY, resident.SELF_AUTHORIZED]
+    assert key[3:] == ["self-key", resident.SELF_KEY, resident.SELF_AUTHORIZED,
+                       resident.SELF_OPTIONS]
     folder = f"/etc/vpskit/ci/{SITE}.d"
     assert writes(first) == [f"{folder}/inventory.yml", f"{folder}/.env.production",
                              resident.SELF_KNOWN_HOSTS]
@@ -99,6 +100,16 @@ def test_security_resident_plan_installs_once_and_makes_the_self_key_once():
     again = step.resident_vpskit(e, CI_HOST, facts(resident_files=done, resident_stamp=digest,
                                                    self_public_key=public))
     assert again.actions == ()
+
+
+def test_self_key_script_authorizes_the_line_later_provisions_keep(tmp_path):
+    """The first provision's script writes the line the plan's file spec holds after it."""
+    key, authorized = tmp_path / "self" / "id_ed25519", tmp_path / "vpskit_self_keys"
+    subprocess.run(["bash", "-c", step.SELF_KEY_SCRIPT, "self-key", str(key), str(authorized),
+                    resident.SELF_OPTIONS], check=True, timeout=30)
+    assert authorized.read_text() == resident.authorized_text((tmp_path / "self" /
+                                                               "id_ed25519.pub").read_text())
+    assert oct(key.parent.stat().st_mode & 0o777) == "0o700"
 
 
 def test_security_without_a_ci_login_the_sites_copy_goes():

@@ -77,6 +77,6 @@ def resident_vpskit(env: Environment, host: Host, found: ResidentFacts) -> Plan:
                               resident.authorized_text(found.self_public_key)))
     else:
         result += plan.run("bash", "-c", SELF_KEY_SCRIPT, "self-key", resident.SELF_KEY,
-                           resident.SELF_AUTHORIZED,
+                           resident.SELF_AUTHORIZED, resident.SELF_OPTIONS,
                            change=f"{resident.SELF_KEY} made, for loopback logins only")
     return result + plan.write(specs, found.resident_files)

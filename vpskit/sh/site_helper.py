@@ -41,7 +41,7 @@ BACKUP_HOURS = 2  # a backup still running then is stopped
 SHA = re.compile(r"[0-9a-f]{40}")
 RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
 RESIDENT = "/usr/local/lib/vpskit-site/resident/venv/bin/python"
-RUNS = "/var/lib/vpskit-site"  # root-only: a folder per deploy or rollback
+RUNS = "/var/lib/vpskit-site"  # root-only: a folder per deploy, rollback or restore
 MAX_BUNDLE = 4 << 30  # bytes of git bundle read from stdin, at most
 PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
