@@ -232,7 +232,7 @@ def prune_copies(env: Environment, local: Path) -> list[str]:
 def through_ci_login(env: Environment) -> bool:
     """Whether ``fab backup`` logs into the db host as its CI login (``vpskit-site``), which
     sends none of the app's secrets: cron then needs neither them nor a root key."""
-    return bool(db_host(env).ci_user)
+    return ci_login.backs_up(env, db_host(env))
 
 
 def backup(env: Environment, local: Path, out: Reporter) -> None:

@@ -39,12 +39,18 @@ class Host:
     known_hosts: str | None = None  # pinned keys file; None = ~/.ssh/known_hosts (accept-new)
     roles: tuple[str, ...] = ("web", "worker", "db")
     private_address: str = ""  # how the other hosts reach it; "" = address
+    ssh_address: str = ""  # where SSH reaches it when not at address (a NAT, a tunnel)
     ci_user: str = ""  # the login for CI and cron: sudo for vpskit-site only; "" = none
     ci_key: str | None = None  # its private key (required with ci_user)
 
     @property
     def private(self) -> str:
         return self.private_address or self.address
+
+    @property
+    def ssh_target(self) -> str:
+        """Where SSH connects to: ``ssh_address`` or ``address``."""
+        return self.ssh_address or self.address
 
     @property
     def ci(self) -> Host:

@@ -207,6 +207,8 @@ RULES: dict[tuple[str, str], tuple[typing.Callable[[Any], object], str]] = {
     ("host", "ci_user"): USER_RULE,
     ("host", "private_address"): (lambda v: not v or endpoints.is_ip(v),
                                   "expected the IP address the other hosts reach it at"),
+    ("host", "ssh_address"): (lambda v: not v or endpoints.valid_host(v),
+                              "expected the IP address or DNS name SSH reaches it at"),
 }
 
 

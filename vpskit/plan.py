@@ -152,4 +152,5 @@ def facts_of(cls: type[F], found: Mapping[str, Any]) -> F:
     fact of that name; a field with a default may be missing (its probe is not always
     gathered) (pure)."""
     return cls(**{f.name: found[f.name] for f in dataclasses.fields(cls)  # type: ignore
-                  if f.name in found or f.default is dataclasses.MISSING})
+                  if f.name in found or (f.default is dataclasses.MISSING
+                                         and f.default_factory is dataclasses.MISSING)})

@@ -100,6 +100,12 @@ def pruned(host: str, result: Result, where: str) -> Plan:
     return Plan(changes=(f"server: removed {', '.join(gone)}",) if gone else ())
 
 
+def printed(host: str, result: Result, fact: str, *argv: str) -> Plan:
+    """A command's output is the fact ``fact``; its failure says so as ``argv`` would."""
+    failed_as(host, result, *argv)
+    return plan.outputs(**{fact: result.stdout})
+
+
 def stopped(host: str, result: Result) -> Plan:
     """``sh/stop-others.sh`` prints the units it stops: one line naming them, if any."""
     units = [word.removesuffix(".service") for word in result.stdout.split()]
@@ -120,4 +126,4 @@ def venv(host: str, result: Result, key: str, requirements: str, log: str, venvs
 
 READERS: dict[str, Callable[..., Plan]] = {
     f.__name__: f for f in (room, archived, made, failed_as, nginx_switch, offsite, pruned,
-                            stopped, venv)}
+                            printed, stopped, venv)}

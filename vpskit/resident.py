@@ -1,13 +1,15 @@
-"""The resident vpskit: a copy of this vpskit that ``fab provision`` keeps on the host of a
-one-host environment with a CI login, so that login ships and rolls back releases and restores
-the database without sudo of its own (``vpskit-site deploy|rollback|restore`` runs it as root).
+"""The resident vpskit: a copy of this vpskit that ``fab provision`` keeps on the first host of
+an environment when that host has a CI login, so that login ships and rolls back releases and
+restores the database on every host of the environment without sudo of its own
+(``vpskit-site deploy|rollback|restore`` runs it as root).
 
-It logs into its own host as the deploy user over loopback, with a root-only key that sshd
-takes from 127.0.0.1 only, and reads the environment as the last ``fab provision`` left it: the
-inventory without its hooks (they would run as root there) and the secrets, both root-only.
-What CI sends is a git bundle and the commit to deploy from it, the release to roll back to or
-the backup to restore: never a command, a unit or a file of its choosing (pure names and texts
-here).
+It logs in as each host's deploy user with a root-only key of its own host: into that host over
+loopback, into the environment's other hosts (its *members*) at their private addresses, where
+sshd takes that key from the first host's addresses only. It reads the environment as the last
+``fab provision`` left it: the inventory without its hooks (they would run as root there) and
+the secrets, both root-only. What CI sends is a git bundle and the commit to deploy from it, the
+release to roll back to or the backup to restore: never a command, a unit or a file of its
+choosing (pure names and texts here).
 """
 
 from __future__ import annotations
@@ -22,46 +24,73 @@ import yaml
 
 from vpskit import envfile
 from vpskit.config import Environment, Host
+from vpskit.endpoints import is_ip
 
 HOME = "/usr/local/lib/vpskit-site/resident"  # venv/ and src/vpskit/, root-owned
 PYTHON = f"{HOME}/venv/bin/python"
 STAMP = f"{HOME}/stamp"  # the digest of what is installed
-SELF_KEY = "/etc/vpskit/self/id_ed25519"  # root-only: the host logging into itself
-SELF_KNOWN_HOSTS = "/etc/vpskit/self/known_hosts"
+SELF_KEY = "/etc/vpskit/self/id_ed25519"  # root-only: the resident vpskit's logins
 SELF_AUTHORIZED = "/etc/ssh/vpskit_self_keys"  # sshd's second AuthorizedKeysFile
 SELF_OPTIONS = 'from="127.0.0.1,::1",restrict'  # the self key's line there: loopback, commands
+SELF_TAG = "vpskit-self"  # the comment ending that line (ssh-keygen -C)
 HOST_KEY = "/etc/ssh/ssh_host_ed25519_key.pub"
+COPIES = "/etc/vpskit/ci"  # <site>.d/ of each site deploying through a resident vpskit here
 REPO = "repo"  # the copy's app.repo: where vpskit-site fetches the bundle, beside the copy
 # Distribution: what pip installs (binary wheels only: no build step runs as root).
 REQUIREMENTS = {"fabric": "fabric", "invoke": "invoke", "jinja2": "jinja2",
                 "pyyaml": "pyyaml", "psycopg": "psycopg[binary]"}
 
 
+def orchestrator(env: Environment) -> Host | None:
+    """The host keeping ``env``'s resident vpskit: its first, when that has a CI login."""
+    first = env.hosts[0]
+    return first if first.ci_user else None
+
+
 def serves(env: Environment, host: Host) -> bool:
-    """Whether ``host`` keeps a resident vpskit: the one host of its environment, with a CI
-    login."""
-    return bool(host.ci_user) and env.hosts == (host,)
+    """Whether ``host`` keeps ``env``'s resident vpskit."""
+    return host == orchestrator(env)
+
+
+def members(env: Environment) -> tuple[Host, ...]:
+    """The other hosts the resident vpskit logs into (none without one)."""
+    return env.hosts[1:] if orchestrator(env) else ()
+
+
+def ssh_target(env: Environment, host: Host) -> str:
+    """Where the resident vpskit reaches ``host`` of ``env``: itself over loopback, a member at
+    its private address."""
+    return "127.0.0.1" if serves(env, host) else host.private
 
 
 def config_dir(env: Environment) -> str:
-    """Where the site's copy of the inventory and its secrets live (root-only)."""
-    return f"/etc/vpskit/ci/{env.site}.d"
+    """Where the site's copy of the inventory, its secrets and its hosts' keys live
+    (root-only)."""
+    return f"{COPIES}/{env.site}.d"
+
+
+def known_hosts_path(env: Environment) -> str:
+    """The keys of the site's hosts, as the resident reaches them."""
+    return f"{config_dir(env)}/known_hosts"
 
 
 def inventory_text(env: Environment, original: str) -> str:
-    """The copy of the inventory (``original``) the resident reads: this environment only, its
-    host reached over loopback with the self key, no hooks, the repository beside it."""
+    """The copy of the inventory (``original``) the resident reads: this environment only, each
+    host reached at :func:`ssh_target` as its deploy user with the self key, no hooks, the
+    repository beside it."""
     doc = yaml.safe_load(original)
     body = doc["environments"][env.name]
-    host = env.hosts[0]
     for section in (doc, body):
         section.pop("hooks", None)
     doc.setdefault("app", {})["repo"] = REPO
     if "repo" in body.get("app", {}):
         body["app"]["repo"] = REPO
-    body["hosts"] = [{"address": "127.0.0.1", "port": host.port, "user": host.user,
-                      "key": SELF_KEY, "known_hosts": SELF_KNOWN_HOSTS,
-                      "roles": list(host.roles)}]
+    body["hosts"] = [{"address": host.address, "ssh_address": ssh_target(env, host),
+                      **({"private_address": host.private_address} if host.private_address
+                         else {}),
+                      "port": host.port, "user": host.user, "key": SELF_KEY,
+                      "known_hosts": known_hosts_path(env), "roles": list(host.roles)}
+                     for host in env.hosts]
     doc["environments"] = {env.name: body}
     return "# Written by vpskit provision: what vpskit-site deploys with.\n" + yaml.safe_dump(
         doc, sort_keys=False)
@@ -72,16 +101,43 @@ def secrets_text(env: Environment) -> str:
     return envfile.render({key: value.reveal() for key, value in env.secrets.items()})
 
 
-def known_hosts_text(host: Host, host_key: str) -> str:
-    """The self login's known_hosts: the host's own ed25519 key at 127.0.0.1."""
-    where = "127.0.0.1" if host.port == 22 else f"[127.0.0.1]:{host.port}"
-    kind, key = host_key.split()[:2]
-    return f"{where} {kind} {key}\n"
+def known_hosts_text(env: Environment, host_keys: dict[str, str]) -> str:
+    """The resident's known_hosts: each host's ed25519 key (``host_keys`` by address) where the
+    resident reaches it."""
+    lines = []
+    for host in env.hosts:
+        if host.address in host_keys:
+            target = ssh_target(env, host)
+            where = target if host.port == 22 else f"[{target}]:{host.port}"
+            kind, key = host_keys[host.address].split()[:2]
+            lines.append(f"{where} {kind} {key}\n")
+    return "".join(lines)
 
 
-def authorized_text(public_key: str) -> str:
-    """The self key, for any login from loopback only, with nothing but commands."""
-    return f"{SELF_OPTIONS} {public_key.strip()}\n"
+def member_options(env: Environment) -> str:
+    """The self key's options on a member: from the first host's IP addresses, commands only."""
+    first = env.hosts[0]
+    addresses = sorted({a for a in (first.address, first.private) if is_ip(a)})
+    return f'from="{",".join(addresses)}",restrict' if addresses else "restrict"
+
+
+def member_tag(env: Environment) -> str:
+    """The comment ending the line of ``env``'s resident key on a member."""
+    return f"vpskit-resident:{env.site}"
+
+
+def authorized_text(current: str, tag: str, line: str | None) -> str:
+    """sshd's second AuthorizedKeysFile (``current``) with the line ending in ``tag`` replaced
+    by ``line`` (removed for None): one line per resident key, kept by the site that owns it
+    (pure)."""
+    kept = [old for old in current.splitlines() if old.strip() and old.split()[-1] != tag]
+    return "".join(f"{kept_line}\n" for kept_line in kept + ([line] if line else []))
+
+
+def authorized_line(options: str, public_key: str, tag: str) -> str:
+    """A resident key's line: ``options``, the key (``ssh-ed25519 AAAA...``) and ``tag``."""
+    kind, key = public_key.split()[:2]
+    return f"{options} {kind} {key} {tag}"
 
 
 def pins() -> list[str]:

@@ -66,14 +66,14 @@ def connect(
     """
     user = user or host.user
     known_hosts = known_hosts or host.known_hosts
-    where = f"{user}@{host.address}:{host.port}"
+    where = f"{user}@{host.ssh_target}:{host.port}"
     options: dict = {"banner_timeout": timeout, "auth_timeout": timeout}
     if host.key:
         if not Path(host.key).is_file():
             raise ConnectError(f"{where}: key file {host.key} not found: fix hosts[].key")
         options.update(key_filename=host.key, look_for_keys=False, allow_agent=False)
     conn = NoDelayConnection(
-        host.address, user=user, port=host.port, connect_timeout=timeout, connect_kwargs=options
+        host.ssh_target, user=user, port=host.port, connect_timeout=timeout, connect_kwargs=options
     )
     if known_hosts:
         if not Path(known_hosts).is_file():
@@ -98,7 +98,7 @@ def connect(
 
 def _explain(exc: Exception, host: Host, user: str, known_hosts: str, timeout: float) -> str:
     """What went wrong and what to do, in one line."""
-    name = host.address if host.port == 22 else f"[{host.address}]:{host.port}"
+    name = host.ssh_target if host.port == 22 else f"[{host.ssh_target}]:{host.port}"
     if isinstance(exc, paramiko.BadHostKeyException):
         return (
             f"host key CHANGED (now {exc.key.get_name()} {exc.key.fingerprint}): if the server "
@@ -114,7 +114,7 @@ def _explain(exc: Exception, host: Host, user: str, known_hosts: str, timeout: f
     if isinstance(exc, paramiko.SSHException) and "not found in known_hosts" in str(exc):
         return (
             f"host key unknown (not in {known_hosts}): check its fingerprint, then add it, e.g. "
-            f"`ssh-keyscan -p {host.port} {host.address} >> {known_hosts}`"
+            f"`ssh-keyscan -p {host.port} {host.ssh_target} >> {known_hosts}`"
         )
     if isinstance(exc, paramiko.ssh_exception.NoValidConnectionsError):
         exc = next(iter(exc.errors.values()))
@@ -124,7 +124,7 @@ def _explain(exc: Exception, host: Host, user: str, known_hosts: str, timeout: f
             f"its firewall allows port {host.port}"
         )
     if isinstance(exc, socket.gaierror):
-        return f"cannot resolve {host.address!r}: check the address"
+        return f"cannot resolve {host.ssh_target!r}: check the address"
     if isinstance(exc, OSError) and exc.errno == errno.ECONNREFUSED:
         return f"connection refused: is sshd running on port {host.port}? check hosts[].port"
     if isinstance(exc, OSError) and exc.errno in (errno.EHOSTUNREACH, errno.ENETUNREACH):

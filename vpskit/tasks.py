@@ -20,8 +20,8 @@ ENV = {"env": "environment from the inventory (e.g. production)",
        "inventory": "inventory file (default inventory.yml or $VPSKIT_INVENTORY)"}
 HOSTS = {"hosts": "only these hosts (comma-separated addresses)",
          "role": "only the hosts with this role (web, worker, db, lb)"}
-CI = ("through the host's ci_user (a one-host environment): its resident vpskit does it, with "
-      "the inventory and secrets of the last fab provision")
+CI = ("through the first host's ci_user: its resident vpskit does it on every host, with the "
+      "inventory and secrets of the last fab provision")
 
 
 def _reporter(quiet: bool = False):
@@ -83,9 +83,10 @@ def deploy(c, env=None, ref=None, inventory=None, hosts=None, role=None, batch="
     """Ship a release: lock, build, backup, migrate, health-gated switch, auto-rollback."""
     size = positive_int("--batch", batch)
     if ci:
-        _only_flag("--ci", hosts=hosts, role=role, batch=size != 1, maintenance=maintenance)
+        _only_flag("--ci", hosts=hosts, role=role)
         from vpskit import through_ci
-        through_ci.deploy(load_env(env, inventory, every_secret=False), ref, _reporter())
+        through_ci.deploy(load_env(env, inventory, every_secret=False), ref, _reporter(),
+                          batch=size, maintenance=maintenance)
         return
     environment = load_env(env, inventory)
     from vpskit.deploy.run import deploy_environment

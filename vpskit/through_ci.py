@@ -1,8 +1,8 @@
-"""``fab deploy|rollback|restore --ci``: through the host's CI login, whose key is not root, the
-host's resident vpskit (:mod:`vpskit.resident`) ships or rolls back the release, or restores
-the database, with the inventory and secrets of the last ``fab provision``; this machine sends
-the commit as a git bundle, or names the release or the backup, and shows what the server
-says."""
+"""``fab deploy|rollback|restore --ci``: through the CI login of the environment's first host,
+whose key is not root, that host's resident vpskit (:mod:`vpskit.resident`) ships or rolls back
+the release on every host, or restores the database, with the inventory and secrets of the last
+``fab provision``; this machine sends the commit as a git bundle, or names the release or the
+backup, and shows what the server says."""
 
 from __future__ import annotations
 
@@ -16,22 +16,29 @@ from vpskit.steps import Reporter
 
 
 def ci_host(env: Environment) -> Host:
-    """The one host of ``env``, where its resident vpskit lives; else the one-line error."""
-    if not resident.serves(env, env.hosts[0]):
-        raise ToolkitError(f"--ci: environment '{env.name}' needs to be one host with a ci_user "
-                           f"(that host's resident vpskit deploys); it has {len(env.hosts)} "
-                           f"host(s){' without ci_user' if len(env.hosts) == 1 else ''}")
-    return env.hosts[0]
+    """The host of ``env`` where its resident vpskit lives; else the one-line error."""
+    host = resident.orchestrator(env)
+    if host is None:
+        raise ToolkitError(f"--ci: environment '{env.name}' needs a ci_user on its first host "
+                           f"({env.hosts[0].address}), whose resident vpskit deploys; set "
+                           f"ci_user and ci_key there and run fab provision")
+    return host
 
 
-def deploy(env: Environment, ref: str | None, out: Reporter) -> None:
+def deploy(env: Environment, ref: str | None, out: Reporter, batch: int = 1,
+           maintenance: bool = False) -> None:
+    """``batch`` web hosts switched at a time; ``maintenance``: 503 from the release commands
+    until after the switch (as ``fab deploy`` takes them)."""
     host = ci_host(env)
+    options = [*([f"--batch={batch}"] if batch != 1 else []),
+               *(["--maintenance"] if maintenance else [])]
     source = resolve(env.app.repo, ref or env.app.ref)
     refuse_unsafe_files(source, env.backups.local_dir)
     _say_hooks(env, out)
     out.line(f"deploy {env.site} {source.short} ({source.ref}) on {host.address} as "
              f"{host.ci_user}")
-    _run(env, host, ci_login.argv("deploy", env, source.sha), out, stdin=source.bundle())
+    _run(env, host, ci_login.argv("deploy", env, source.sha, *options), out,
+         stdin=source.bundle())
 
 
 def rollback(env: Environment, to: str | None, out: Reporter) -> None:

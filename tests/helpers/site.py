@@ -96,8 +96,8 @@ class Site:
     @contextmanager
     def ci_login(self) -> Iterator[str]:
         """The site's first host given a CI login (``ci``, a new key) and provisioned; yields
-        an inventory holding that key only, as cron or CI would (the deploy user's key path
-        leads nowhere). On the way out the login is gone from ``inventory.yml`` again (the
+        an inventory holding that key only, as cron or CI would (the deploy user's key paths
+        lead nowhere). On the way out the login is gone from ``inventory.yml`` again (the
         caller provisions, to take it off the server)."""
         key, path = self.dir / "ci_key", self.dir / "inventory.yml"
         if not key.exists():
@@ -110,7 +110,8 @@ class Site:
         path.write_text(yaml.safe_dump(doc, sort_keys=False))
         try:
             self.fab("provision")
-            host["key"] = str(self.dir / "no-such-deploy-key")
+            for each in doc["environments"][self.env_name]["hosts"]:
+                each["key"] = str(self.dir / "no-such-deploy-key")
             (self.dir / "ci.yml").write_text(yaml.safe_dump(doc, sort_keys=False))
             yield "ci.yml"
         finally:

@@ -367,6 +367,54 @@ MANAGED = """\
 """
 
 
+def test_security_ci_login_deploys_every_host_through_the_first_hosts_resident_vpskit(
+        cluster, deployed):
+    """With a ``ci_user`` on the first host, ``fab deploy|rollback|restore --ci`` act on every
+    host (``--maintenance`` passed on) from a machine holding the CI key and the inventory only: the first host's resident
+    vpskit logs into the others with a key of its own, which they take from the first host's
+    address alone. Without ``ci_user``, that key's lines on them go."""
+    site, (web1, web2), db = cluster["site"], cluster["web"], cluster["db"]
+    before = [live(site, v.address) for v in (web1, web2)]
+    keys = "/etc/ssh/vpskit_self_keys"
+    tag = "vpskit-resident:shop-production"
+    with site.ci_login() as ci_inventory:
+        allowed = [sh(site, v.address, f"cat {keys}") for v in (web2, db)]
+        stolen = sh(site, web1.address, "cat /etc/vpskit/self/id_ed25519")
+        elsewhere = sh(site, web2.address, f"umask 077; cat > /root/stolen <<'EOF'\n{stolen}EOF\n"
+                                           f"ssh -i /root/stolen -o BatchMode=yes -o "
+                                           f"StrictHostKeyChecking=no deploy@{db.address} true "
+                                           f"2>&1; echo rc=$?; rm -f /root/stolen", check=False)
+        site.fab("backup")
+        sha = site.commit("shipped by the CI login", {"VERSION": "8.0.0\n"})
+        secrets = site.dir / ".env.production"
+        hidden = secrets.rename(site.dir / "secrets-kept-elsewhere")
+        try:
+            shipped = site.fab("deploy", "--ci", "--maintenance", "--inventory",
+                               ci_inventory).stdout
+            after = (versions(site, (web1, web2)), served(site),
+                     [sh(site, v.address, "cat /srv/shop-production/current/REVISION").strip()
+                      for v in (web1, web2)])
+            rolled = site.fab("rollback", "--ci", "--inventory", ci_inventory).stdout
+            restored = site.fab("restore", "--ci", "--yes", "--inventory", ci_inventory).stdout
+        finally:
+            hidden.rename(secrets)
+        alone = site.fab("provision", "--hosts", web2.address).stdout  # web1's key read there
+    for found in allowed:
+        assert re.search(rf'^from="{re.escape(web1.address)}",restrict ssh-ed25519 \S+ {tag}$',
+                         found, re.M), found
+    assert "Permission denied" in elsewhere and "rc=255" in elsewhere, elsewhere
+    assert f"deploy shop-production {sha[:7]}" in shipped and "as ci" in shipped, shipped
+    assert "maintenance on" in shipped and "maintenance off" in shipped, shipped
+    assert after == (["8.0.0", "8.0.0"], "8.0.0", [sha, sha]), shipped
+    assert "rolled back" in rolled and [live(site, v.address) for v in (web1, web2)] == before
+    assert versions(site, (web1, web2)) == [deployed, deployed] and served(site) == deployed
+    assert "restored shop-production from shop-production-" in restored, restored
+    assert re.search(r"^(\[\S+\] )?  resident\s+unchanged", alone, re.M), alone
+    removed = site.fab("provision").stdout
+    assert "removed /etc/vpskit/ci/shop-production.d" in removed, removed
+    assert all(tag not in sh(site, v.address, f"cat {keys}") for v in (web2, db))
+
+
 def test_managed_services_need_no_db_host(cluster, provisioned):
     """DATABASE_URL and REDIS_URL given as secrets (a managed service; here production's, on
     the db host) need no db host: the environment is provisioned and deployed on web2 alone,

@@ -333,7 +333,7 @@ def test_security_ci_login_deploys_and_rolls_back_through_the_resident_vpskit(sh
     work from a machine holding the CI key and the inventory only (no secrets file): the host's
     resident vpskit ships the commit sent as a git bundle, with the inventory and secrets of the
     last provision (which installs it once: a second changes nothing). What the CI user gives is a commit or a release id: anything else is refused
-    before acting. Without ``ci_user``, the copy goes."""
+    before acting. Without ``ci_user``, the copy goes, and the resident with its last site."""
     before = shop.live_release()
     with shop.ci_login() as ci_inventory:
         assert "shop-production.d/.env.production (created)" in shop.outputs[-1]
@@ -364,7 +364,12 @@ def test_security_ci_login_deploys_and_rolls_back_through_the_resident_vpskit(sh
                            ("rollback shop-production --to=x", "not a release id")):
             out = as_ci(args)
             assert "refused" in out and says in out and "rc=2" in out, out
-    assert "removed /etc/vpskit/ci/shop-production.d" in shop.fab("provision").stdout
+    removed = shop.fab("provision").stdout
+    assert "removed /etc/vpskit/ci/shop-production.d" in removed, removed
+    assert "removed the resident vpskit and its key" in removed, removed  # the last site's
+    assert shop.sh("for p in /usr/local/lib/vpskit-site/resident /etc/vpskit/self; do "
+                   "test -e $p || echo gone; done; grep -c vpskit-self /etc/ssh/vpskit_self_keys"
+                   " || true").split() == ["gone", "gone", "0"]
 
 
 def test_ci_killed_mid_deploy_through_the_ci_login_leaves_the_site_serving_and_unlocked(shop):

@@ -150,6 +150,14 @@ def test_a_one_host_ci_login_deploys_with_its_key_and_no_app_secret(tmp_path):
     assert "the private key of the host's ci_user (not root" in text
 
 
+def test_a_ci_login_on_the_first_of_several_hosts_deploys_through_it_too(tmp_path):
+    text = ONE_HOST_CI.replace("        ci_key: ~/.ssh/shop_ci\n", "        ci_key: ~/.ssh/shop_ci\n"
+                               "        roles: [web, worker]\n"
+                               "      - {address: 203.0.113.21, roles: [db]}\n")
+    target = ci.read_target(write_inventory(tmp_path, text))
+    assert target.ci and target.keys == ("~/.ssh/shop_ci",) and target.secrets == ()
+
+
 @pytest.mark.skipif(not shutil.which("shellcheck"), reason="shellcheck not installed")
 def test_run_scripts_pass_shellcheck(any_workflow):
     for step in steps(any_workflow):

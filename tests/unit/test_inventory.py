@@ -171,6 +171,16 @@ def test_private_address_defaults_to_address(tmp_path):
     assert [h.private for h in env.hosts] == ["198.51.100.8", "10.0.0.9"]
 
 
+def test_ssh_address_is_where_ssh_connects_and_is_checked(tmp_path):
+    text = GOOD.replace("roles: [db]", "roles: [db]\n        ssh_address: 10.0.0.9")
+    env = inventory.load(write(tmp_path, text), "production", environ={"SECRET_KEY": "k"})
+    assert [h.ssh_target for h in env.hosts] == ["198.51.100.8", "10.0.0.9"]
+    assert env.hosts[1].address == env.hosts[1].private == "198.51.100.9"
+    bad = write(tmp_path, GOOD.replace("roles: [db]", "roles: [db]\n        ssh_address: 'a b'"))
+    with pytest.raises(InventoryError, match=r"ssh_address: .*expected the IP address or DNS name"):
+        inventory.load(bad, "production", environ={"SECRET_KEY": "k"})
+
+
 def test_error_line_number_points_at_the_key(tmp_path):
     path = write(tmp_path, GOOD.replace("workers: 4", "workers: four"))
     with pytest.raises(InventoryError, match=r"^inventory.yml:22: environments.production.app.workers"):

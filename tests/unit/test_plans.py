@@ -30,6 +30,7 @@ from vpskit.provision import (
     watchdog,
     web,
 )
+from vpskit.provision.resident import ResidentFacts
 
 ENV = make_env()
 HOST = ENV.hosts[0]
@@ -79,6 +80,7 @@ def test_facts_are_typed_per_step_from_the_gathered_names():
     assert facts_of(system.SystemFacts, {**dict.fromkeys(
         ("os", "resources", "packages", "apt_age", "timezone_ok", "system_files",
          "dpkg_unsettled"))}).other_mta is False  # only gathered when alerts are mailed
+    assert facts_of(ResidentFacts, {"resident_files": {}}).resident_host_keys == {}
 
 
 def system_facts(**overrides) -> system.SystemFacts:

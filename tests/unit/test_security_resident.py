@@ -4,11 +4,11 @@ run as a program with a registry and a stand-in resident of its own."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import subprocess
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -19,12 +19,13 @@ from tests.unit.planned import runs
 from tests.unit.test_inventory import write
 from tests.unit.test_security_ci_login import KEY, SITE, env, with_host
 from vpskit import ci_login, inventory, resident, sh, tasks, through_ci
-from vpskit.config import Host
+from vpskit.config import Environment, Host
 from vpskit.files import FileState
 from vpskit.plan import writes
 from vpskit.provision import access, system
 from vpskit.provision import resident as step
 from vpskit.provision.resident import ResidentFacts
+from vpskit.steps import Reporter
 
 CI_HOST = Host("192.0.2.1", port=2222, user="deploy", ci_user="ci", ci_key="/k/ci")
 HOST_KEY = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey root@vps\n"
@@ -42,8 +43,9 @@ def test_security_resident_reads_one_host_over_loopback_without_hooks(tmp_path):
     assert list(doc["environments"]) == ["staging"] and "hooks" not in doc
     assert "hooks" not in doc["environments"]["staging"] and doc["app"]["repo"] == resident.REPO
     assert doc["environments"]["staging"]["hosts"] == [
-        {"address": "127.0.0.1", "port": 2222, "user": "deploy", "key": resident.SELF_KEY,
-         "known_hosts": resident.SELF_KNOWN_HOSTS, "roles": ["web", "worker", "db"]}]
+        {"address": "198.51.100.7", "ssh_address": "127.0.0.1", "port": 2222, "user": "deploy",
+         "key": resident.SELF_KEY, "known_hosts": f"/etc/vpskit/ci/{loaded.site}.d/known_hosts",
+         "roles": ["web", "worker", "db"]}]
     (tmp_path / "server").mkdir()
     server = write(tmp_path / "server", copy)
     (tmp_path / "server" / ".env.staging").write_text(resident.secrets_text(loaded))
@@ -52,64 +54,119 @@ def test_security_resident_reads_one_host_over_loopback_without_hooks(tmp_path):
     assert again.site == loaded.site and again.secrets["SECRET_KEY"].reveal() == "k"
     assert not again.hooks.pre_deploy and not again.hooks.post_deploy
     assert again.app.repo == str(tmp_path / "server" / resident.REPO)
+    assert again.hosts[0].ssh_target == "127.0.0.1" and again.hosts[0].address == "198.51.100.7"
 
 
-def test_security_resident_lives_on_one_host_environments_with_a_ci_login_only():
+def test_security_resident_reaches_the_other_hosts_at_their_private_addresses(tmp_path):
+    """Every host keeps its address and private address (the lb's upstreams, the db's URLs
+    name them); only where SSH connects changes."""
+    text = with_host("        ci_user: ci\n        ci_key: ci_key\n        roles: [web]\n"
+                     "      - address: 198.51.100.8\n        private_address: 10.0.0.8\n"
+                     "        roles: [db]\n")
+    loaded = inventory.load(write(tmp_path, text), "staging", environ={"SECRET_KEY": "k"})
+    hosts = yaml.safe_load(resident.inventory_text(loaded, text))["environments"]["staging"][
+        "hosts"]
+    assert [(h["address"], h["ssh_address"], h.get("private_address")) for h in hosts] == [
+        ("198.51.100.7", "127.0.0.1", None), ("198.51.100.8", "10.0.0.8", "10.0.0.8")]
+    assert resident.members(loaded) == (loaded.hosts[1],)
+    keys = {h.address: HOST_KEY for h in loaded.hosts}
+    assert resident.known_hosts_text(loaded, keys) == (
+        "127.0.0.1 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n"
+        "10.0.0.8 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n")
+    assert resident.member_options(loaded) == 'from="198.51.100.7",restrict'
+
+
+def two_hosts(first: Host) -> Environment:
+    one = env(first)
+    return replace(one, hosts=(first, MEMBER))
+
+
+MEMBER = Host("192.0.2.2", roles=("db",), private_address="10.0.0.2")
+
+
+def test_security_resident_lives_on_the_first_host_with_a_ci_login_only():
     assert resident.serves(env(CI_HOST), CI_HOST)
-    two = env(CI_HOST)
-    two = type(two)(two.name, (CI_HOST, Host("192.0.2.2", roles=("db",))), two.domains, two.app)
-    assert not resident.serves(two, CI_HOST)
-    assert not resident.serves(env(Host("192.0.2.1")), Host("192.0.2.1"))
+    assert resident.serves(two_hosts(CI_HOST), CI_HOST)
+    assert resident.members(two_hosts(CI_HOST)) == (MEMBER,)
+    plain = Host("192.0.2.1")
+    assert not resident.serves(env(plain), plain) and resident.members(two_hosts(plain)) == ()
+    later = replace(two_hosts(plain), hosts=(plain, replace(MEMBER, ci_user="ci", ci_key="/k")))
+    assert resident.orchestrator(later) is None  # a CI login for backups and logs only
     assert "git" in system.wanted_packages(env(CI_HOST), CI_HOST, mta=False)
-    assert "git" not in system.wanted_packages(env(Host("192.0.2.1")), Host("192.0.2.1"),
-                                               mta=False)
+    assert "git" not in system.wanted_packages(env(plain), plain, mta=False)
     assert (f"AuthorizedKeysFile .ssh/authorized_keys {resident.SELF_AUTHORIZED}\n"
             in access.sshd_config(root_login=False))
 
 
 def facts(**changes) -> ResidentFacts:
     found = dict(resident_files={}, resident_stamp=None, self_public_key=None,
-                 host_key=HOST_KEY, resident_package=b"tar", resident_pins=("fabric==3.2.3",),
-                 resident_inventory="app: {}\n")
+                 resident_host_keys={CI_HOST.address: HOST_KEY}, resident_package=b"tar",
+                 resident_pins=("fabric==3.2.3",), resident_inventory="app: {}\n")
     return ResidentFacts(**{**found, **changes})
+
+
+def states(plan) -> dict[str, FileState]:
+    """The files ``plan`` writes, as the server would then hold them."""
+    return {s.path: FileState(s.sha256, s.owner, s.group, s.mode)
+            for a in plan.actions if hasattr(a, "specs") for s in a.specs}
 
 
 def test_security_resident_plan_installs_once_and_makes_the_self_key_once():
     e = env(CI_HOST)
-    first = step.resident_vpskit(e, CI_HOST, facts())
+    made = step.self_key(e, CI_HOST, facts())
+    assert runs(made) == [["bash", "-c", step.SELF_KEY_SCRIPT, "self-key", resident.SELF_KEY]]
+    assert made.actions[0].read[:2] == ("printed", "self_public_key")
+    assert step.self_key(e, CI_HOST, facts(self_public_key=KEY)).actions == ()
+    public = KEY + "\n"
+    first = step.resident_vpskit(e, CI_HOST, facts(self_public_key=public))
     digest = resident.digest(b"tar", ["fabric==3.2.3"])
-    install, key = runs(first)
+    (install,) = runs(first)
     assert install[:5] == ["bash", "-c", step.INSTALL_SCRIPT, "resident-install", resident.HOME]
     assert install[5:] == [digest, "fabric==3.2.3"]
-    assert key[3:] == ["self-key", resident.SELF_KEY, resident.SELF_AUTHORIZED,
-                       resident.SELF_OPTIONS]
     folder = f"/etc/vpskit/ci/{SITE}.d"
     assert writes(first) == [f"{folder}/inventory.yml", f"{folder}/.env.production",
-                             resident.SELF_KNOWN_HOSTS]
+                             f"{folder}/known_hosts", resident.SELF_AUTHORIZED]
     specs = {s.path: s for a in first.actions if hasattr(a, "specs") for s in a.specs}
     assert specs[f"{folder}/.env.production"].secret
-    assert all(specs[p].mode == 0o600 and specs[p].owner == "root" for p in writes(first))
-    assert specs[resident.SELF_KNOWN_HOSTS].content == (
+    assert all(specs[p].mode == 0o600 and specs[p].owner == "root" for p in writes(first)[:3])
+    assert specs[f"{folder}/known_hosts"].content == (
         "[127.0.0.1]:2222 ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHostKey\n")
-    public = KEY + "\n"
-    done = {s.path: FileState(s.sha256, s.owner, s.group, s.mode) for s in specs.values()}
-    authorized = resident.authorized_text(public)
-    assert authorized == f'from="127.0.0.1,::1",restrict {KEY}\n'
-    done[resident.SELF_AUTHORIZED] = FileState(hashlib.sha256(authorized.encode()).hexdigest(),
-                                               "root", "root", 0o644)
-    again = step.resident_vpskit(e, CI_HOST, facts(resident_files=done, resident_stamp=digest,
-                                                   self_public_key=public))
+    authorized = specs[resident.SELF_AUTHORIZED].content
+    assert authorized == f'from="127.0.0.1,::1",restrict {KEY.rsplit(" ", 1)[0]} vpskit-self\n'
+    again = step.resident_vpskit(e, CI_HOST, facts(resident_files=states(first),
+                                                   resident_stamp=digest, self_public_key=public,
+                                                   self_authorized=authorized))
     assert again.actions == ()
 
 
-def test_self_key_script_authorizes_the_line_later_provisions_keep(tmp_path):
-    """The first provision's script writes the line the plan's file spec holds after it."""
-    key, authorized = tmp_path / "self" / "id_ed25519", tmp_path / "vpskit_self_keys"
-    subprocess.run(["bash", "-c", step.SELF_KEY_SCRIPT, "self-key", str(key), str(authorized),
-                    resident.SELF_OPTIONS], check=True, timeout=30)
-    assert authorized.read_text() == resident.authorized_text((tmp_path / "self" /
-                                                               "id_ed25519.pub").read_text())
+def test_self_key_script_makes_the_key_once_and_prints_its_public_half(tmp_path):
+    key = tmp_path / "self" / "id_ed25519"
+    printed = [subprocess.run(["bash", "-c", step.SELF_KEY_SCRIPT, "self-key", str(key)],
+                              check=True, timeout=30, capture_output=True, text=True).stdout
+               for _ in range(2)]
+    assert printed[0] == printed[1] == (tmp_path / "self" / "id_ed25519.pub").read_text()
+    assert printed[0].startswith("ssh-ed25519 ") and printed[0].strip().endswith(resident.SELF_TAG)
     assert oct(key.parent.stat().st_mode & 0o777) == "0o700"
+
+
+def test_security_other_hosts_allow_the_resident_key_from_the_first_host_only():
+    """Each site keeps its own line in the shared file; the others' lines stay."""
+    e, tag = two_hosts(CI_HOST), f"vpskit-resident:{SITE}"
+    others = ('from="127.0.0.1,::1",restrict ssh-ed25519 OWN vpskit-self\n'
+              'restrict ssh-ed25519 OTHER vpskit-resident:blog-production\n')
+    plan = step.resident_vpskit(e, MEMBER, facts(self_public_key=KEY, self_authorized=others))
+    assert runs(plan) == [] and writes(plan) == [resident.SELF_AUTHORIZED]
+    (spec,) = (s for a in plan.actions if hasattr(a, "specs") for s in a.specs)
+    line = f'from="192.0.2.1",restrict {KEY.rsplit(" ", 1)[0]} {tag}\n'
+    assert spec.content == others + line and spec.mode == 0o644
+    assert step.resident_vpskit(e, MEMBER, facts(self_public_key=KEY, self_authorized=(
+        others + line), resident_files=states(plan))).actions == ()
+    without = two_hosts(Host("192.0.2.1"))
+    gone = step.resident_vpskit(without, MEMBER, facts(self_authorized=others + line,
+                                                       resident_files=states(plan)))
+    (spec,) = (s for a in gone.actions if hasattr(a, "specs") for s in a.specs)
+    assert spec.content == others
+    assert step.resident_vpskit(without, MEMBER, facts(self_authorized=others)).actions == ()
 
 
 def test_security_without_a_ci_login_the_sites_copy_goes():
@@ -122,10 +179,25 @@ def test_security_without_a_ci_login_the_sites_copy_goes():
     assert step.local_facts(env(plain), plain) == {}
 
 
+def test_the_resident_goes_with_the_last_site_deploying_through_it():
+    plain = Host("192.0.2.1")
+    own = 'from="127.0.0.1,::1",restrict ssh-ed25519 OWN vpskit-self\n'
+    last = step.resident_vpskit(env(plain), plain, facts(
+        resident_stamp="d\n", resident_sites=[SITE], self_authorized=own,
+        resident_files={f"/etc/vpskit/ci/{SITE}.d/inventory.yml": FileState("x", "root", "root",
+                                                                           0o600)}))
+    assert runs(last) == [["rm", "-rf", f"/etc/vpskit/ci/{SITE}.d"],
+                          ["rm", "-rf", resident.HOME, "/etc/vpskit/self"]]
+    (spec,) = (s for a in last.actions if hasattr(a, "specs") for s in a.specs)
+    assert spec.path == resident.SELF_AUTHORIZED and spec.content == ""
+    kept = step.resident_vpskit(env(plain), plain, facts(
+        resident_stamp="d\n", resident_sites=[SITE, "blog-production"], self_authorized=own))
+    assert kept.actions == ()
+
+
 @pytest.mark.parametrize("task, flags, says", [
-    (tasks.deploy, {"batch": "2"}, "--ci does not take --batch"),
-    (tasks.deploy, {"role": "web", "maintenance": True}, "--ci does not take --role, "
-                                                          "--maintenance"),
+    (tasks.deploy, {"hosts": "192.0.2.1"}, "--ci does not take --hosts"),
+    (tasks.deploy, {"role": "web", "maintenance": True}, "--ci does not take --role$"),
     (tasks.rollback, {"dry_run": True}, "--ci does not take --dry-run"),
     (tasks.restore, {}, "--ci restores a backup on the server with --yes"),
     (tasks.restore, {"yes": True, "from_": "offsite"}, "drop --from, add --yes"),
@@ -135,11 +207,11 @@ def test_ci_flag_refuses_what_the_resident_does_not_take(tmp_path, task, flags, 
         task.body(None, env="staging", inventory=str(tmp_path / "none.yml"), ci=True, **flags)
 
 
-def test_ci_flag_needs_one_host_with_a_ci_user():
-    with pytest.raises(Exception, match="--ci: environment 'production' needs to be one host "
-                                        "with a ci_user .* it has 1 host\\(s\\) without ci_user"):
+def test_ci_flag_needs_a_ci_user_on_the_first_host():
+    with pytest.raises(Exception, match="--ci: environment 'production' needs a ci_user on its "
+                                        "first host \\(192.0.2.1\\), whose resident vpskit"):
         through_ci.ci_host(env(Host("192.0.2.1")))
-    assert through_ci.ci_host(env(CI_HOST)) == CI_HOST
+    assert through_ci.ci_host(two_hosts(CI_HOST)) == CI_HOST
 
 
 # ---- vpskit-site deploy|rollback, run as a program ----------------------------------------------
@@ -199,6 +271,8 @@ def test_security_site_helper_deploys_the_bundles_commit_through_the_resident(he
     assert sorted(listing) == [".env.production", "bundle", "inventory.yml", "repo"]
     assert mode == "600" and folder.startswith(str(helper.runs))
     assert list(helper.runs.iterdir()) == []  # the run's folder is gone
+    code, out, err = helper("deploy", SITE, sha, "--batch=2", "--maintenance", stdin=bundle)
+    assert code == 0 and out.splitlines()[0].endswith(f"--ref {sha} --batch=2 --maintenance"), err
     code, out, _ = helper("rollback", SITE, "20261202T010000Z-abc1234")
     (args, *_) = out.splitlines()
     assert code == 0 and args.startswith("-m vpskit rollback --env production --inventory ")
@@ -215,8 +289,40 @@ def test_security_site_helper_deploys_the_bundles_commit_through_the_resident(he
     (("restore", SITE, "/etc/shadow"), b"", f"/etc/shadow is not a backup of {SITE}"),
     (("restore", SITE, "other-production-20261202T010000Z.dump"), b"", "is not a backup of"),
     (("deploy", SITE), b"", "wrong number of arguments"),
+    (("deploy", SITE, "0" * 40, "--batch=0"), b"", "'--batch=0': deploy takes --batch=N"),
+    (("deploy", SITE, "0" * 40, "--hosts=x"), b"", "'--hosts=x': deploy takes --batch=N"),
+    (("deploy", SITE, "0" * 40, "--maintenance", "--maintenance"), b"", "each once"),
 ])
 def test_security_site_helper_refuses_a_deploy_before_acting(helper, args, stdin, says):
     code, out, err = helper(*args, stdin=stdin)
     assert (code, out) == (2, "") and says in err, err
     assert not helper.runs.exists() or list(helper.runs.iterdir()) == []
+
+
+def test_security_site_helper_restores_by_name_on_the_first_host_of_several(helper, tmp_path):
+    """Where the db host is another host, a backup's name is matched whole (the resident
+    vpskit finds it there); no other name gets through to ``--file``."""
+    path = tmp_path / "ci" / f"{SITE}.json"
+    entry = json.loads(path.read_text())
+    del entry["backup_dir"]
+    path.write_text(json.dumps(entry))
+    code, out, _ = helper("restore", SITE, f"{SITE}-20261203T010000Z.dump")
+    assert code == 0 and out.splitlines()[0].endswith(f"--file {SITE}-20261203T010000Z.dump "
+                                                      f"--yes"), out
+    for name in ("inventory.yml", ".env.production", f"{SITE}-x.dump"):
+        code, out, err = helper("restore", SITE, name)
+        assert (code, out) == (2, "") and f"{name} is not a backup of {SITE}\n" in err, err
+
+
+def test_ci_deploy_sends_the_batch_and_maintenance_it_was_given(tmp_path, monkeypatch):
+    _, sha = bundle_of(tmp_path)
+    sent = []
+    monkeypatch.setattr(through_ci, "_run", lambda e, host, argv, out, stdin=None:
+                        sent.append((host, argv)))
+    shop = two_hosts(CI_HOST)
+    shop = replace(shop, app=replace(shop.app, repo=str(tmp_path / "app"), ref="HEAD"))
+    through_ci.deploy(shop, None, Reporter(quiet=True), batch=2, maintenance=True)
+    through_ci.deploy(shop, None, Reporter(quiet=True))
+    assert sent == [(CI_HOST, [ci_login.HELPER, "deploy", SITE, sha, "--batch=2",
+                               "--maintenance"]),
+                    (CI_HOST, [ci_login.HELPER, "deploy", SITE, sha])]

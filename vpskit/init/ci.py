@@ -5,8 +5,8 @@ branch is ``app.ref``, the app's secrets come from repository secrets of the sam
 the SSH key and pinned host keys (repository secrets ``VPSKIT_SSH_KEY``, ``VPSKIT_KNOWN_HOSTS``)
 are written, mode 0600, to the paths the hosts' ``key`` and ``known_hosts`` name, as written
 (``~`` being the runner's home; ``~/.ssh/id_ed25519`` and ``~/.ssh/known_hosts`` where a host
-names none). An environment of one host with a ``ci_user`` deploys with ``--ci``: the key is
-that login's (``ci_key``), which is not root, and no app secret goes to CI (the server's
+names none). An environment with a ``ci_user`` on its first host deploys with ``--ci``: the
+key is that login's (``ci_key``), which is not root, and no app secret goes to CI (the server's
 resident vpskit has them). vpskit itself is installed from the repository variable
 ``VPSKIT_PIP_SPEC``. Local: nothing here touches a server.
 """

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from functools import partial
 
 from vpskit import envfile, facts, fleet, job_units, render, session, sftp_target
+from vpskit import resident as resident_vpskit
 from vpskit.applier import Context, step
 from vpskit.config import Environment, Host
 from vpskit.errors import ToolkitError
@@ -105,6 +106,8 @@ def base(run: HostRun) -> None:
                ("firewall", step(firewall.firewall, firewall.FirewallFacts))])
     if "web" in ctx.host.roles and ctx.env.lb_host:  # before the lb host's phase 3 trusts it
         run.steps([("backend tls", step(web.backend_certificate, web.BackendFacts))])
+    if resident_vpskit.serves(ctx.env, ctx.host):  # before the other hosts' phase 3 allow it
+        run.steps([("resident key", step(resident.self_key, resident.ResidentFacts))])
 
 
 def services(run: HostRun) -> None:
@@ -168,6 +171,7 @@ def provision_environment(env: Environment, out: Reporter, dry_run: bool = False
         fleet.each_or_raise(hosts, lambda h, o: first_facts(runs[h.address]), out, "provision")
         fleet.each_or_raise(hosts, lambda h, o: base(runs[h.address]), out, "provision")
         found, cas = _service_access(env, runs), _backend_cas(env, runs)
+        _share_resident_keys(env, runs)
         fleet.each_or_raise(hosts, lambda h, o: site(runs[h.address], found, env.db_host, cas),
                             out, "provision")
         done = True
@@ -211,6 +215,25 @@ def _backend_cas(env: Environment, runs: dict[str, HostRun]) -> list[str]:
         with session.connected(env, host) as remote:
             found.append(facts.gather(remote, [hostca.ca_probe()])["host_ca"])
     return [ca for ca in found if ca]
+
+
+def _share_resident_keys(env: Environment, runs: dict[str, HostRun]) -> None:
+    """With a resident vpskit: its key's public half to every host being provisioned, and
+    every host's own key to its host; read from the hosts not provisioned now."""
+    first = resident_vpskit.orchestrator(env)
+    if first is None:
+        return
+
+    def fact(host: Host, probe: facts.Probe) -> str | None:
+        if host.address in runs:
+            return runs[host.address].ctx.facts.get(probe.name)
+        with session.connected(env, host) as remote:
+            return facts.gather(remote, [probe])[probe.name]
+    key = fact(first, resident.self_key_probe())
+    host_keys = {h.address: fact(h, resident.host_key_probe()) for h in env.hosts}
+    for run in runs.values():
+        run.ctx.facts.update(self_public_key=key, resident_host_keys={
+            address: found for address, found in host_keys.items() if found})
 
 
 def _service_access(env: Environment, runs: dict[str, HostRun]) -> ServiceAccess:

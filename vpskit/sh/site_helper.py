@@ -5,9 +5,10 @@
     vpskit-site backups SITE                 "SIZE NAME" of each of its backups here
     vpskit-site backup SITE                  its backup service run; "made NAME SIZE SHA256"
     vpskit-site fetch SITE PATH              one of its backups, on stdout
-    vpskit-site deploy SITE SHA              that commit, from the git bundle on stdin, deployed
+    vpskit-site deploy SITE SHA [--batch=N] [--maintenance]
+                                             that commit, from the git bundle on stdin, deployed
     vpskit-site rollback SITE [RELEASE]      back to the previous good release (or RELEASE)
-    vpskit-site restore SITE NAME            its database from that backup here (or "latest")
+    vpskit-site restore SITE NAME            its database from that backup (or "latest")
 
 A verb acts on SITE only as its entry in the root-only registry (/etc/vpskit/ci/SITE.json)
 says, and only for a user that entry lists (sudo's SUDO_USER); every argument is matched whole
@@ -40,6 +41,7 @@ CHUNK = 1 << 20
 BACKUP_HOURS = 2  # a backup still running then is stopped
 SHA = re.compile(r"[0-9a-f]{40}")
 RELEASE = re.compile(r"[0-9A-Za-z][0-9A-Za-z._-]{0,63}")
+DEPLOY_OPTION = re.compile(r"--batch=[1-9][0-9]{0,2}|--maintenance")
 RESIDENT = "/usr/local/lib/vpskit-site/resident/venv/bin/python"
 RUNS = "/var/lib/vpskit-site"  # root-only: a folder per deploy, rollback or restore
 MAX_BUNDLE = 4 << 30  # bytes of git bundle read from stdin, at most
@@ -131,10 +133,14 @@ def fetch(found: dict, path: str) -> int:
     return 0
 
 
-def deploy(found: dict, sha: str) -> int:
-    """Fetch the commit from the git bundle on stdin, then the resident vpskit deploys it."""
+def deploy(found: dict, sha: str, *options: str) -> int:
+    """Fetch the commit from the git bundle on stdin, then the resident vpskit deploys it
+    (``--batch=N``: web hosts switched at a time; ``--maintenance``: 503 meanwhile)."""
     if not SHA.fullmatch(sha):
         raise Refused(f"{sha!r} is not a full commit sha")
+    for option in options:
+        if not DEPLOY_OPTION.fullmatch(option) or options.count(option) > 1:
+            raise Refused(f"{option!r}: deploy takes --batch=N and --maintenance, each once")
     with run_folder(found) as folder:
         bundle, repo = os.path.join(folder, "bundle"), os.path.join(folder, "repo")
         with open(bundle, "wb") as f:
@@ -151,7 +157,7 @@ def deploy(found: dict, sha: str) -> int:
             if subprocess.run(["git", *git], stdout=subprocess.DEVNULL,
                               stderr=subprocess.DEVNULL).returncode:
                 raise Refused(f"stdin is not a git bundle holding commit {sha}")
-        return resident(found, folder, "deploy", "--ref", sha)
+        return resident(found, folder, "deploy", "--ref", sha, *options)
 
 
 def rollback(found: dict, *to: str) -> int:
@@ -162,8 +168,13 @@ def rollback(found: dict, *to: str) -> int:
 
 
 def restore(found: dict, name: str) -> int:
-    if name != "latest" and name not in backups(found):
-        raise Refused(f"{name} is not a backup of {found['site']} on this host")
+    """NAME: one of the site's backups here, or on its db host when that is another (where the
+    resident vpskit looks), or "latest"."""
+    here = "backup_dir" in found
+    if name != "latest" and not (name in backups(found) if here else parse_name(found["site"],
+                                                                                name)):
+        raise Refused(f"{name} is not a backup of {found['site']}"
+                      f"{' on this host' if here else ''}")
     with run_folder(found) as folder:
         return resident(found, folder, "restore", "--file", name, "--yes")
 
@@ -172,8 +183,8 @@ def restore(found: dict, name: str) -> int:
 def run_folder(found: dict) -> Iterator[str]:
     """A root-only folder holding the site's copy of its inventory and secrets, gone after."""
     if "config" not in found:
-        raise Refused(f"{found['site']} has no resident vpskit on this host: its environment "
-                      f"must be this host alone, with ci_user, provisioned so")
+        raise Refused(f"{found['site']} has no resident vpskit on this host: it must be the "
+                      f"first host of its environment, with ci_user, provisioned so")
     os.makedirs(RUNS, mode=0o700, exist_ok=True)
     folder = tempfile.mkdtemp(prefix=f"{found['site']}-", dir=RUNS)
     try:
@@ -196,7 +207,7 @@ def resident(found: dict, folder: str, task: str, *args: str) -> int:
 VERBS = {"logs": logs, "backups": list_backups, "backup": backup, "fetch": fetch,
          "deploy": deploy, "rollback": rollback, "restore": restore}
 ARITY = {"logs": (1, 2), "backups": (0, 0), "backup": (0, 0), "fetch": (1, 1),
-         "deploy": (1, 1), "rollback": (0, 1), "restore": (1, 1)}
+         "deploy": (1, 3), "rollback": (0, 1), "restore": (1, 1)}
 
 
 def main(argv: list[str]) -> int:
