@@ -20,6 +20,11 @@ def is_ip(value: str) -> bool:
     return "%" not in value
 
 
+def known_hosts_name(address: str, port: int) -> str:
+    """How known_hosts names ``address`` at ``port``: bare on 22, else ``[address]:port``."""
+    return address if port == 22 else f"[{address}]:{port}"
+
+
 def valid_host(value: str) -> bool:
     """An IP literal or a DNS name whose last label is not all digits (unlike a bad IPv4)."""
     return is_ip(value) or (bool(DNS_NAME_RE.fullmatch(value))

@@ -24,7 +24,7 @@ import yaml
 
 from vpskit import envfile
 from vpskit.config import Environment, Host
-from vpskit.endpoints import is_ip
+from vpskit.endpoints import is_ip, known_hosts_name
 
 HOME = "/usr/local/lib/vpskit-site/resident"  # venv/ and src/vpskit/, root-owned
 PYTHON = f"{HOME}/venv/bin/python"
@@ -57,7 +57,7 @@ def members(env: Environment) -> tuple[Host, ...]:
     return env.hosts[1:] if orchestrator(env) else ()
 
 
-def ssh_target(env: Environment, host: Host) -> str:
+def reached_at(env: Environment, host: Host) -> str:
     """Where the resident vpskit reaches ``host`` of ``env``: itself over loopback, a member at
     its private address."""
     return "127.0.0.1" if serves(env, host) else host.private
@@ -76,7 +76,7 @@ def known_hosts_path(env: Environment) -> str:
 
 def inventory_text(env: Environment, original: str) -> str:
     """The copy of the inventory (``original``) the resident reads: this environment only, each
-    host reached at :func:`ssh_target` as its deploy user with the self key, no hooks, the
+    host reached at :func:`reached_at` as its deploy user with the self key, no hooks, the
     repository beside it."""
     doc = yaml.safe_load(original)
     body = doc["environments"][env.name]
@@ -85,7 +85,7 @@ def inventory_text(env: Environment, original: str) -> str:
     doc.setdefault("app", {})["repo"] = REPO
     if "repo" in body.get("app", {}):
         body["app"]["repo"] = REPO
-    body["hosts"] = [{"address": host.address, "ssh_address": ssh_target(env, host),
+    body["hosts"] = [{"address": host.address, "ssh_address": reached_at(env, host),
                       **({"private_address": host.private_address} if host.private_address
                          else {}),
                       "port": host.port, "user": host.user, "key": SELF_KEY,
@@ -107,10 +107,8 @@ def known_hosts_text(env: Environment, host_keys: dict[str, str]) -> str:
     lines = []
     for host in env.hosts:
         if host.address in host_keys:
-            target = ssh_target(env, host)
-            where = target if host.port == 22 else f"[{target}]:{host.port}"
             kind, key = host_keys[host.address].split()[:2]
-            lines.append(f"{where} {kind} {key}\n")
+            lines.append(f"{known_hosts_name(reached_at(env, host), host.port)} {kind} {key}\n")
     return "".join(lines)
 
 

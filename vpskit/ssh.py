@@ -11,6 +11,7 @@ import paramiko
 from fabric import Connection
 
 from vpskit.config import Host
+from vpskit.endpoints import known_hosts_name
 from vpskit.errors import ConnectError, RemoteError
 from vpskit.remote import Remote
 
@@ -98,7 +99,7 @@ def connect(
 
 def _explain(exc: Exception, host: Host, user: str, known_hosts: str, timeout: float) -> str:
     """What went wrong and what to do, in one line."""
-    name = host.ssh_target if host.port == 22 else f"[{host.ssh_target}]:{host.port}"
+    name = known_hosts_name(host.ssh_target, host.port)
     if isinstance(exc, paramiko.BadHostKeyException):
         return (
             f"host key CHANGED (now {exc.key.get_name()} {exc.key.fingerprint}): if the server "

@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
+from typing import Any
 
 from vpskit import envfile, facts, fleet, job_units, render, session, sftp_target
 from vpskit import resident as resident_vpskit
@@ -204,16 +205,23 @@ class ServiceAccess:
     ca: str | None = None
 
 
+def _fact(env: Environment, runs: dict[str, HostRun], host: Host, probe: facts.Probe) -> Any:
+    """``probe``'s fact on ``host``: as its run has it when it is being provisioned, else read
+    over a login of its own."""
+    if host.address in runs:
+        return runs[host.address].ctx.facts.get(probe.name)
+    with session.connected(env, host) as remote:
+        return facts.gather(remote, [probe])[probe.name]
+
+
 def _backend_cas(env: Environment, runs: dict[str, HostRun]) -> list[str]:
     """The CA certificates of the web hosts behind an lb host being provisioned, as their
     phase 1 left them, or read from the ones not provisioned now; none without one."""
     if env.lb_host is None or env.lb_host.address not in runs:
         return []
-    found = [runs[h.address].ctx.facts["host_ca"] for h in env.hosts_with("web")
-             if h.address in runs]
-    for host in (h for h in env.hosts_with("web") if h.address not in runs):
-        with session.connected(env, host) as remote:
-            found.append(facts.gather(remote, [hostca.ca_probe()])["host_ca"])
+    web = env.hosts_with("web")
+    ordered = [h for h in web if h.address in runs] + [h for h in web if h.address not in runs]
+    found = [_fact(env, runs, host, hostca.ca_probe()) for host in ordered]
     return [ca for ca in found if ca]
 
 
@@ -223,14 +231,8 @@ def _share_resident_keys(env: Environment, runs: dict[str, HostRun]) -> None:
     first = resident_vpskit.orchestrator(env)
     if first is None:
         return
-
-    def fact(host: Host, probe: facts.Probe) -> str | None:
-        if host.address in runs:
-            return runs[host.address].ctx.facts.get(probe.name)
-        with session.connected(env, host) as remote:
-            return facts.gather(remote, [probe])[probe.name]
-    key = fact(first, resident.self_key_probe())
-    host_keys = {h.address: fact(h, resident.host_key_probe()) for h in env.hosts}
+    key = _fact(env, runs, first, resident.self_key_probe())
+    host_keys = {h.address: _fact(env, runs, h, resident.host_key_probe()) for h in env.hosts}
     for run in runs.values():
         run.ctx.facts.update(self_public_key=key, resident_host_keys={
             address: found for address, found in host_keys.items() if found})
